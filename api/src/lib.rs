@@ -1,0 +1,306 @@
+//! `pryx-api`: the one contract between the Pryx agent, its UI and its tests.
+//!
+//! The [`PryxApi`] trait is the single source of truth for the JSON-RPC 2.0 interface that
+//! `pryx` serves over WebSocket at `/rpc`. The `#[rpc]` macro generates both the server trait
+//! (`PryxApiServer`, implemented by the agent) and a typed client extension trait
+//! (`PryxApiClient`, used by `pryx chat`, the tests and later the Leptos UI), so the two sides
+//! cannot drift apart. Every method is documented with an example in `docs/api.md`.
+//!
+//! Method names are `noun.verb`. Timestamps are Unix milliseconds. Ids are strings (sessions,
+//! turns) or integers (messages, which are ordered by id within a session).
+
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+
+/// Longest session title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest user message accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+
+/// Application error codes, in the range JSON-RPC leaves to servers (-32000 to -32099).
+pub mod error_code {
+    /// The session, turn or other object named does not exist.
+    pub const NOT_FOUND: i32 = -32004;
+    /// The request was well formed but its values are not acceptable (empty text, too long...).
+    pub const INVALID_INPUT: i32 = -32602;
+    /// The operation conflicts with the current state (e.g. cancelling a finished turn).
+    pub const CONFLICT: i32 = -32009;
+    /// The agent is shutting down or restarting; try again shortly.
+    pub const UNAVAILABLE: i32 = -32010;
+    /// Something failed inside the agent; the message says what.
+    pub const INTERNAL: i32 = -32603;
+}
+
+/// Build a JSON-RPC error object with one of the [`error_code`] codes.
+pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned::<()>(code, message.into(), None)
+}
+
+/// A conversation with the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub title: String,
+    /// Where the conversation happens: `local` (UI, CLI, API), later `telegram`, `whatsapp`.
+    pub channel: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub message_count: i64,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+    Tool,
+}
+
+/// Lifecycle of a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Fully written.
+    Complete,
+    /// The assistant is still writing it.
+    Streaming,
+    /// Writing stopped because the agent stopped (shutdown, crash, kill); content is partial.
+    Interrupted,
+    /// The user cancelled the turn; content is what arrived before the cancel.
+    Cancelled,
+    /// The provider or a tool failed; `error` says why; content may be partial.
+    Failed,
+}
+
+/// A function call the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed back with the result.
+    pub id: String,
+    pub name: String,
+    /// The arguments as the JSON text the model produced (it may be invalid JSON).
+    pub arguments: String,
+}
+
+/// Token accounting reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// One stored message of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub session_id: String,
+    pub turn_id: Option<String>,
+    pub role: Role,
+    pub content: String,
+    /// Calls the assistant asked for in this message (assistant messages only).
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call this message answers (tool messages only).
+    pub tool_call_id: Option<String>,
+    pub status: MessageStatus,
+    pub error: Option<String>,
+    pub usage: Option<Usage>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A session with its whole history, oldest message first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDetail {
+    pub session: Session,
+    pub messages: Vec<Message>,
+}
+
+/// What `message.send` answers: the turn it started, to follow with `turn.subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnStarted {
+    pub turn_id: String,
+    pub session_id: String,
+    pub user_message_id: i64,
+}
+
+/// How a turn ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStatus {
+    /// Queued behind an earlier turn of the same session, or running.
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+    /// The agent stopped (shutdown, crash) while it ran.
+    Interrupted,
+}
+
+/// Why a turn failed, so clients can react without parsing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No LLM provider is configured and none was found on this machine.
+    NotConfigured,
+    /// The provider refused the API key (401/403).
+    ProviderAuth,
+    /// The provider does not know the configured model (404).
+    ModelNotFound,
+    /// The provider rate-limited the request and retries did not help (429).
+    RateLimited,
+    /// The provider failed (5xx) and retries did not help.
+    ProviderUnavailable,
+    /// The provider could not be reached at all.
+    ConnectionFailed,
+    /// The provider's stream broke before the answer was complete.
+    StreamBroken,
+    /// The provider sent something that is not a valid Chat Completions stream.
+    MalformedResponse,
+    /// The provider rejected the request for another reason (400...).
+    ProviderRejected,
+    /// The model kept calling tools past the configured step limit.
+    StepLimit,
+    /// A bug in Pryx (a panic in the turn); recorded in the crash log.
+    Internal,
+}
+
+/// One thing that happened in a turn, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    /// More assistant text.
+    Delta { text: String },
+    /// The model asked for a tool call (arguments complete).
+    ToolCall { call: ToolCall },
+    /// A tool call finished; `output` is what the model will read.
+    ToolResult { call_id: String, name: String, output: String, is_error: bool },
+    /// Token usage of one model request of this turn.
+    Usage { usage: Usage },
+    /// The turn ended normally or by cancel; `message_id` is the final assistant message.
+    Done { status: TurnStatus, message_id: Option<i64> },
+    /// The turn failed; no more events follow.
+    Error { kind: ErrorKind, message: String },
+}
+
+impl TurnEvent {
+    /// Whether this event ends the turn's stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, TurnEvent::Done { .. } | TurnEvent::Error { .. })
+    }
+}
+
+/// A [`TurnEvent`] with where it belongs. `seq` starts at 0 for each turn and has no gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnEventEnvelope {
+    pub turn_id: String,
+    pub session_id: String,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: TurnEvent,
+}
+
+/// Where the LLM provider setting came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// `config`, `env`, `ollama`, `lmstudio` or `none`.
+    pub source: String,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// Whether an API key is set (never the key itself).
+    pub has_api_key: bool,
+}
+
+/// What `system.info` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub version: String,
+    pub data_dir: String,
+    pub provider: ProviderInfo,
+    /// Times the agent runtime was restarted after a panic since the process started.
+    pub runtime_restarts: u64,
+    /// Unix ms when this runtime incarnation started.
+    pub started_at: i64,
+}
+
+/// The Pryx JSON-RPC API.
+#[rpc(server, client)]
+pub trait PryxApi {
+    /// Create an empty session. `title` defaults to "New chat".
+    #[method(name = "session.create")]
+    async fn session_create(&self, title: Option<String>) -> Result<Session, ErrorObjectOwned>;
+
+    /// All sessions, most recently updated first.
+    #[method(name = "session.list")]
+    async fn session_list(&self) -> Result<Vec<Session>, ErrorObjectOwned>;
+
+    /// One session with all its messages.
+    #[method(name = "session.get")]
+    async fn session_get(&self, session_id: String) -> Result<SessionDetail, ErrorObjectOwned>;
+
+    /// Change a session's title.
+    #[method(name = "session.rename")]
+    async fn session_rename(&self, session_id: String, title: String) -> Result<Session, ErrorObjectOwned>;
+
+    /// Delete a session and its history. A running turn of it is cancelled first.
+    #[method(name = "session.delete")]
+    async fn session_delete(&self, session_id: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Store a user message and start a turn that answers it. The message is committed to
+    /// disk before this returns. Turns of one session run one after another.
+    #[method(name = "message.send")]
+    async fn message_send(&self, session_id: String, text: String) -> Result<TurnStarted, ErrorObjectOwned>;
+
+    /// Stream a turn's events from its first one (events already sent are replayed), ending
+    /// after `done` or `error`. A turn that finished long ago yields its final state.
+    #[subscription(name = "turn.subscribe", unsubscribe = "turn.unsubscribe", item = TurnEventEnvelope)]
+    async fn turn_subscribe(&self, turn_id: String) -> SubscriptionResult;
+
+    /// Stream the events of every turn as they happen, optionally of one session only.
+    #[subscription(name = "events.subscribe", unsubscribe = "events.unsubscribe", item = TurnEventEnvelope)]
+    async fn events_subscribe(&self, session_id: Option<String>) -> SubscriptionResult;
+
+    /// Cancel a running turn. The partial answer is kept, marked `cancelled`.
+    /// Answers `false` when the turn had already ended.
+    #[method(name = "turn.cancel")]
+    async fn turn_cancel(&self, turn_id: String) -> Result<bool, ErrorObjectOwned>;
+
+    /// Version, data directory and provider in use.
+    #[method(name = "system.info")]
+    async fn system_info(&self) -> Result<SystemInfo, ErrorObjectOwned>;
+
+    /// Test-only fault injection (`runtime_panic` or `turn_panic`). Answers an error unless
+    /// the binary is a debug build started with `PRYX_FAULT_INJECTION=1`.
+    #[method(name = "debug.fault")]
+    async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_events_serialize_with_a_type_tag() {
+        let envelope = TurnEventEnvelope {
+            turn_id: "t".into(),
+            session_id: "s".into(),
+            seq: 3,
+            event: TurnEvent::Delta { text: "hi".into() },
+        };
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json, serde_json::json!({"turn_id":"t","session_id":"s","seq":3,"type":"delta","text":"hi"}));
+        let back: TurnEventEnvelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn only_done_and_error_end_a_turn() {
+        assert!(TurnEvent::Done { status: TurnStatus::Completed, message_id: None }.is_terminal());
+        assert!(TurnEvent::Error { kind: ErrorKind::Internal, message: "x".into() }.is_terminal());
+        assert!(!TurnEvent::Delta { text: String::new() }.is_terminal());
+    }
+}

@@ -1,0 +1,760 @@
+//! The agent: sessions, turns and the tool-calling LLM loop.
+//!
+//! A turn answers one user message. It runs as its own task; turns of one session run one
+//! after another in the order their messages arrived (each waits for the previous one),
+//! turns of different sessions run concurrently. Every event a turn produces is kept in the
+//! turn's in-memory log (so a late subscriber gets a full replay), fanned out to live
+//! subscribers, and written to the store as it happens: the user message before the turn
+//! starts, the assistant text coalesced every [`FLUSH_EVERY`], its final state at the end.
+//!
+//! A panic inside a turn is caught here: it fails that turn only, is recorded as a crash,
+//! and the client gets an `error` event. This module never touches HTTP.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use pryx_api::{
+    ErrorKind, Message, MessageStatus, Role, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope,
+    TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
+use crate::panics;
+use crate::store::{now_ms, Store, StoreError};
+use crate::tools::ToolRegistry;
+
+/// How often a growing answer is written to disk while it streams.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How long a finished turn's event log stays in memory for late subscribers.
+const KEEP_FINISHED_TURN: Duration = Duration::from_secs(120);
+/// Tokens kept free for the answer when the configured output limit is unknown.
+const DEFAULT_ANSWER_RESERVE: usize = 2048;
+const DEFAULT_TITLE: &str = "New chat";
+
+/// What the API layer can be told went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    #[error("fault injection is disabled (debug build and PRYX_FAULT_INJECTION=1 needed)")]
+    FaultsDisabled,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AgentError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AgentError::NotFound(what),
+            other => AgentError::Store(other),
+        }
+    }
+}
+
+/// Test-only switches, compiled out of release builds.
+pub struct Faults {
+    enabled: bool,
+    turn_panic: AtomicBool,
+    runtime_panic: mpsc::UnboundedSender<()>,
+}
+
+impl Faults {
+    /// `runtime_panic` is the channel the runtime's root future listens on.
+    pub fn new(runtime_panic: mpsc::UnboundedSender<()>) -> Self {
+        let enabled = cfg!(debug_assertions) && std::env::var("PRYX_FAULT_INJECTION").as_deref() == Ok("1");
+        Faults { enabled, turn_panic: AtomicBool::new(false), runtime_panic }
+    }
+}
+
+/// Everything a turn needs to know about itself, shared with subscribers.
+struct TurnHandle {
+    id: String,
+    session_id: String,
+    cancel: CancellationToken,
+    log: Mutex<Vec<TurnEventEnvelope>>,
+    progress: watch::Sender<usize>,
+    finished: watch::Sender<bool>,
+}
+
+impl TurnHandle {
+    fn events_from(&self, next: usize) -> Vec<TurnEventEnvelope> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.get(next..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+
+    fn is_finished(&self) -> bool {
+        *self.finished.borrow()
+    }
+
+    async fn wait_finished(&self) {
+        let mut rx = self.finished.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+/// How a turn ended.
+enum TurnEnd {
+    Completed { message_id: i64 },
+    Stopped { status: TurnStatus, message_id: Option<i64> },
+    Failed(LlmError),
+}
+
+/// How one model request ended.
+enum StepEnd {
+    Answered { message_id: i64, completion: Completion },
+    Ended(TurnEnd),
+}
+
+#[derive(Default)]
+struct Turns {
+    by_id: HashMap<String, Arc<TurnHandle>>,
+    /// The newest turn of each session; the next turn waits for it.
+    tail: HashMap<String, Arc<TurnHandle>>,
+}
+
+/// The agent of one runtime incarnation. Cheap to share (`Arc<Agent>`).
+pub struct Agent {
+    store: Store,
+    config: Arc<Config>,
+    llm: ProviderResolver,
+    tools: ToolRegistry,
+    data_dir: PathBuf,
+    runtime_restarts: u64,
+    started_at: i64,
+    turns: Arc<Mutex<Turns>>,
+    events: broadcast::Sender<TurnEventEnvelope>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    faults: Faults,
+}
+
+impl Agent {
+    pub fn new(store: Store, config: Arc<Config>, data_dir: PathBuf, runtime_restarts: u64, faults: Faults) -> Arc<Agent> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Agent {
+            store,
+            llm: ProviderResolver::new(config.llm.clone()),
+            config,
+            tools: ToolRegistry::with_builtins(),
+            data_dir,
+            runtime_restarts,
+            started_at: now_ms(),
+            turns: Arc::new(Mutex::new(Turns::default())),
+            events,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            faults,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ---- sessions ----
+
+    pub async fn create_session(&self, title: Option<String>) -> Result<Session, AgentError> {
+        let title = match title {
+            Some(t) => validate_title(&t)?,
+            None => DEFAULT_TITLE.to_owned(),
+        };
+        Ok(self.store.create_session(&uuid::Uuid::new_v4().to_string(), &title, "local").await?)
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<Session>, AgentError> {
+        Ok(self.store.sessions().await?)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<SessionDetail, AgentError> {
+        let session = self.store.session(id).await?;
+        let messages = self.store.messages(id).await?;
+        Ok(SessionDetail { session, messages })
+    }
+
+    pub async fn rename_session(&self, id: &str, title: &str) -> Result<Session, AgentError> {
+        Ok(self.store.rename_session(id, &validate_title(title)?).await?)
+    }
+
+    /// Cancel the session's turns, wait for them to settle, then delete it.
+    pub async fn delete_session(&self, id: &str) -> Result<(), AgentError> {
+        self.store.session(id).await?;
+        let running: Vec<_> = self.lock_turns().by_id.values().filter(|t| t.session_id == id).cloned().collect();
+        for turn in &running {
+            turn.cancel.cancel();
+        }
+        for turn in running {
+            let _ = tokio::time::timeout(Duration::from_secs(5), turn.wait_finished()).await;
+        }
+        Ok(self.store.delete_session(id).await?)
+    }
+
+    // ---- turns ----
+
+    /// Commit the user's message, then start (or queue) the turn that answers it.
+    pub async fn send(self: &Arc<Self>, session_id: &str, text: String) -> Result<TurnStarted, AgentError> {
+        if self.shutdown.is_cancelled() {
+            return Err(AgentError::ShuttingDown);
+        }
+        if text.trim().is_empty() {
+            return Err(AgentError::InvalidInput("the message is empty".into()));
+        }
+        if text.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(AgentError::InvalidInput(format!("the message is longer than {MAX_MESSAGE_CHARS} characters")));
+        }
+        let session = self.store.session(session_id).await?;
+        let turn_id = uuid::Uuid::new_v4().to_string();
+        let user = self.store.start_turn(session_id, &turn_id, &text).await?;
+        if session.title == DEFAULT_TITLE && session.message_count == 0 {
+            let _ = self.store.rename_session(session_id, &title_from(&text)).await;
+        }
+
+        let (progress, _) = watch::channel(0);
+        let (finished, _) = watch::channel(false);
+        let turn = Arc::new(TurnHandle {
+            id: turn_id.clone(),
+            session_id: session_id.to_owned(),
+            cancel: self.shutdown.child_token(),
+            log: Mutex::new(Vec::new()),
+            progress,
+            finished,
+        });
+        let previous = {
+            let mut turns = self.lock_turns();
+            turns.by_id.insert(turn_id.clone(), turn.clone());
+            turns.tail.insert(session_id.to_owned(), turn.clone())
+        };
+        let agent = self.clone();
+        self.tasks.spawn(async move { agent.run_turn(turn, previous).await });
+        Ok(TurnStarted { turn_id, session_id: session_id.to_owned(), user_message_id: user.id })
+    }
+
+    /// Cancel a turn. `false` when it had already ended.
+    pub async fn cancel(&self, turn_id: &str) -> Result<bool, AgentError> {
+        let turn = self.lock_turns().by_id.get(turn_id).cloned();
+        match turn {
+            Some(turn) if !turn.is_finished() => {
+                turn.cancel.cancel();
+                turn.wait_finished().await;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => {
+                self.store.turn(turn_id).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// `Ok` when the turn exists (running, or stored).
+    pub async fn check_turn(&self, turn_id: &str) -> Result<(), AgentError> {
+        if self.lock_turns().by_id.contains_key(turn_id) {
+            return Ok(());
+        }
+        self.store.turn(turn_id).await?;
+        Ok(())
+    }
+
+    /// Send a turn's events from the first one to `out`, ending after the terminal event.
+    /// Returns early (Ok) when `out` is closed by the subscriber.
+    pub async fn follow_turn(&self, turn_id: &str, out: mpsc::Sender<TurnEventEnvelope>) -> Result<(), AgentError> {
+        let turn = self.lock_turns().by_id.get(turn_id).cloned();
+        let Some(turn) = turn else {
+            // Long finished: answer with its stored outcome.
+            let record = self.store.turn(turn_id).await?;
+            let event = match (record.status, record.error_kind) {
+                (TurnStatus::Failed, kind) => TurnEvent::Error {
+                    kind: kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()).unwrap_or(ErrorKind::Internal),
+                    message: record.error.unwrap_or_default(),
+                },
+                (status, _) => {
+                    let message_id = self.final_assistant_message(&record.session_id, turn_id).await;
+                    TurnEvent::Done { status, message_id }
+                }
+            };
+            let _ = out.send(TurnEventEnvelope { turn_id: record.id, session_id: record.session_id, seq: 0, event }).await;
+            return Ok(());
+        };
+        let mut progress = turn.progress.subscribe();
+        let mut next = 0;
+        loop {
+            for envelope in turn.events_from(next) {
+                next += 1;
+                let terminal = envelope.event.is_terminal();
+                if out.send(envelope).await.is_err() || terminal {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return Ok(()) },
+                _ = out.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Live events of all turns (optionally of one session).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<TurnEventEnvelope> {
+        self.events.subscribe()
+    }
+
+    pub async fn system_info(&self) -> SystemInfo {
+        SystemInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            data_dir: self.data_dir.display().to_string(),
+            provider: self.llm.info().await,
+            runtime_restarts: self.runtime_restarts,
+            started_at: self.started_at,
+        }
+    }
+
+    /// Arm a test fault. See [`Faults`].
+    pub fn inject_fault(&self, kind: &str) -> Result<(), AgentError> {
+        if !self.faults.enabled {
+            return Err(AgentError::FaultsDisabled);
+        }
+        match kind {
+            "turn_panic" => self.faults.turn_panic.store(true, Ordering::SeqCst),
+            "runtime_panic" => {
+                let _ = self.faults.runtime_panic.send(());
+            }
+            other => return Err(AgentError::InvalidInput(format!("unknown fault `{other}`"))),
+        }
+        Ok(())
+    }
+
+    /// Stop every turn (they are stored as interrupted) and wait for them, up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some turns did not stop within {grace:?}");
+        }
+    }
+
+    // ---- the turn itself ----
+
+    async fn run_turn(self: Arc<Self>, turn: Arc<TurnHandle>, previous: Option<Arc<TurnHandle>>) {
+        if let Some(previous) = previous {
+            tokio::select! {
+                _ = previous.wait_finished() => {}
+                _ = turn.cancel.cancelled() => {}
+            }
+        }
+        let end = if turn.cancel.is_cancelled() {
+            TurnEnd::Stopped { status: self.stop_status(), message_id: None }
+        } else {
+            match AssertUnwindSafe(self.drive_turn(&turn)).catch_unwind().await {
+                Ok(end) => end,
+                Err(payload) => self.recover_turn_panic(&turn, payload).await,
+            }
+        };
+        self.finish_turn(&turn, end).await;
+    }
+
+    async fn drive_turn(&self, turn: &TurnHandle) -> TurnEnd {
+        let provider = match self.llm.provider().await {
+            Ok(p) => p,
+            Err(e) => return TurnEnd::Failed(e),
+        };
+        for _step in 0..self.config.agent.max_steps {
+            let request = match self.build_request(turn).await {
+                Ok(r) => r,
+                Err(e) => return TurnEnd::Failed(internal(format!("cannot read the history: {e}"))),
+            };
+            let (message_id, completion) = match self.stream_step(turn, &provider, &request).await {
+                StepEnd::Answered { message_id, completion } => (message_id, completion),
+                StepEnd::Ended(end) => return end,
+            };
+            if let Some(usage) = completion.usage {
+                self.emit(turn, TurnEvent::Usage { usage });
+            }
+            if completion.tool_calls.is_empty() {
+                return TurnEnd::Completed { message_id };
+            }
+            if let Some(end) = self.run_tools(turn, &completion.tool_calls).await {
+                return end;
+            }
+        }
+        TurnEnd::Failed(LlmError {
+            kind: ErrorKind::StepLimit,
+            message: format!("the model was still calling tools after {} steps; stopped", self.config.agent.max_steps),
+        })
+    }
+
+    /// One model request, streamed to subscribers and to disk. Retries once when the stream
+    /// breaks before anything arrived.
+    async fn stream_step(&self, turn: &TurnHandle, provider: &Provider, request: &ChatRequest) -> StepEnd {
+        let mut retried = false;
+        loop {
+            let mut text = String::new();
+            let mut message_id: Option<i64> = None;
+            let mut dirty = false;
+            let (delta_tx, mut delta_rx) = mpsc::unbounded_channel::<String>();
+            let call = provider.stream_chat(request, move |t| {
+                let _ = delta_tx.send(t.to_owned());
+            });
+            tokio::pin!(call);
+            let mut flush = tokio::time::interval(FLUSH_EVERY);
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    _ = turn.cancel.cancelled() => break None,
+                    Some(delta) = delta_rx.recv() => {
+                        if let Err(e) = self.append_delta(turn, &mut message_id, &mut text, delta).await {
+                            break Some(Err(internal(format!("cannot store the answer: {e}"))));
+                        }
+                        dirty = true;
+                    }
+                    _ = flush.tick(), if dirty => {
+                        if let Some(id) = message_id {
+                            if let Err(e) = self.store.save_partial(id, &text).await {
+                                tracing::warn!("cannot save partial answer: {e}");
+                            }
+                        }
+                        dirty = false;
+                    }
+                    result = &mut call => break Some(result),
+                }
+            };
+            if matches!(result, Some(Ok(_))) {
+                while let Ok(delta) = delta_rx.try_recv() {
+                    if let Err(e) = self.append_delta(turn, &mut message_id, &mut text, delta).await {
+                        return StepEnd::Ended(TurnEnd::Failed(internal(format!("cannot store the answer: {e}"))));
+                    }
+                }
+            }
+            match result {
+                None => {
+                    let status = self.stop_status();
+                    if let Some(id) = message_id {
+                        let stored = if status == TurnStatus::Cancelled { MessageStatus::Cancelled } else { MessageStatus::Interrupted };
+                        self.save_final(id, &text, &[], stored, None, None).await;
+                    }
+                    return StepEnd::Ended(TurnEnd::Stopped { status, message_id });
+                }
+                Some(Err(e)) if e.kind == ErrorKind::StreamBroken && message_id.is_none() && !retried => {
+                    tracing::warn!("stream broke before any output; retrying once: {e}");
+                    retried = true;
+                }
+                Some(Err(e)) => {
+                    if let Some(id) = message_id {
+                        self.save_final(id, &text, &[], MessageStatus::Failed, Some(&e.message), None).await;
+                    }
+                    return StepEnd::Ended(TurnEnd::Failed(e));
+                }
+                Some(Ok(completion)) => {
+                    let id = match message_id {
+                        Some(id) => id,
+                        None => match self.store.begin_assistant(&turn.session_id, &turn.id).await {
+                            Ok(id) => id,
+                            Err(e) => return StepEnd::Ended(TurnEnd::Failed(internal(format!("cannot store the answer: {e}")))),
+                        },
+                    };
+                    self.save_final(id, &completion.text, &completion.tool_calls, MessageStatus::Complete, None, completion.usage).await;
+                    return StepEnd::Answered { message_id: id, completion };
+                }
+            }
+        }
+    }
+
+    async fn append_delta(&self, turn: &TurnHandle, message_id: &mut Option<i64>, text: &mut String, delta: String) -> Result<(), StoreError> {
+        if message_id.is_none() {
+            *message_id = Some(self.store.begin_assistant(&turn.session_id, &turn.id).await?);
+        }
+        text.push_str(&delta);
+        self.emit(turn, TurnEvent::Delta { text: delta });
+        if self.faults.turn_panic.swap(false, Ordering::SeqCst) {
+            if let Some(id) = message_id {
+                self.store.save_partial(*id, text).await?;
+            }
+            panic!("injected turn panic (debug.fault)");
+        }
+        Ok(())
+    }
+
+    /// Run the model's tool calls concurrently and store their results. `Some` when the turn
+    /// was stopped meanwhile.
+    async fn run_tools(&self, turn: &TurnHandle, calls: &[ToolCall]) -> Option<TurnEnd> {
+        for call in calls {
+            self.emit(turn, TurnEvent::ToolCall { call: call.clone() });
+        }
+        let timeout = Duration::from_secs(self.config.agent.tool_timeout_secs);
+        let runs = calls.iter().map(|call| async move {
+            let result = match tokio::time::timeout(timeout, self.tools.call(&call.name, &call.arguments)).await {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+            };
+            (call, result)
+        });
+        let results = tokio::select! {
+            results = futures::future::join_all(runs) => results,
+            _ = turn.cancel.cancelled() => return Some(TurnEnd::Stopped { status: self.stop_status(), message_id: None }),
+        };
+        for (call, result) in results {
+            let (output, is_error) = match result {
+                Ok(output) => (output, false),
+                Err(e) => (format!("error: {e}"), true),
+            };
+            if let Err(e) = self.store.add_tool_result(&turn.session_id, &turn.id, &call.id, &output).await {
+                return Some(TurnEnd::Failed(internal(format!("cannot store a tool result: {e}"))));
+            }
+            self.emit(turn, TurnEvent::ToolResult { call_id: call.id.clone(), name: call.name.clone(), output, is_error });
+        }
+        None
+    }
+
+    async fn recover_turn_panic(&self, turn: &TurnHandle, payload: Box<dyn std::any::Any + Send>) -> TurnEnd {
+        let (message, backtrace) = panics::describe(payload);
+        tracing::error!(turn = %turn.id, "a turn panicked: {message}");
+        if let Err(e) = self.store.record_crash("turn", Some(&turn.id), &message, &backtrace).await {
+            tracing::error!("cannot record the crash: {e}");
+        }
+        let _ = self.store.fail_streaming(&turn.id, "Pryx hit an internal error in this turn").await;
+        TurnEnd::Failed(internal(
+            "Pryx hit an internal error in this turn and stopped it; it was recorded, and other chats are unaffected".into(),
+        ))
+    }
+
+    async fn finish_turn(&self, turn: &TurnHandle, end: TurnEnd) {
+        let (status, event, error) = match end {
+            TurnEnd::Completed { message_id } => {
+                (TurnStatus::Completed, TurnEvent::Done { status: TurnStatus::Completed, message_id: Some(message_id) }, None)
+            }
+            TurnEnd::Stopped { status, message_id } => (status, TurnEvent::Done { status, message_id }, None),
+            TurnEnd::Failed(e) => {
+                let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                (TurnStatus::Failed, TurnEvent::Error { kind: e.kind, message: e.message.clone() }, Some((kind, e.message)))
+            }
+        };
+        if let Err(e) = self.store.finish_turn(&turn.id, status, error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()))).await {
+            tracing::error!(turn = %turn.id, "cannot record the end of a turn: {e}");
+        }
+        self.emit(turn, event);
+        turn.finished.send_replace(true);
+        {
+            let mut turns = self.lock_turns();
+            if turns.tail.get(&turn.session_id).is_some_and(|t| t.id == turn.id) {
+                turns.tail.remove(&turn.session_id);
+            }
+        }
+        // Keep the log a while for late subscribers, then forget it (the store has the rest).
+        let turns = Arc::downgrade(&self.turns);
+        let id = turn.id.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(KEEP_FINISHED_TURN) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Some(turns) = turns.upgrade() {
+                turns.lock().unwrap_or_else(|p| p.into_inner()).by_id.remove(&id);
+            }
+        });
+    }
+
+    // ---- helpers ----
+
+    fn emit(&self, turn: &TurnHandle, event: TurnEvent) {
+        let envelope = {
+            let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
+            let envelope = TurnEventEnvelope {
+                turn_id: turn.id.clone(),
+                session_id: turn.session_id.clone(),
+                seq: log.len() as u64,
+                event,
+            };
+            log.push(envelope.clone());
+            turn.progress.send_replace(log.len());
+            envelope
+        };
+        let _ = self.events.send(envelope);
+    }
+
+    fn stop_status(&self) -> TurnStatus {
+        if self.shutdown.is_cancelled() {
+            TurnStatus::Interrupted
+        } else {
+            TurnStatus::Cancelled
+        }
+    }
+
+    async fn save_final(
+        &self,
+        id: i64,
+        text: &str,
+        calls: &[ToolCall],
+        status: MessageStatus,
+        error: Option<&str>,
+        usage: Option<pryx_api::Usage>,
+    ) {
+        if let Err(e) = self.store.finish_assistant(id, text, calls, status, error, usage).await {
+            tracing::error!("cannot store the final answer: {e}");
+        }
+    }
+
+    async fn final_assistant_message(&self, session_id: &str, turn_id: &str) -> Option<i64> {
+        let messages = self.store.messages(session_id).await.ok()?;
+        messages.iter().rev().find(|m| m.turn_id.as_deref() == Some(turn_id) && m.role == Role::Assistant).map(|m| m.id)
+    }
+
+    fn lock_turns(&self) -> std::sync::MutexGuard<'_, Turns> {
+        self.turns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The request for the next step of `turn`: system prompt, then history trimmed to fit.
+    async fn build_request(&self, turn: &TurnHandle) -> Result<ChatRequest, StoreError> {
+        let messages = self.store.messages(&turn.session_id).await?;
+        let queued: HashSet<String> = self
+            .lock_turns()
+            .by_id
+            .values()
+            .filter(|t| t.session_id == turn.session_id && t.id != turn.id && !t.is_finished())
+            .map(|t| t.id.clone())
+            .collect();
+        let units = conversation_units(&messages, &turn.id, &queued);
+        let tools = self.tools.specs();
+        let tools_tokens: usize = tools.iter().map(|t| t.to_string().len() / 4).sum();
+        let reserve = self.config.llm.max_output_tokens.map_or(DEFAULT_ANSWER_RESERVE, |m| m as usize);
+        let budget = (self.config.llm.context_window_tokens as usize).saturating_sub(reserve + tools_tokens);
+        let system = WireMessage::system(&self.config.agent.system_prompt);
+        Ok(ChatRequest { messages: fit_context(system, units, budget), tools })
+    }
+}
+
+fn internal(message: String) -> LlmError {
+    LlmError { kind: ErrorKind::Internal, message }
+}
+
+fn validate_title(title: &str) -> Result<String, AgentError> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(AgentError::InvalidInput("the title is empty".into()));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AgentError::InvalidInput(format!("the title is longer than {MAX_TITLE_CHARS} characters")));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(AgentError::InvalidInput("the title contains control characters".into()));
+    }
+    Ok(title.to_owned())
+}
+
+/// A title from the first message: its first line, at most 60 characters.
+fn title_from(text: &str) -> String {
+    let line = text.trim().lines().next().unwrap_or(DEFAULT_TITLE).trim();
+    let mut title: String = line.chars().filter(|c| !c.is_control()).take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    if title.is_empty() {
+        DEFAULT_TITLE.into()
+    } else {
+        title
+    }
+}
+
+/// A piece of history that is kept or dropped whole: one message, or an assistant message
+/// with tool calls together with all their results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    pub messages: Vec<WireMessage>,
+    /// Part of the turn being answered: never dropped.
+    pub current: bool,
+}
+
+/// Turn stored messages into units in conversation order: messages grouped by turn, turns in
+/// the order their user messages were sent. Turns still queued behind `current_turn` are
+/// left out; tool calls without a stored result (a turn stopped mid-call) are left out too,
+/// because providers reject a call that has no answer.
+pub fn conversation_units(messages: &[Message], current_turn: &str, queued: &HashSet<String>) -> Vec<Unit> {
+    let answered: HashSet<&str> = messages.iter().filter_map(|m| m.tool_call_id.as_deref()).collect();
+    let mut order: Vec<Option<&str>> = Vec::new();
+    let mut by_turn: HashMap<Option<&str>, Vec<&Message>> = HashMap::new();
+    for m in messages {
+        let key = m.turn_id.as_deref();
+        if key.is_some_and(|t| queued.contains(t)) {
+            continue;
+        }
+        let group = by_turn.entry(key).or_default();
+        if group.is_empty() {
+            order.push(key);
+        }
+        group.push(m);
+    }
+    let mut units: Vec<Unit> = Vec::new();
+    for key in order {
+        let current = key == Some(current_turn);
+        let mut open_calls: HashSet<String> = HashSet::new();
+        for m in by_turn.remove(&key).unwrap_or_default() {
+            match m.role {
+                Role::User => {
+                    open_calls.clear();
+                    units.push(Unit { messages: vec![WireMessage::user(&m.content)], current });
+                }
+                Role::Assistant => {
+                    let calls: Vec<ToolCall> =
+                        m.tool_calls.iter().filter(|c| answered.contains(c.id.as_str())).cloned().collect();
+                    open_calls = calls.iter().map(|c| c.id.clone()).collect();
+                    if calls.is_empty() && m.content.is_empty() {
+                        continue;
+                    }
+                    units.push(Unit { messages: vec![WireMessage::assistant(&m.content, &calls)], current });
+                }
+                Role::Tool => {
+                    let Some(call_id) = m.tool_call_id.as_deref() else { continue };
+                    if open_calls.remove(call_id) {
+                        if let Some(unit) = units.last_mut() {
+                            unit.messages.push(WireMessage::tool(call_id, &m.content));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    units
+}
+
+/// Drop the oldest units until the estimate fits `budget` tokens; units of the current turn
+/// always stay, and a unit is never split, so a tool call keeps its results.
+pub fn fit_context(system: WireMessage, units: Vec<Unit>, budget: usize) -> Vec<WireMessage> {
+    let cost = |u: &Unit| u.messages.iter().map(WireMessage::estimated_tokens).sum::<usize>();
+    let mut total: usize = system.estimated_tokens() + units.iter().map(cost).sum::<usize>();
+    let mut keep = vec![true; units.len()];
+    for (i, unit) in units.iter().enumerate() {
+        if total <= budget {
+            break;
+        }
+        if !unit.current {
+            keep[i] = false;
+            total -= cost(unit);
+        }
+    }
+    // A history must not start with tool results or an assistant reply whose question was
+    // dropped; skipping leading assistant units keeps the request well formed.
+    let mut out = vec![system];
+    let mut started = false;
+    for (unit, kept) in units.into_iter().zip(keep) {
+        if !kept {
+            continue;
+        }
+        if !started && unit.messages.first().is_some_and(|m| m.role != "user") {
+            continue;
+        }
+        started = true;
+        out.extend(unit.messages);
+    }
+    out
+}

@@ -1,0 +1,333 @@
+//! Configuration: one typed struct with defaults, read from TOML, overridden by the
+//! environment and then by command-line flags.
+//!
+//! This file is the one place where every setting is documented. A broken config file is an
+//! error that names the file, the line and the key; Pryx never falls back to defaults
+//! silently. Unknown keys are errors too, so a typo cannot go unnoticed.
+//!
+//! Precedence, lowest first: built-in defaults, the config file, environment variables
+//! (`PRYX_LLM_BASE_URL`, `PRYX_LLM_MODEL`, `PRYX_LLM_API_KEY`, `OPENAI_API_KEY`), flags.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything Pryx can be configured with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub llm: LlmConfig,
+    pub agent: AgentConfig,
+}
+
+/// The one loopback port that serves the UI, `/rpc`, webhooks and `/healthz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Keep it on loopback unless a reverse proxy fronts Pryx.
+    pub bind: IpAddr,
+    /// Port to listen on; 0 picks a free one (printed in the `pryx listening on` line).
+    pub port: u16,
+    /// Extra host names accepted in the `Host` header (loopback names are always accepted).
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins allowed to call the API (`scheme://host:port`).
+    pub allowed_origins: Vec<String>,
+    /// Largest HTTP body or WebSocket message accepted, in bytes.
+    pub max_request_bytes: u32,
+    /// Most simultaneous API connections.
+    pub max_connections: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_request_bytes: 1024 * 1024,
+            max_connections: 128,
+        }
+    }
+}
+
+/// The OpenAI-compatible Chat Completions provider.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Base URL ending before `/chat/completions`, e.g. `https://api.openai.com/v1`.
+    /// Unset: `https://api.openai.com/v1` when an API key is set, otherwise a local Ollama
+    /// or LM Studio if one answers.
+    pub base_url: Option<String>,
+    /// Model name. Unset: `gpt-4o-mini` for OpenAI, the first model a local server lists.
+    pub model: Option<String>,
+    /// API key. Prefer the environment (`PRYX_LLM_API_KEY`); the keychain will hold it later.
+    pub api_key: Option<String>,
+    /// The model's context window in tokens; older turns are dropped to fit.
+    pub context_window_tokens: u32,
+    /// Most tokens the model may write in one request (unset: the provider's default).
+    pub max_output_tokens: Option<u32>,
+    /// Whole-request timeout, seconds (a stream that stalls this long is broken).
+    pub request_timeout_secs: u64,
+    /// Connection timeout, seconds.
+    pub connect_timeout_secs: u64,
+    /// Retries for 429, 5xx and refused connections (with `Retry-After` honoured).
+    pub max_retries: u32,
+    /// Look for Ollama (127.0.0.1:11434) and LM Studio (127.0.0.1:1234) when nothing is set.
+    pub autodetect_local: bool,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            model: None,
+            api_key: None,
+            context_window_tokens: 32_768,
+            max_output_tokens: None,
+            request_timeout_secs: 300,
+            connect_timeout_secs: 10,
+            max_retries: 3,
+            autodetect_local: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .field("context_window_tokens", &self.context_window_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the agent runs turns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The system prompt sent first in every request.
+    pub system_prompt: String,
+    /// Most model requests in one turn (each tool round is one more).
+    pub max_steps: u32,
+    /// Longest a single tool call may run, seconds.
+    pub tool_timeout_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            system_prompt: "You are Pryx, a helpful personal assistant running on the user's own \
+                            computer. Be concise. Use tools when they help."
+                .into(),
+            max_steps: 10,
+            tool_timeout_secs: 60,
+        }
+    }
+}
+
+/// What replaces a secret in anything shown to a person.
+pub const REDACTED: &str = "<redacted>";
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}, line {line}, column {column}{}: {message}", key.as_ref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
+    Invalid { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Config {
+    /// Read `path`. A missing file is fine only when `required` is false (the default
+    /// location); a file named on the command line must exist.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
+        }
+    }
+
+    /// Parse TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: Option<String>, message: String| {
+            let (line, column) = line_and_column(text, span.map_or(0, |s| s.start));
+            ConfigError::Invalid { path: path.to_owned(), line, column, key, message }
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), None, e.message().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(inner.span(), (key != ".").then_some(key), inner.message().to_owned())
+        })?;
+        config.validate().map_err(|(key, message)| invalid(None, Some(key), message).with_key_line(text))?;
+        Ok(config)
+    }
+
+    /// Apply the documented environment variables. `lookup` is `std::env::var` in the binary
+    /// and a map in tests.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(url) = non_empty("PRYX_LLM_BASE_URL") {
+            check_url(&url).map_err(|message| ConfigError::Env { name: "PRYX_LLM_BASE_URL", message })?;
+            self.llm.base_url = Some(url);
+        }
+        if let Some(model) = non_empty("PRYX_LLM_MODEL") {
+            self.llm.model = Some(model);
+        }
+        if let Some(key) = non_empty("PRYX_LLM_API_KEY").or_else(|| non_empty("OPENAI_API_KEY")) {
+            self.llm.api_key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// The config as TOML with every secret replaced by [`REDACTED`] (for `pryx config show`).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.llm.api_key.is_some() {
+            shown.llm.api_key = Some(REDACTED.into());
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks serde cannot express. Returns the offending key and why.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(url) = &self.llm.base_url {
+            check_url(url).map_err(|m| ("llm.base_url".to_owned(), m))?;
+        }
+        if self.llm.context_window_tokens < 1024 {
+            return Err(("llm.context_window_tokens".into(), "must be at least 1024".into()));
+        }
+        if self.agent.max_steps == 0 {
+            return Err(("agent.max_steps".into(), "must be at least 1".into()));
+        }
+        if self.server.max_request_bytes < 1024 {
+            return Err(("server.max_request_bytes".into(), "must be at least 1024".into()));
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// For errors found after parsing: point at the line where the key is written.
+    fn with_key_line(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid { path, key: Some(key), message, .. } => {
+                let leaf = key.rsplit('.').next().unwrap_or(&key);
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(leaf) && l.contains('='))
+                    .map_or(1, |i| i + 1);
+                ConfigError::Invalid { path, line, column: 1, key: Some(key), message }
+            }
+            other => other,
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(format!("`{url}` must be http or https, not {other}")),
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/tmp/pryx.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_means_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_override_defaults() {
+        let config = parse("[server]\nport = 8080\n[llm]\nmodel = \"llama3\"\n").unwrap();
+        assert_eq!(config.server.port, 8080);
+        assert_eq!(config.llm.model.as_deref(), Some("llama3"));
+        assert_eq!(config.agent, AgentConfig::default());
+    }
+
+    #[test]
+    fn a_wrong_type_names_file_line_and_key() {
+        let err = parse("[server]\nbind = \"127.0.0.1\"\nport = \"eighty\"\n").unwrap_err().to_string();
+        assert!(err.contains("/tmp/pryx.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("server.port"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_not_ignored() {
+        let err = parse("[llm]\nmodle = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn broken_toml_syntax_names_the_line() {
+        let err = parse("[llm]\nmodel = \n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_names_its_key_and_line() {
+        let err = parse("[llm]\n\nbase_url = \"ftp://x\"\n").unwrap_err().to_string();
+        assert!(err.contains("llm.base_url") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_openai_key_is_honoured() {
+        let mut config = parse("[llm]\nmodel = \"from-file\"\n").unwrap();
+        config
+            .apply_env(|name| match name {
+                "PRYX_LLM_MODEL" => Some("from-env".into()),
+                "OPENAI_API_KEY" => Some("sk-test".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.llm.model.as_deref(), Some("from-env"));
+        assert_eq!(config.llm.api_key.as_deref(), Some("sk-test"));
+    }
+
+    #[test]
+    fn pryx_key_wins_over_openai_key() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "PRYX_LLM_API_KEY" => Some("pryx".into()),
+                "OPENAI_API_KEY" => Some("openai".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.llm.api_key.as_deref(), Some("pryx"));
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let mut config = Config::default();
+        config.llm.api_key = Some("sk-very-secret".into());
+        assert!(!config.to_redacted_toml().contains("sk-very-secret"));
+        assert!(!format!("{config:?}").contains("sk-very-secret"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Pryx: a sovereign personal AI agent in one binary.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; tests and benches use the
+//! same pieces. See ARCHITECTURE.md for the map and its invariants.
+
+pub mod agent;
+pub mod app;
+pub mod chat;
+pub mod client;
+pub mod config;
+pub mod datadir;
+pub mod llm;
+pub mod panics;
+pub mod rpc;
+pub mod server;
+pub mod store;
+pub mod supervisor;
+pub mod tools;

@@ -1,0 +1,143 @@
+//! The `pryx` command line. Everything of substance lives in the library; this file parses
+//! flags, sets up logging (stderr, `RUST_LOG`) and dispatches.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pryx::config::Config;
+use pryx::datadir::{default_config_path, DataDir};
+use pryx::server::Token;
+use pryx::{app, chat};
+
+/// Pryx: your own AI agent, in one binary.
+///
+/// Run `pryx --serve` to run headless; `pryx chat` to talk to it from the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "pryx", version, about, long_about = None)]
+struct Cli {
+    /// Run headless: serve the API (and later the UI) on a loopback port, no window.
+    #[arg(long)]
+    serve: bool,
+    /// Address to listen on [default: 127.0.0.1, or server.bind in the config]
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 0, or server.port in the config]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where history, the token and the database live [default: the platform data dir]
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Config file [default: the platform config dir's pryx/config.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// API token to require (or use, for `chat`) instead of <data-dir>/token
+    #[arg(long, global = true, env = "PRYX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show where the config file is, or what Pryx makes of it.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Chat in the terminal: one message as an argument, or interactively.
+    Chat {
+        /// The message to send; without it, read messages line by line.
+        message: Option<String>,
+        /// Continue this session instead of starting a new one.
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the config file's path.
+    Path,
+    /// Print the effective configuration (file, environment and flags), secrets redacted.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pryx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = match &cli.config {
+        Some(path) => path.clone(),
+        None => default_config_path()?,
+    };
+    match cli.command {
+        Some(Command::Config { action: ConfigAction::Path }) => {
+            println!("{}", config_path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Config { action: ConfigAction::Show }) => {
+            print!("{}", load_config(&cli, &config_path)?.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Chat { ref message, ref session }) => {
+            let config = load_config(&cli, &config_path)?;
+            let data = DataDir::resolve(cli.data_dir.clone())?;
+            chat::run(config, data, cli.token.clone(), message.clone(), session.clone())
+        }
+        None if cli.serve => serve(&cli, &config_path),
+        None => {
+            eprintln!(
+                "The Pryx desktop window is not part of this build yet.\n\
+                 Run the agent headless with:\n\n    pryx --serve\n\n\
+                 then talk to it with `pryx chat`, or any JSON-RPC WebSocket client (see docs/api.md)."
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// The config file (a missing default file is fine, a missing named one is not), then the
+/// environment, then the flags.
+fn load_config(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Config> {
+    let mut config = Config::load(path, cli.config.is_some())?;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if let Some(bind) = cli.bind {
+        config.server.bind = bind;
+    }
+    if let Some(port) = cli.port {
+        config.server.port = port;
+    }
+    Ok(config)
+}
+
+fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli, config_path)?;
+    let data = DataDir::resolve(cli.data_dir.clone())?;
+    data.ensure()?;
+    let token = match &cli.token {
+        Some(t) if t.trim().len() >= 16 => t.trim().to_owned(),
+        Some(_) => anyhow::bail!("--token must be at least 16 characters"),
+        None => data.load_or_create_token()?,
+    };
+    let agent = app::start(config, data, Token::new(token), true).context("cannot start the agent")?;
+    app::stop_on_signals(agent.stop_token());
+    agent.wait()?;
+    Ok(ExitCode::SUCCESS)
+}

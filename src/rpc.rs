@@ -1,0 +1,125 @@
+//! The JSON-RPC face of the agent: implements the `pryx-api` trait by calling [`Agent`].
+//!
+//! This layer only translates: parameters in, [`AgentError`] to JSON-RPC error codes out,
+//! agent event streams to subscriptions. It holds no state of its own.
+
+use std::sync::Arc;
+
+use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::PendingSubscriptionSink;
+use pryx_api::{error_code, rpc_error, PryxApiServer, Session, SessionDetail, SystemInfo, TurnEventEnvelope, TurnStarted};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::agent::{Agent, AgentError};
+
+/// The server-side implementation of [`PryxApiServer`].
+pub struct RpcApi {
+    agent: Arc<Agent>,
+}
+
+impl RpcApi {
+    pub fn new(agent: Arc<Agent>) -> Self {
+        RpcApi { agent }
+    }
+}
+
+impl From<AgentError> for ErrorObjectOwned {
+    fn from(e: AgentError) -> Self {
+        let code = match &e {
+            AgentError::NotFound(_) => error_code::NOT_FOUND,
+            AgentError::InvalidInput(_) => error_code::INVALID_INPUT,
+            AgentError::ShuttingDown => error_code::UNAVAILABLE,
+            AgentError::FaultsDisabled => jsonrpsee::types::error::METHOD_NOT_FOUND_CODE,
+            AgentError::Store(_) => error_code::INTERNAL,
+        };
+        rpc_error(code, e.to_string())
+    }
+}
+
+#[async_trait]
+impl PryxApiServer for RpcApi {
+    async fn session_create(&self, title: Option<String>) -> Result<Session, ErrorObjectOwned> {
+        Ok(self.agent.create_session(title).await?)
+    }
+
+    async fn session_list(&self) -> Result<Vec<Session>, ErrorObjectOwned> {
+        Ok(self.agent.sessions().await?)
+    }
+
+    async fn session_get(&self, session_id: String) -> Result<SessionDetail, ErrorObjectOwned> {
+        Ok(self.agent.session(&session_id).await?)
+    }
+
+    async fn session_rename(&self, session_id: String, title: String) -> Result<Session, ErrorObjectOwned> {
+        Ok(self.agent.rename_session(&session_id, &title).await?)
+    }
+
+    async fn session_delete(&self, session_id: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.delete_session(&session_id).await?)
+    }
+
+    async fn message_send(&self, session_id: String, text: String) -> Result<TurnStarted, ErrorObjectOwned> {
+        Ok(self.agent.send(&session_id, text).await?)
+    }
+
+    async fn turn_subscribe(&self, pending: PendingSubscriptionSink, turn_id: String) -> SubscriptionResult {
+        if let Err(e) = self.agent.check_turn(&turn_id).await {
+            pending.reject(ErrorObjectOwned::from(e)).await;
+            return Ok(());
+        }
+        let sink = pending.accept().await?;
+        let (tx, mut rx) = mpsc::channel::<TurnEventEnvelope>(256);
+        let follow = self.agent.follow_turn(&turn_id, tx);
+        let forward = async {
+            while let Some(envelope) = rx.recv().await {
+                if sink.send(to_json_raw_value(&envelope)?).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), serde_json::Error>(())
+        };
+        let (followed, forwarded) = tokio::join!(follow, forward);
+        if let Err(e) = followed {
+            tracing::debug!("turn subscription ended: {e}");
+        }
+        forwarded?;
+        Ok(())
+    }
+
+    async fn events_subscribe(&self, pending: PendingSubscriptionSink, session_id: Option<String>) -> SubscriptionResult {
+        let mut events = self.agent.subscribe_events();
+        let sink = pending.accept().await?;
+        loop {
+            let envelope = tokio::select! {
+                received = events.recv() => match received {
+                    Ok(envelope) => envelope,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "an events subscriber is too slow; events were skipped");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = sink.closed() => return Ok(()),
+            };
+            if session_id.as_ref().is_some_and(|s| *s != envelope.session_id) {
+                continue;
+            }
+            if sink.send(to_json_raw_value(&envelope)?).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn turn_cancel(&self, turn_id: String) -> Result<bool, ErrorObjectOwned> {
+        Ok(self.agent.cancel(&turn_id).await?)
+    }
+
+    async fn system_info(&self) -> Result<SystemInfo, ErrorObjectOwned> {
+        Ok(self.agent.system_info().await)
+    }
+
+    async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.inject_fault(&kind)?)
+    }
+}

@@ -1,0 +1,159 @@
+//! The supervisor: runs the agent as an isolated tokio runtime on its own thread, and
+//! restarts that runtime when a panic escapes it.
+//!
+//! The listening socket is bound once, before the first runtime, and each runtime
+//! incarnation serves a clone of it, so the port never changes across restarts and clients
+//! only need to reconnect. A panic that unwinds out of the runtime is recorded in the store
+//! (message, backtrace, time); the runtime is dropped and a new one started after an
+//! exponential back-off (capped, and reset after a healthy period). The process never dies
+//! of it. Panics inside a single turn never get this far: the agent catches those itself.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, Faults};
+use crate::config::Config;
+use crate::rpc::RpcApi;
+use crate::server::{self, Token};
+use crate::store::Store;
+use crate::panics;
+use pryx_api::PryxApiServer;
+
+/// First wait before restarting a crashed runtime.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A runtime that ran this long without crashing resets the back-off.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// How long running turns get to stop and be stored at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything prepared before the agent starts.
+pub struct Launch {
+    pub config: Arc<Config>,
+    pub data_dir: PathBuf,
+    pub token: Token,
+    /// Bound and non-blocking; shared by every runtime incarnation.
+    pub listener: std::net::TcpListener,
+    /// Called once, when the first incarnation is serving (prints the listening line).
+    pub on_ready: Box<dyn Fn(std::net::SocketAddr) + Send + Sync>,
+}
+
+impl Launch {
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("pryx.db")
+    }
+}
+
+/// Run the agent until `stop` fires. Returns an error only for failures that restarting
+/// cannot fix (the database cannot be opened, the socket is gone).
+pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> {
+    panics::install_hook();
+    let mut restarts: u64 = 0;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("pryx-agent")
+            .build()
+            .context("cannot start the agent runtime")?;
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_agent(&launch, restarts, stop.clone()))));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        match outcome {
+            Ok(result) => return result,
+            Err(payload) => {
+                let (message, backtrace) = panics::describe(payload);
+                tracing::error!("the agent runtime panicked; restarting: {message}");
+                if let Err(e) = record_runtime_crash(&launch, &message, &backtrace) {
+                    tracing::error!("cannot record the crash: {e:#}");
+                }
+            }
+        }
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff = FIRST_BACKOFF;
+        }
+        restarts += 1;
+        tracing::info!(restarts, "restarting the agent runtime in {backoff:?}");
+        if wait_or_stop(backoff, &stop) {
+            return Ok(());
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Sleep for `duration` unless `stop` fires first (then answer true).
+fn wait_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        if stop.is_cancelled() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())));
+    }
+    stop.is_cancelled()
+}
+
+fn record_runtime_crash(launch: &Launch, message: &str, backtrace: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = Store::open(&launch.db_path()).await?;
+        store.record_crash("runtime", None, message, backtrace).await?;
+        store.close().await;
+        Ok(())
+    })
+}
+
+/// One runtime incarnation: open the store, serve, and on `stop` shut down in order.
+async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> anyhow::Result<()> {
+    let store = Store::open(&launch.db_path())
+        .await
+        .with_context(|| format!("cannot open the database {}", launch.db_path().display()))?;
+    let recovered = store.recover_interrupted().await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "turns left running by a previous run are marked interrupted");
+    }
+    let (runtime_panic_tx, mut runtime_panic_rx) = mpsc::unbounded_channel();
+    let agent = Agent::new(store.clone(), launch.config.clone(), launch.data_dir.clone(), restarts, Faults::new(runtime_panic_tx));
+
+    let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;
+    let address = listener.local_addr()?;
+    let server_stop = CancellationToken::new();
+    let mut server = tokio::spawn(server::serve(
+        listener,
+        launch.config.server.clone(),
+        launch.token.clone(),
+        RpcApi::new(agent.clone()).into_rpc(),
+        server_stop.clone(),
+    ));
+    if restarts == 0 {
+        (launch.on_ready)(address);
+    } else {
+        tracing::info!(%address, restarts, "agent runtime restarted");
+    }
+
+    let server_result = tokio::select! {
+        _ = stop.cancelled() => None,
+        Some(()) = runtime_panic_rx.recv() => panic!("injected runtime panic (debug.fault)"),
+        result = &mut server => Some(result),
+    };
+    tracing::info!("shutting down");
+    server_stop.cancel();
+    agent.shutdown(SHUTDOWN_GRACE).await;
+    let server_result = match server_result {
+        Some(r) => Some(r),
+        None => tokio::time::timeout(Duration::from_secs(2), server).await.ok(),
+    };
+    store.close().await;
+    match server_result {
+        Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the server failed")),
+        Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        _ => Ok(()),
+    }
+}
