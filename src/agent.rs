@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pryx_api::{
-    ErrorKind, Message, MessageStatus, Role, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope,
-    TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+    ErrorKind, Message, MessageStatus, Role, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent,
+    TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -142,7 +142,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(store: Store, config: Arc<Config>, data_dir: PathBuf, runtime_restarts: u64, faults: Faults) -> Arc<Agent> {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        data_dir: PathBuf,
+        runtime_restarts: u64,
+        faults: Faults,
+    ) -> Arc<Agent> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Agent {
             store,
@@ -276,7 +282,9 @@ impl Agent {
             let record = self.store.turn(turn_id).await?;
             let event = match (record.status, record.error_kind) {
                 (TurnStatus::Failed, kind) => TurnEvent::Error {
-                    kind: kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()).unwrap_or(ErrorKind::Internal),
+                    kind: kind
+                        .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
+                        .unwrap_or(ErrorKind::Internal),
                     message: record.error.unwrap_or_default(),
                 },
                 (status, _) => {
@@ -284,7 +292,8 @@ impl Agent {
                     TurnEvent::Done { status, message_id }
                 }
             };
-            let _ = out.send(TurnEventEnvelope { turn_id: record.id, session_id: record.session_id, seq: 0, event }).await;
+            let _ =
+                out.send(TurnEventEnvelope { turn_id: record.id, session_id: record.session_id, seq: 0, event }).await;
             return Ok(());
         };
         let mut progress = turn.progress.subscribe();
@@ -439,7 +448,11 @@ impl Agent {
                 None => {
                     let status = self.stop_status();
                     if let Some(id) = message_id {
-                        let stored = if status == TurnStatus::Cancelled { MessageStatus::Cancelled } else { MessageStatus::Interrupted };
+                        let stored = if status == TurnStatus::Cancelled {
+                            MessageStatus::Cancelled
+                        } else {
+                            MessageStatus::Interrupted
+                        };
                         self.save_final(id, &text, &[], stored, None, None).await;
                     }
                     return StepEnd::Ended(TurnEnd::Stopped { status, message_id });
@@ -459,17 +472,35 @@ impl Agent {
                         Some(id) => id,
                         None => match self.store.begin_assistant(&turn.session_id, &turn.id).await {
                             Ok(id) => id,
-                            Err(e) => return StepEnd::Ended(TurnEnd::Failed(internal(format!("cannot store the answer: {e}")))),
+                            Err(e) => {
+                                return StepEnd::Ended(TurnEnd::Failed(internal(format!(
+                                    "cannot store the answer: {e}"
+                                ))))
+                            }
                         },
                     };
-                    self.save_final(id, &completion.text, &completion.tool_calls, MessageStatus::Complete, None, completion.usage).await;
+                    self.save_final(
+                        id,
+                        &completion.text,
+                        &completion.tool_calls,
+                        MessageStatus::Complete,
+                        None,
+                        completion.usage,
+                    )
+                    .await;
                     return StepEnd::Answered { message_id: id, completion };
                 }
             }
         }
     }
 
-    async fn append_delta(&self, turn: &TurnHandle, message_id: &mut Option<i64>, text: &mut String, delta: String) -> Result<(), StoreError> {
+    async fn append_delta(
+        &self,
+        turn: &TurnHandle,
+        message_id: &mut Option<i64>,
+        text: &mut String,
+        delta: String,
+    ) -> Result<(), StoreError> {
         if message_id.is_none() {
             *message_id = Some(self.store.begin_assistant(&turn.session_id, &turn.id).await?);
         }
@@ -511,7 +542,10 @@ impl Agent {
             if let Err(e) = self.store.add_tool_result(&turn.session_id, &turn.id, &call.id, &output).await {
                 return Some(TurnEnd::Failed(internal(format!("cannot store a tool result: {e}"))));
             }
-            self.emit(turn, TurnEvent::ToolResult { call_id: call.id.clone(), name: call.name.clone(), output, is_error });
+            self.emit(
+                turn,
+                TurnEvent::ToolResult { call_id: call.id.clone(), name: call.name.clone(), output, is_error },
+            );
         }
         None
     }
@@ -524,22 +558,32 @@ impl Agent {
         }
         let _ = self.store.fail_streaming(&turn.id, "Pryx hit an internal error in this turn").await;
         TurnEnd::Failed(internal(
-            "Pryx hit an internal error in this turn and stopped it; it was recorded, and other chats are unaffected".into(),
+            "Pryx hit an internal error in this turn and stopped it; it was recorded, and other chats are unaffected"
+                .into(),
         ))
     }
 
     async fn finish_turn(&self, turn: &TurnHandle, end: TurnEnd) {
         let (status, event, error) = match end {
-            TurnEnd::Completed { message_id } => {
-                (TurnStatus::Completed, TurnEvent::Done { status: TurnStatus::Completed, message_id: Some(message_id) }, None)
-            }
+            TurnEnd::Completed { message_id } => (
+                TurnStatus::Completed,
+                TurnEvent::Done { status: TurnStatus::Completed, message_id: Some(message_id) },
+                None,
+            ),
             TurnEnd::Stopped { status, message_id } => (status, TurnEvent::Done { status, message_id }, None),
             TurnEnd::Failed(e) => {
-                let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                (TurnStatus::Failed, TurnEvent::Error { kind: e.kind, message: e.message.clone() }, Some((kind, e.message)))
+                let kind =
+                    serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                (
+                    TurnStatus::Failed,
+                    TurnEvent::Error { kind: e.kind, message: e.message.clone() },
+                    Some((kind, e.message)),
+                )
             }
         };
-        if let Err(e) = self.store.finish_turn(&turn.id, status, error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()))).await {
+        if let Err(e) =
+            self.store.finish_turn(&turn.id, status, error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()))).await
+        {
             tracing::error!(turn = %turn.id, "cannot record the end of a turn: {e}");
         }
         self.emit(turn, event);
@@ -714,7 +758,9 @@ pub fn conversation_units(messages: &[Message], current_turn: &str, queued: &Has
                     units.push(Unit { messages: vec![WireMessage::assistant(&m.content, &calls)], current });
                 }
                 Role::Tool => {
-                    let Some(call_id) = m.tool_call_id.as_deref() else { continue };
+                    let Some(call_id) = m.tool_call_id.as_deref() else {
+                        continue;
+                    };
                     if open_calls.remove(call_id) {
                         if let Some(unit) = units.last_mut() {
                             unit.messages.push(WireMessage::tool(call_id, &m.content));

@@ -71,13 +71,7 @@ pub fn start(config: Config, data: DataDir, token: Token, announce: bool) -> any
         }
         let _ = ready_tx.send(());
     });
-    let launch = Launch {
-        config: Arc::new(config),
-        data_dir: PathBuf::from(data.path()),
-        token,
-        listener,
-        on_ready,
-    };
+    let launch = Launch { config: Arc::new(config), data_dir: PathBuf::from(data.path()), token, listener, on_ready };
     let stop = CancellationToken::new();
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
@@ -95,7 +89,9 @@ pub fn start(config: Config, data: DataDir, token: Token, announce: bool) -> any
 /// Cancel `stop` on SIGINT or SIGTERM; a second signal exits at once.
 pub fn stop_on_signals(stop: CancellationToken) {
     let spawned = std::thread::Builder::new().name("pryx-signals".into()).spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
         runtime.block_on(async {
             wait_for_signal().await;
             tracing::info!("signal received; stopping (send it again to exit immediately)");

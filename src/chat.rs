@@ -21,11 +21,18 @@ use crate::datadir::DataDir;
 use crate::server::Token;
 
 /// Run the chat. `token` is the `--token` flag if given.
-pub fn run(config: Config, data: DataDir, token: Option<String>, message: Option<String>, session: Option<String>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Config,
+    data: DataDir,
+    token: Option<String>,
+    message: Option<String>,
+    session: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let (url, token, local) = match runtime.block_on(find_server(&data, token.clone())) {
         Some((url, token)) => (url, token, None),
         None => {
+            data.ensure()?;
             let token = match token {
                 Some(t) => t,
                 None => data.load_or_create_token()?,
@@ -90,7 +97,9 @@ async fn chat(url: &str, token: &str, message: Option<String>, session: Option<S
         if interactive {
             eprint!("you> ");
         }
-        let Some(line) = line_rx.recv().await else { break };
+        let Some(line) = line_rx.recv().await else {
+            break;
+        };
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,

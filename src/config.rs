@@ -136,8 +136,8 @@ pub const REDACTED: &str = "<redacted>";
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config file {path}, line {line}, column {column}{}: {message}", key.as_ref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
     Invalid { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
     #[error("environment variable {name}: {message}")]
@@ -151,7 +151,7 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(error) => Err(ConfigError::Read { path: path.to_owned(), error }),
         }
     }
 
@@ -161,8 +161,8 @@ impl Config {
             let (line, column) = line_and_column(text, span.map_or(0, |s| s.start));
             ConfigError::Invalid { path: path.to_owned(), line, column, key, message }
         };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), None, e.message().to_owned()))?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| invalid(e.span(), None, e.message().to_owned()))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
@@ -222,10 +222,8 @@ impl ConfigError {
         match self {
             ConfigError::Invalid { path, key: Some(key), message, .. } => {
                 let leaf = key.rsplit('.').next().unwrap_or(&key);
-                let line = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(leaf) && l.contains('='))
-                    .map_or(1, |i| i + 1);
+                let line =
+                    text.lines().position(|l| l.trim_start().starts_with(leaf) && l.contains('=')).map_or(1, |i| i + 1);
                 ConfigError::Invalid { path, line, column: 1, key: Some(key), message }
             }
             other => other,

@@ -40,7 +40,8 @@ impl DataDir {
 
     /// Create the directory (0700) if needed.
     pub fn ensure(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.root).with_context(|| format!("cannot create data dir {}", self.root.display()))?;
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create data dir {}", self.root.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -60,7 +61,11 @@ impl DataDir {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let token = text.trim().to_owned();
-                anyhow::ensure!(token.len() >= 32, "token file {} is too short; delete it to make a new one", path.display());
+                anyhow::ensure!(
+                    token.len() >= 32,
+                    "token file {} is too short; delete it to make a new one",
+                    path.display()
+                );
                 return Ok(token);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -104,8 +109,7 @@ pub fn default_config_path() -> anyhow::Result<PathBuf> {
 }
 
 fn project_dirs() -> anyhow::Result<directories::ProjectDirs> {
-    directories::ProjectDirs::from("", "", "pryx")
-        .context("cannot find a home directory; pass --data-dir and --config")
+    directories::ProjectDirs::from("", "", "pryx").context("cannot find a home directory; pass --data-dir and --config")
 }
 
 /// Write a file only the owner can read; `exclusive` fails if it exists.

@@ -135,7 +135,11 @@ impl Provider {
 
     /// Run one streaming request. `on_text` sees each text delta as it arrives; the result
     /// has the whole text, the complete tool calls and the usage.
-    pub async fn stream_chat(&self, request: &ChatRequest, mut on_text: impl FnMut(&str)) -> Result<Completion, LlmError> {
+    pub async fn stream_chat(
+        &self,
+        request: &ChatRequest,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Completion, LlmError> {
         let mut body = json!({
             "model": self.model,
             "messages": request.messages,
@@ -148,20 +152,20 @@ impl Provider {
         if let Some(max) = self.max_output_tokens {
             body["max_tokens"] = json!(max);
         }
-        let mut stream = self
-            .client
-            .chat()
-            .create_stream_byot::<Value, WireChunk>(body)
-            .await
-            .map_err(|e| self.classify(e))?;
+        let mut stream =
+            self.client.chat().create_stream_byot::<Value, WireChunk>(body).await.map_err(|e| self.classify(e))?;
 
         let mut completion = Completion::default();
         let mut calls: BTreeMap<u32, PartialCall> = BTreeMap::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.classify(e))?;
             if let Some(error) = chunk.error {
-                let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned);
-                return Err(LlmError::new(ErrorKind::ProviderUnavailable, format!("the provider reported an error mid-answer: {message}")));
+                let message =
+                    error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned);
+                return Err(LlmError::new(
+                    ErrorKind::ProviderUnavailable,
+                    format!("the provider reported an error mid-answer: {message}"),
+                ));
             }
             if let Some(u) = chunk.usage {
                 completion.usage = Some(Usage {
@@ -230,13 +234,19 @@ impl Provider {
             OpenAIError::Reqwest(e) if e.is_timeout() => {
                 LlmError::new(ErrorKind::StreamBroken, format!("the provider at {base} stopped answering (timed out)"))
             }
-            OpenAIError::Reqwest(e) => LlmError::new(ErrorKind::StreamBroken, format!("the connection to {base} broke: {e}")),
-            OpenAIError::StreamError(e) => {
-                LlmError::new(ErrorKind::StreamBroken, format!("the provider's stream broke before the answer was finished: {e}"))
+            OpenAIError::Reqwest(e) => {
+                LlmError::new(ErrorKind::StreamBroken, format!("the connection to {base} broke: {e}"))
             }
+            OpenAIError::StreamError(e) => LlmError::new(
+                ErrorKind::StreamBroken,
+                format!("the provider's stream broke before the answer was finished: {e}"),
+            ),
             OpenAIError::JSONDeserialize(e, content) => LlmError::new(
                 ErrorKind::MalformedResponse,
-                format!("the provider at {base} sent data that is not a Chat Completions stream ({e}): {}", clip(&content)),
+                format!(
+                    "the provider at {base} sent data that is not a Chat Completions stream ({e}): {}",
+                    clip(&content)
+                ),
             ),
             other => LlmError::new(ErrorKind::ProviderRejected, other.to_string()),
         }
@@ -328,7 +338,7 @@ pub struct ProviderResolver {
 
 enum Resolution {
     Unresolved,
-    Ready(Provider),
+    Ready(Box<Provider>),
     NotFound { at: Instant },
 }
 
@@ -341,13 +351,13 @@ impl ProviderResolver {
     pub async fn provider(&self) -> Result<Provider, LlmError> {
         let mut state = self.state.lock().await;
         match &*state {
-            Resolution::Ready(p) => return Ok(p.clone()),
+            Resolution::Ready(p) => return Ok((**p).clone()),
             Resolution::NotFound { at } if at.elapsed() < PROBE_CACHE => return Err(not_configured()),
             _ => {}
         }
         match self.resolve().await? {
             Some(provider) => {
-                *state = Resolution::Ready(provider.clone());
+                *state = Resolution::Ready(Box::new(provider.clone()));
                 Ok(provider)
             }
             None => {
@@ -371,7 +381,10 @@ impl ProviderResolver {
             let model = match &c.model {
                 Some(m) => m.clone(),
                 None => first_model(base, c.api_key.as_deref()).await.ok_or_else(|| {
-                    LlmError::new(ErrorKind::NotConfigured, format!("no model is set and {base}/models lists none; set PRYX_LLM_MODEL or llm.model"))
+                    LlmError::new(
+                        ErrorKind::NotConfigured,
+                        format!("no model is set and {base}/models lists none; set PRYX_LLM_MODEL or llm.model"),
+                    )
                 })?,
             };
             return Provider::new(c, "configured", base, model).map(Some);

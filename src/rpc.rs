@@ -8,7 +8,9 @@ use std::sync::Arc;
 use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
-use pryx_api::{error_code, rpc_error, PryxApiServer, Session, SessionDetail, SystemInfo, TurnEventEnvelope, TurnStarted};
+use pryx_api::{
+    error_code, rpc_error, PryxApiServer, Session, SessionDetail, SystemInfo, TurnEventEnvelope, TurnStarted,
+};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Agent, AgentError};
@@ -87,7 +89,11 @@ impl PryxApiServer for RpcApi {
         Ok(())
     }
 
-    async fn events_subscribe(&self, pending: PendingSubscriptionSink, session_id: Option<String>) -> SubscriptionResult {
+    async fn events_subscribe(
+        &self,
+        pending: PendingSubscriptionSink,
+        session_id: Option<String>,
+    ) -> SubscriptionResult {
         let mut events = self.agent.subscribe_events();
         let sink = pending.accept().await?;
         loop {

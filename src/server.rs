@@ -85,7 +85,9 @@ impl Allowlist {
         if self.origins.iter().any(|o| o.trim_end_matches('/') == origin) {
             return true;
         }
-        let Ok(url) = url::Url::parse(origin) else { return false };
+        let Ok(url) = url::Url::parse(origin) else {
+            return false;
+        };
         let loopback = match url.host() {
             Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -199,12 +201,9 @@ fn presents_token(token: &Token, headers: &HeaderMap, query: Option<&str>) -> bo
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .is_some_and(|t| token.matches(t.trim()));
-    let protocol = offered_protocols(headers)
-        .filter_map(|p| p.strip_prefix(WS_TOKEN_PREFIX))
-        .any(|t| token.matches(t));
-    let query = query.is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "token" && token.matches(&v))
-    });
+    let protocol = offered_protocols(headers).filter_map(|p| p.strip_prefix(WS_TOKEN_PREFIX)).any(|t| token.matches(t));
+    let query = query
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "token" && token.matches(&v)));
     bearer | protocol | query
 }
 

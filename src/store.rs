@@ -32,9 +32,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A crash record, as kept for `pryx doctor` and tests.
@@ -66,6 +64,7 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store> {
+        create_private(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -125,9 +124,7 @@ impl Store {
     pub async fn session(&self, id: &str) -> Result<Session> {
         let sql = format!("SELECT {} FROM sessions s WHERE s.id = ?", Self::SESSION_COLUMNS);
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
-        row.map(|r| session_from_row(&r))
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("session {id}")))
+        row.map(|r| session_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))
     }
 
     pub async fn sessions(&self) -> Result<Vec<Session>> {
@@ -262,7 +259,10 @@ impl Store {
         let calls = if tool_calls.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&tool_calls.iter().map(CallRow::from).collect::<Vec<_>>()).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            Some(
+                serde_json::to_string(&tool_calls.iter().map(CallRow::from).collect::<Vec<_>>())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
         };
         sqlx::query(
             "UPDATE messages SET content = ?, tool_calls = ?, status = ?, error = ?, \
@@ -359,6 +359,18 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Create the database file readable by its owner only, before SQLite creates it 0644.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
 }
 
 const MESSAGE_COLUMNS: &str = "id, session_id, turn_id, role, content, tool_calls, tool_call_id, status, \

@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, Faults};
 use crate::config::Config;
+use crate::panics;
 use crate::rpc::RpcApi;
 use crate::server::{self, Token};
 use crate::store::Store;
-use crate::panics;
 use pryx_api::PryxApiServer;
 
 /// First wait before restarting a crashed runtime.
@@ -64,7 +64,8 @@ pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> 
             .build()
             .context("cannot start the agent runtime")?;
         let started = Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_agent(&launch, restarts, stop.clone()))));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_agent(&launch, restarts, stop.clone()))));
         runtime.shutdown_timeout(Duration::from_secs(1));
         match outcome {
             Ok(result) => return result,
@@ -120,7 +121,13 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         tracing::warn!(recovered, "turns left running by a previous run are marked interrupted");
     }
     let (runtime_panic_tx, mut runtime_panic_rx) = mpsc::unbounded_channel();
-    let agent = Agent::new(store.clone(), launch.config.clone(), launch.data_dir.clone(), restarts, Faults::new(runtime_panic_tx));
+    let agent = Agent::new(
+        store.clone(),
+        launch.config.clone(),
+        launch.data_dir.clone(),
+        restarts,
+        Faults::new(runtime_panic_tx),
+    );
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;
     let address = listener.local_addr()?;

@@ -110,9 +110,8 @@ impl Tool for TimeNow {
     }
     async fn call(&self, _arguments: Value) -> Result<String, ToolError> {
         let now = time::OffsetDateTime::now_utc();
-        let rfc3339 = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let rfc3339 =
+            now.format(&time::format_description::well_known::Rfc3339).map_err(|e| ToolError::Failed(e.to_string()))?;
         Ok(json!({"utc": rfc3339, "unix": now.unix_timestamp()}).to_string())
     }
 }

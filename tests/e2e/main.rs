@@ -1,0 +1,11 @@
+//! End-to-end tests: each starts the real `pryx` binary, points it at a local stand-in of
+//! the Chat Completions API, and drives it through the typed JSON-RPC client, as a user's
+//! UI or script would. One test binary, so the suite links once.
+
+mod support;
+
+mod chat;
+mod cli;
+mod durability;
+mod providers;
+mod security;

@@ -1,0 +1,134 @@
+//! Provider failures become clear `error` events, retried where retrying is right.
+
+use pryx::client::PryxApiClient;
+use pryx_api::{ErrorKind, MessageStatus, TurnEvent, TurnStatus};
+
+use crate::support::{chat, MockLlm, Options, Pryx, Reply, TurnLog};
+
+/// Start Pryx with one retry (so failing cases stay fast), script `replies`, chat once.
+async fn chat_through(replies: Vec<Reply>) -> (MockLlm, Pryx, TurnLog, String) {
+    let llm = MockLlm::start().await;
+    llm.script(replies);
+    let pryx = Pryx::start(Options::with_llm(&llm).config("[llm]\nmax_retries = 1")).await;
+    let client = pryx.client().await;
+    let (started, log) = chat(&client, "hello").await;
+    (llm, pryx, log, started.session_id)
+}
+
+fn error_of(log: &TurnLog) -> (ErrorKind, String) {
+    match log.last() {
+        TurnEvent::Error { kind, message } => (*kind, message.clone()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_key_is_reported_and_not_retried() {
+    let (llm, _pryx, log, _) = chat_through(vec![Reply::error(401, "Incorrect API key provided: test-***-123.")]).await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::ProviderAuth);
+    assert!(message.contains("refused the API key") && message.contains("PRYX_LLM_API_KEY"), "{message}");
+    assert_eq!(llm.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_named() {
+    let (_llm, _pryx, log, _) = chat_through(vec![Reply::Error {
+        status: 404,
+        message: "The model `mock-model` does not exist or you do not have access to it.".into(),
+        code: Some("model_not_found".into()),
+        retry_after: None,
+    }])
+    .await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::ModelNotFound);
+    assert!(message.contains("mock-model"), "{message}");
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_after_the_time_the_provider_asks() {
+    let started = std::time::Instant::now();
+    let (llm, _pryx, log, _) = chat_through(vec![
+        Reply::Error { status: 429, message: "Rate limit reached".into(), code: None, retry_after: Some(1) },
+        Reply::text(&["after the wait"]),
+    ])
+    .await;
+    assert_eq!(log.text(), "after the wait");
+    assert_eq!(llm.requests().len(), 2);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was honoured");
+}
+
+#[tokio::test]
+async fn a_lasting_rate_limit_ends_in_a_clear_error() {
+    let limited =
+        || Reply::Error { status: 429, message: "Rate limit reached".into(), code: None, retry_after: Some(0) };
+    let (llm, _pryx, log, _) = chat_through(vec![limited(), limited()]).await;
+    assert_eq!(error_of(&log).0, ErrorKind::RateLimited);
+    assert_eq!(llm.requests().len(), 2, "one try and one retry");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let (_, _pryx, log, _) = chat_through(vec![Reply::error(502, "bad gateway"), Reply::text(&["recovered"])]).await;
+    assert_eq!(log.text(), "recovered");
+
+    let (llm, _pryx, log, _) = chat_through(vec![Reply::error(500, "boom"), Reply::error(503, "still down")]).await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::ProviderUnavailable);
+    assert!(message.contains("503"), "{message}");
+    assert_eq!(llm.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_reported() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let pryx = Pryx::start(Options { llm_url: Some(url), ..Options::default() }.config("[llm]\nmax_retries = 1")).await;
+    let client = pryx.client().await;
+    let (_, log) = chat(&client, "anyone there?").await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::ConnectionFailed);
+    assert!(message.contains("cannot connect"), "{message}");
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_mid_answer_keeps_the_partial_text() {
+    let (_, pryx, log, session_id) =
+        chat_through(vec![Reply::BreakAfter(vec!["The answer is ".into(), "forty".into()])]).await;
+    assert_eq!(log.text(), "The answer is forty");
+    assert_eq!(error_of(&log).0, ErrorKind::StreamBroken);
+    let detail = pryx.client().await.session_get(session_id).await.unwrap();
+    let answer = &detail.messages[1];
+    assert_eq!((answer.status, answer.content.as_str()), (MessageStatus::Failed, "The answer is forty"));
+    assert!(answer.error.as_deref().is_some_and(|e| e.contains("broke")));
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_before_any_text_is_retried_once() {
+    let (llm, _pryx, log, _) = chat_through(vec![Reply::BreakAfter(vec![]), Reply::text(&["second try"])]).await;
+    assert_eq!(log.text(), "second try");
+    assert!(matches!(log.last(), TurnEvent::Done { status: TurnStatus::Completed, .. }));
+    assert_eq!(llm.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_sse_is_reported_as_such() {
+    let (_, _pryx, log, _) = chat_through(vec![Reply::Malformed]).await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::MalformedResponse);
+    assert!(message.contains("not a Chat Completions stream"), "{message}");
+}
+
+#[tokio::test]
+async fn with_no_provider_a_chat_explains_how_to_configure_one() {
+    let pryx = Pryx::start(Options::default()).await;
+    let client = pryx.client().await;
+    assert_eq!(client.system_info().await.unwrap().provider.source, "none");
+    let (_, log) = chat(&client, "hello?").await;
+    let (kind, message) = error_of(&log);
+    assert_eq!(kind, ErrorKind::NotConfigured);
+    for hint in ["PRYX_LLM_BASE_URL", "PRYX_LLM_MODEL", "OPENAI_API_KEY", "[llm]", "Ollama"] {
+        assert!(message.contains(hint), "the error should mention {hint}: {message}");
+    }
+}
