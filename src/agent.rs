@@ -402,117 +402,70 @@ impl Agent {
         })
     }
 
-    /// One model request, streamed to subscribers and to disk. Retries once when the stream
-    /// breaks before anything arrived.
+    /// One model request, streamed to subscribers and to disk. The assistant message row is
+    /// created first; text is saved by a [`Draft`] writer off the streaming path, so a slow
+    /// disk never delays a delta. Retries once when the stream breaks before any text.
     async fn stream_step(&self, turn: &TurnHandle, provider: &Provider, request: &ChatRequest) -> StepEnd {
+        let message_id = match self.store.begin_assistant(&turn.session_id, &turn.id).await {
+            Ok(id) => id,
+            Err(e) => return StepEnd::Ended(TurnEnd::Failed(internal(format!("cannot store the answer: {e}")))),
+        };
         let mut retried = false;
         loop {
-            let mut text = String::new();
-            let mut message_id: Option<i64> = None;
-            let mut dirty = false;
+            let draft = Draft::start(self.store.clone(), message_id);
             let (delta_tx, mut delta_rx) = mpsc::unbounded_channel::<String>();
             let call = provider.stream_chat(request, move |t| {
                 let _ = delta_tx.send(t.to_owned());
             });
             tokio::pin!(call);
-            let mut flush = tokio::time::interval(FLUSH_EVERY);
             let result = loop {
                 tokio::select! {
                     biased;
                     _ = turn.cancel.cancelled() => break None,
-                    Some(delta) = delta_rx.recv() => {
-                        if let Err(e) = self.append_delta(turn, &mut message_id, &mut text, delta).await {
-                            break Some(Err(internal(format!("cannot store the answer: {e}"))));
-                        }
-                        dirty = true;
-                    }
-                    _ = flush.tick(), if dirty => {
-                        if let Some(id) = message_id {
-                            if let Err(e) = self.store.save_partial(id, &text).await {
-                                tracing::warn!("cannot save partial answer: {e}");
-                            }
-                        }
-                        dirty = false;
-                    }
+                    Some(delta) = delta_rx.recv() => self.append_delta(turn, &draft, delta),
                     result = &mut call => break Some(result),
                 }
             };
             if matches!(result, Some(Ok(_))) {
                 while let Ok(delta) = delta_rx.try_recv() {
-                    if let Err(e) = self.append_delta(turn, &mut message_id, &mut text, delta).await {
-                        return StepEnd::Ended(TurnEnd::Failed(internal(format!("cannot store the answer: {e}"))));
-                    }
+                    self.append_delta(turn, &draft, delta);
                 }
             }
+            let text = draft.finish();
             match result {
                 None => {
                     let status = self.stop_status();
-                    if let Some(id) = message_id {
-                        let stored = if status == TurnStatus::Cancelled {
-                            MessageStatus::Cancelled
-                        } else {
-                            MessageStatus::Interrupted
-                        };
-                        self.save_final(id, &text, &[], stored, None, None).await;
-                    }
-                    return StepEnd::Ended(TurnEnd::Stopped { status, message_id });
+                    let stored = if status == TurnStatus::Cancelled {
+                        MessageStatus::Cancelled
+                    } else {
+                        MessageStatus::Interrupted
+                    };
+                    self.save_final(message_id, &text, &[], stored, None, None).await;
+                    return StepEnd::Ended(TurnEnd::Stopped { status, message_id: Some(message_id) });
                 }
-                Some(Err(e)) if e.kind == ErrorKind::StreamBroken && message_id.is_none() && !retried => {
+                Some(Err(e)) if e.kind == ErrorKind::StreamBroken && text.is_empty() && !retried => {
                     tracing::warn!("stream broke before any output; retrying once: {e}");
                     retried = true;
                 }
                 Some(Err(e)) => {
-                    if let Some(id) = message_id {
-                        self.save_final(id, &text, &[], MessageStatus::Failed, Some(&e.message), None).await;
-                    }
+                    self.save_final(message_id, &text, &[], MessageStatus::Failed, Some(&e.message), None).await;
                     return StepEnd::Ended(TurnEnd::Failed(e));
                 }
                 Some(Ok(completion)) => {
-                    let id = match message_id {
-                        Some(id) => id,
-                        None => match self.store.begin_assistant(&turn.session_id, &turn.id).await {
-                            Ok(id) => id,
-                            Err(e) => {
-                                return StepEnd::Ended(TurnEnd::Failed(internal(format!(
-                                    "cannot store the answer: {e}"
-                                ))))
-                            }
-                        },
-                    };
-                    self.save_final(
-                        id,
-                        &completion.text,
-                        &completion.tool_calls,
-                        MessageStatus::Complete,
-                        None,
-                        completion.usage,
-                    )
-                    .await;
-                    return StepEnd::Answered { message_id: id, completion };
+                    let (text, calls) = (&completion.text, &completion.tool_calls);
+                    self.save_final(message_id, text, calls, MessageStatus::Complete, None, completion.usage).await;
+                    return StepEnd::Answered { message_id, completion };
                 }
             }
         }
     }
 
-    async fn append_delta(
-        &self,
-        turn: &TurnHandle,
-        message_id: &mut Option<i64>,
-        text: &mut String,
-        delta: String,
-    ) -> Result<(), StoreError> {
-        if message_id.is_none() {
-            *message_id = Some(self.store.begin_assistant(&turn.session_id, &turn.id).await?);
-        }
-        text.push_str(&delta);
+    fn append_delta(&self, turn: &TurnHandle, draft: &Draft, delta: String) {
+        draft.push(&delta);
         self.emit(turn, TurnEvent::Delta { text: delta });
         if self.faults.turn_panic.swap(false, Ordering::SeqCst) {
-            if let Some(id) = message_id {
-                self.store.save_partial(*id, text).await?;
-            }
             panic!("injected turn panic (debug.fault)");
         }
-        Ok(())
     }
 
     /// Run the model's tool calls concurrently and store their results. `Some` when the turn
@@ -675,6 +628,61 @@ impl Agent {
         let budget = (self.config.llm.context_window_tokens as usize).saturating_sub(reserve + tools_tokens);
         let system = WireMessage::system(&self.config.agent.system_prompt);
         Ok(ChatRequest { messages: fit_context(system, units, budget), tools })
+    }
+}
+
+/// The text of an answer as it streams, saved to its message row every [`FLUSH_EVERY`] by
+/// a writer task of its own. The streaming loop only appends and signals; it never waits
+/// on the disk.
+struct Draft {
+    text: Arc<Mutex<String>>,
+    dirty: mpsc::Sender<()>,
+    done: CancellationToken,
+}
+
+impl Draft {
+    fn start(store: Store, message_id: i64) -> Draft {
+        let text = Arc::new(Mutex::new(String::new()));
+        let (dirty, mut signals) = mpsc::channel::<()>(1);
+        let done = CancellationToken::new();
+        let (shared, stop) = (text.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    signal = signals.recv() => if signal.is_none() { return },
+                }
+                let snapshot = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Err(e) = store.save_partial(message_id, &snapshot).await {
+                    tracing::warn!("cannot save a partial answer: {e}");
+                }
+                // Coalesce: whatever arrives meanwhile is saved in one write.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(FLUSH_EVERY) => {}
+                }
+            }
+        });
+        Draft { text, dirty, done }
+    }
+
+    fn push(&self, delta: &str) {
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).push_str(delta);
+        let _ = self.dirty.try_send(());
+    }
+
+    /// Stop the writer and return the whole text. The caller writes the final state; a save
+    /// still in flight cannot overwrite it (see [`Store::save_partial`]).
+    fn finish(&self) -> String {
+        self.done.cancel();
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        self.done.cancel();
     }
 }
 

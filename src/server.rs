@@ -157,6 +157,12 @@ pub async fn serve(
         ws_shutdown.cancelled().await;
         let _ = server_handle.stop();
     });
+    // Deltas are small writes that must leave at once, not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 

@@ -235,7 +235,8 @@ impl Store {
         Ok(id)
     }
 
-    /// Save the text streamed so far (the message stays `streaming`).
+    /// Save the text streamed so far (the message stays `streaming`). Only touches a message
+    /// that is still streaming, so a late save can never overwrite a final state.
     pub async fn save_partial(&self, message_id: i64, content: &str) -> Result<()> {
         sqlx::query("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'")
             .bind(content)

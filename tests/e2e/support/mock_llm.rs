@@ -37,6 +37,15 @@ pub enum Reply {
     BreakAfter(Vec<String>),
     /// Send an event whose data is not JSON.
     Malformed,
+    /// Stream `count` pieces `interval` apart, each the nanoseconds since [`epoch`] at the
+    /// moment it is written, followed by `|` (for latency measurements).
+    Stamped { count: usize, interval: Duration },
+}
+
+/// The time base of [`Reply::Stamped`] pieces; read it in the same process.
+pub fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 impl Reply {
@@ -79,6 +88,10 @@ impl MockLlm {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock LLM");
         let address = listener.local_addr().expect("mock address");
+        // Like a real provider's edge, chunks leave at once (no Nagle delay).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         MockLlm { address, shared }
     }
@@ -157,6 +170,8 @@ fn error_type(status: u16) -> &'static str {
 /// What to send, in order: an event's data, a pause, or a broken connection.
 enum Step {
     Data(String),
+    /// A content chunk whose text is the send time, filled in when it is written.
+    Stamp(String),
     Pause(Duration),
     Break,
 }
@@ -229,6 +244,13 @@ fn stream_events(reply: Reply, model: String, include_usage: bool) -> Vec<Step> 
             steps.push(Step::Break);
             return steps;
         }
+        Reply::Stamped { count, interval } => {
+            for _ in 0..count {
+                steps.push(Step::Pause(interval));
+                steps.push(Step::Stamp(model.clone()));
+            }
+            "stop"
+        }
         Reply::Malformed => {
             steps.push(Step::Data("{\"choices\": [{\"delta\": {\"content\": \"half".into()));
             steps.push(Step::Data("[DONE]".into()));
@@ -254,6 +276,11 @@ fn sse(steps: Vec<Step>) -> Response {
     let stream = futures::stream::iter(steps).then(|step| async move {
         match step {
             Step::Data(data) => Ok::<Option<Bytes>, std::io::Error>(Some(Bytes::from(format!("data: {data}\n\n")))),
+            Step::Stamp(model) => {
+                let stamp = format!("{}|", epoch().elapsed().as_nanos());
+                let data = chunk(&model, json!({"content": stamp}), None, false);
+                Ok(Some(Bytes::from(format!("data: {data}\n\n"))))
+            }
             Step::Pause(d) => {
                 tokio::time::sleep(d).await;
                 Ok(None)

@@ -1,0 +1,154 @@
+//! Agent benchmarks (`./x bench`, or `cargo bench --bench agent`): start-up time, idle
+//! memory, and the latency Pryx adds between a provider's SSE chunk and the client's
+//! WebSocket frame at 1, 10 and 100 concurrently streaming sessions.
+//!
+//! The release binary runs as a child process; the Chat Completions stand-in and the
+//! clients run in this process, so "added latency" is measured on one clock: the stand-in
+//! writes its send time into each chunk and the client subtracts it on arrival. It includes
+//! two loopback hops (stand-in → Pryx → client) and Pryx's parsing, storing and fan-out.
+//! Figures are printed, not asserted: timing belongs in benchmarks, not tests.
+
+#[path = "../tests/e2e/support/mock_llm.rs"]
+mod mock_llm;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mock_llm::{epoch, MockLlm, Reply};
+use pryx::client::{self, PryxApiClient};
+use pryx_api::TurnEvent;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const STARTS: usize = 20;
+const CHUNKS_PER_TURN: usize = 100;
+const CHUNK_INTERVAL: Duration = Duration::from_millis(10);
+
+struct Running {
+    child: Child,
+    url: String,
+    token: String,
+    exec_to_listening: Duration,
+}
+
+async fn start(home: &Path, llm: &MockLlm) -> Running {
+    std::fs::write(home.join("config.toml"), "").expect("config");
+    let exec = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pryx"))
+        .args(["--serve", "--port", "0", "--data-dir"])
+        .arg(home.join("data"))
+        .arg("--config")
+        .arg(home.join("config.toml"))
+        .env("PRYX_LLM_BASE_URL", llm.base_url())
+        .env("PRYX_LLM_MODEL", mock_llm::MODEL)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pryx");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.expect("read").expect("listening line");
+    let exec_to_listening = exec.elapsed();
+    let url = line.trim_start_matches("pryx listening on ").to_owned();
+    let token = std::fs::read_to_string(home.join("data/token")).expect("token").trim().to_owned();
+    Running { child, url, token, exec_to_listening }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn bench_startup(llm: &MockLlm) {
+    let mut times = Vec::new();
+    let mut first_rss = 0;
+    for i in 0..STARTS {
+        let home = tempfile::tempdir().expect("tempdir");
+        let mut running = start(home.path(), llm).await;
+        times.push(running.exec_to_listening);
+        if i == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            first_rss = rss_kib(running.child.id().expect("pid"));
+        }
+        running.child.kill().await.expect("kill");
+    }
+    times.sort();
+    println!(
+        "exec → listening line ({STARTS} fresh data dirs): min {:.1} ms, p50 {:.1} ms, max {:.1} ms",
+        ms(times[0]),
+        ms(times[STARTS / 2]),
+        ms(times[STARTS - 1])
+    );
+    println!("idle RSS 1 s after start: {:.1} MiB", first_rss as f64 / 1024.0);
+}
+
+async fn bench_latency(llm: &MockLlm, sessions: usize) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut running = start(home.path(), llm).await;
+    llm.script((0..sessions).map(|_| Reply::Stamped { count: CHUNKS_PER_TURN, interval: CHUNK_INTERVAL }));
+    let mut tasks = Vec::new();
+    for _ in 0..sessions {
+        let (url, token) = (running.url.clone(), running.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = client::connect(&url, &token).await.expect("connect");
+            let session = client.session_create(None).await.expect("session");
+            let started = client.message_send(session.id, "go".into()).await.expect("send");
+            let mut events = client.turn_subscribe(started.turn_id).await.expect("subscribe");
+            let mut samples = Vec::with_capacity(CHUNKS_PER_TURN);
+            while let Some(Ok(envelope)) = events.next().await {
+                let arrived = epoch().elapsed().as_nanos() as u64;
+                match envelope.event {
+                    TurnEvent::Delta { text } => {
+                        for stamp in text.split('|').filter(|s| !s.is_empty()) {
+                            if let Ok(sent) = stamp.parse::<u64>() {
+                                samples.push(arrived.saturating_sub(sent));
+                            }
+                        }
+                    }
+                    e if e.is_terminal() => break,
+                    _ => {}
+                }
+            }
+            samples
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    for task in tasks {
+        for sample in task.await.expect("session task") {
+            histogram.record(sample.max(1)).expect("record");
+        }
+    }
+    let rss = rss_kib(running.child.id().expect("pid"));
+    println!(
+        "chunk → client frame, {sessions:>3} concurrent sessions ({} chunks): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; RSS {:.1} MiB",
+        histogram.len(),
+        histogram.value_at_quantile(0.5) as f64 / 1e6,
+        histogram.value_at_quantile(0.99) as f64 / 1e6,
+        histogram.max() as f64 / 1e6,
+        rss as f64 / 1024.0
+    );
+    running.child.kill().await.expect("kill");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let _ = epoch();
+        let llm = MockLlm::start().await;
+        bench_startup(&llm).await;
+        for sessions in [1, 10, 100] {
+            bench_latency(&llm, sessions).await;
+        }
+    });
+}
