@@ -104,7 +104,11 @@ async fn chat_without_a_server_runs_an_agent_in_process() {
 
     // Interactive: one message per line, history kept within the session.
     let mut command = base_command(&home);
-    command.arg("chat").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    command
+        .arg("chat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     for (k, v) in &env {
         command.env(k, v);
     }
