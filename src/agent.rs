@@ -87,6 +87,8 @@ struct TurnHandle {
     log: Mutex<Vec<TurnEventEnvelope>>,
     progress: watch::Sender<usize>,
     finished: watch::Sender<bool>,
+    /// Test fault: panic at this turn's first delta (armed by `debug.fault turn_panic`).
+    panic_at_first_delta: AtomicBool,
 }
 
 impl TurnHandle {
@@ -236,6 +238,7 @@ impl Agent {
             log: Mutex::new(Vec::new()),
             progress,
             finished,
+            panic_at_first_delta: AtomicBool::new(self.faults.turn_panic.swap(false, Ordering::SeqCst)),
         });
         let previous = {
             let mut turns = self.lock_turns();
@@ -334,6 +337,7 @@ impl Agent {
             return Err(AgentError::FaultsDisabled);
         }
         match kind {
+            // The next turn started (not one already running) panics at its first delta.
             "turn_panic" => self.faults.turn_panic.store(true, Ordering::SeqCst),
             "runtime_panic" => {
                 let _ = self.faults.runtime_panic.send(());
@@ -463,7 +467,7 @@ impl Agent {
     fn append_delta(&self, turn: &TurnHandle, draft: &Draft, delta: String) {
         draft.push(&delta);
         self.emit(turn, TurnEvent::Delta { text: delta });
-        if self.faults.turn_panic.swap(false, Ordering::SeqCst) {
+        if turn.panic_at_first_delta.swap(false, Ordering::SeqCst) {
             panic!("injected turn panic (debug.fault)");
         }
     }
@@ -811,4 +815,121 @@ pub fn fit_context(system: WireMessage, units: Vec<Unit>, budget: usize) -> Vec<
         out.extend(unit.messages);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pryx_api::Usage;
+
+    fn message(id: i64, turn: &str, role: Role, content: &str) -> Message {
+        Message {
+            id,
+            session_id: "s".into(),
+            turn_id: Some(turn.into()),
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            status: MessageStatus::Complete,
+            error: None,
+            usage: None::<Usage>,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn call(id: &str) -> ToolCall {
+        ToolCall { id: id.into(), name: "time_now".into(), arguments: "{}".into() }
+    }
+
+    fn roles(messages: &[WireMessage]) -> Vec<&str> {
+        messages.iter().map(|m| m.role).collect()
+    }
+
+    #[test]
+    fn units_follow_turn_order_and_skip_queued_turns() {
+        // Two turns sent back to back: ids interleave, the conversation must not.
+        let messages = vec![
+            message(1, "t1", Role::User, "one"),
+            message(2, "t2", Role::User, "two"),
+            message(3, "t1", Role::Assistant, "answer one"),
+            message(4, "t2", Role::Assistant, "answer two"),
+            message(5, "t3", Role::User, "three (queued)"),
+        ];
+        let queued = HashSet::from(["t3".to_owned()]);
+        let units = conversation_units(&messages, "t2", &queued);
+        let texts: Vec<&str> = units.iter().map(|u| u.messages[0].content.as_str()).collect();
+        assert_eq!(texts, ["one", "answer one", "two", "answer two"]);
+        assert_eq!(units.iter().map(|u| u.current).collect::<Vec<_>>(), [false, false, true, true]);
+    }
+
+    #[test]
+    fn a_tool_call_travels_with_its_results_and_unanswered_calls_are_dropped() {
+        let mut ask = message(2, "t1", Role::Assistant, "");
+        ask.tool_calls = vec![call("a"), call("b"), call("lost")];
+        let mut result_a = message(3, "t1", Role::Tool, "A");
+        result_a.tool_call_id = Some("a".into());
+        let mut result_b = message(4, "t1", Role::Tool, "B");
+        result_b.tool_call_id = Some("b".into());
+        let mut empty_failed = message(5, "t1", Role::Assistant, "");
+        empty_failed.status = MessageStatus::Failed;
+        let messages = vec![message(1, "t1", Role::User, "q"), ask, result_a, result_b, empty_failed];
+
+        let units = conversation_units(&messages, "t1", &HashSet::new());
+        assert_eq!(units.len(), 2, "{units:?}");
+        assert_eq!(roles(&units[1].messages), ["assistant", "tool", "tool"]);
+        let ids: Vec<&str> = units[1].messages[0].tool_calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b"], "the call without a result is not sent");
+    }
+
+    #[test]
+    fn trimming_drops_oldest_whole_units_and_keeps_the_current_turn() {
+        let old_text = "x".repeat(4000); // about 1000 tokens each
+        let mut units = Vec::new();
+        for i in 0..5 {
+            units.push(Unit { messages: vec![WireMessage::user(&format!("{i} {old_text}"))], current: false });
+            units.push(Unit {
+                messages: vec![
+                    WireMessage::assistant("", &[call(&format!("c{i}"))]),
+                    WireMessage::tool(&format!("c{i}"), &old_text),
+                ],
+                current: false,
+            });
+        }
+        units.push(Unit { messages: vec![WireMessage::user("now")], current: true });
+
+        let fitted = fit_context(WireMessage::system("sys"), units.clone(), 4500);
+        assert_eq!(fitted[0].role, "system");
+        assert_eq!(fitted.last().unwrap().content, "now");
+        assert_eq!(fitted[1].role, "user", "history starts at a user message");
+        let total: usize = fitted.iter().map(WireMessage::estimated_tokens).sum();
+        assert!(total <= 4500, "{total}");
+        // Every tool result still follows its call.
+        for (i, m) in fitted.iter().enumerate() {
+            if m.role == "tool" {
+                let prev = &fitted[i - 1];
+                assert!(prev.role == "tool" || !prev.tool_calls.is_empty(), "orphaned tool result at {i}");
+            }
+        }
+        // The newest history survives, the oldest goes.
+        assert!(fitted.iter().any(|m| m.content.starts_with("4 ")));
+        assert!(!fitted.iter().any(|m| m.content.starts_with("0 ")));
+
+        // Enough room: nothing is dropped.
+        assert_eq!(fit_context(WireMessage::system("sys"), units.clone(), 1_000_000).len(), 1 + 15 + 1);
+        // No room at all: the current turn is still sent.
+        let tiny = fit_context(WireMessage::system("sys"), units, 10);
+        assert_eq!(roles(&tiny), ["system", "user"]);
+    }
+
+    #[test]
+    fn titles_are_validated_and_derived_from_the_first_line() {
+        assert_eq!(validate_title("  Trip  ").unwrap(), "Trip");
+        assert!(validate_title("").is_err());
+        assert!(validate_title("a\u{7}b").is_err());
+        assert!(validate_title(&"x".repeat(MAX_TITLE_CHARS + 1)).is_err());
+        assert_eq!(title_from("  Plan a trip\nwith details"), "Plan a trip");
+        assert_eq!(title_from(&"y".repeat(80)).chars().count(), 61);
+    }
 }

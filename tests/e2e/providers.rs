@@ -120,8 +120,10 @@ async fn malformed_sse_is_reported_as_such() {
     assert!(message.contains("not a Chat Completions stream"), "{message}");
 }
 
+/// One test for both cases, because the second one listens on Ollama's port and the first
+/// must not find it.
 #[tokio::test]
-async fn with_no_provider_a_chat_explains_how_to_configure_one() {
+async fn with_nothing_configured_pryx_explains_or_finds_a_local_server() {
     let pryx = Pryx::start(Options::default()).await;
     let client = pryx.client().await;
     assert_eq!(client.system_info().await.unwrap().provider.source, "none");
@@ -131,4 +133,18 @@ async fn with_no_provider_a_chat_explains_how_to_configure_one() {
     for hint in ["PRYX_LLM_BASE_URL", "PRYX_LLM_MODEL", "OPENAI_API_KEY", "[llm]", "Ollama"] {
         assert!(message.contains(hint), "the error should mention {hint}: {message}");
     }
+    drop(pryx);
+
+    let Some(ollama) = MockLlm::start_on("127.0.0.1:11434").await else {
+        eprintln!("skipping the Ollama half: something already listens on 127.0.0.1:11434");
+        return;
+    };
+    ollama.script([Reply::text(&["hello from ", "local"])]);
+    let pryx = Pryx::start(Options::default()).await;
+    let client = pryx.client().await;
+    let info = client.system_info().await.unwrap().provider;
+    assert_eq!((info.source.as_str(), info.model.as_deref()), ("ollama", Some("mock-model")));
+    let (_, log) = chat(&client, "hi").await;
+    assert_eq!(log.text(), "hello from local");
+    assert_eq!(ollama.requests()[0]["model"], "mock-model", "the model the server listed is used");
 }

@@ -81,19 +81,24 @@ pub const MODEL: &str = "mock-model";
 
 impl MockLlm {
     pub async fn start() -> MockLlm {
+        Self::start_on("127.0.0.1:0").await.expect("bind the mock LLM")
+    }
+
+    /// Start on a fixed address; `None` when it is taken.
+    pub async fn start_on(address: &str) -> Option<MockLlm> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .route("/v1/models", get(models))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock LLM");
+        let listener = tokio::net::TcpListener::bind(address).await.ok()?;
         let address = listener.local_addr().expect("mock address");
         // Like a real provider's edge, chunks leave at once (no Nagle delay).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        MockLlm { address, shared }
+        Some(MockLlm { address, shared })
     }
 
     /// The base URL to give Pryx (`PRYX_LLM_BASE_URL`).
