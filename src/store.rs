@@ -174,18 +174,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let id = sqlx::query(
-            "INSERT INTO messages (session_id, turn_id, role, content, status, created_at, updated_at) \
-             VALUES (?, ?, 'user', ?, 'complete', ?, ?)",
-        )
-        .bind(session_id)
-        .bind(turn_id)
-        .bind(text)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        let new =
+            NewMessage { session_id, turn_id, role: "user", content: text, tool_call_id: None, status: "complete" };
+        let id = insert_message(&mut *tx, new).await?;
         tx.commit().await?;
         self.message(id).await
     }
@@ -220,19 +211,9 @@ impl Store {
 
     /// Start an assistant message that will grow as the model streams.
     pub async fn begin_assistant(&self, session_id: &str, turn_id: &str) -> Result<i64> {
-        let now = now_ms();
-        let id = sqlx::query(
-            "INSERT INTO messages (session_id, turn_id, role, content, status, created_at, updated_at) \
-             VALUES (?, ?, 'assistant', '', 'streaming', ?, ?)",
-        )
-        .bind(session_id)
-        .bind(turn_id)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
-        Ok(id)
+        let new =
+            NewMessage { session_id, turn_id, role: "assistant", content: "", tool_call_id: None, status: "streaming" };
+        insert_message(&self.pool, new).await
     }
 
     /// Save the text streamed so far (the message stays `streaming`). Only touches a message
@@ -284,21 +265,15 @@ impl Store {
 
     /// Store what a tool answered to one call.
     pub async fn add_tool_result(&self, session_id: &str, turn_id: &str, call_id: &str, output: &str) -> Result<i64> {
-        let now = now_ms();
-        let id = sqlx::query(
-            "INSERT INTO messages (session_id, turn_id, role, content, tool_call_id, status, created_at, updated_at) \
-             VALUES (?, ?, 'tool', ?, ?, 'complete', ?, ?)",
-        )
-        .bind(session_id)
-        .bind(turn_id)
-        .bind(output)
-        .bind(call_id)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
-        Ok(id)
+        let new = NewMessage {
+            session_id,
+            turn_id,
+            role: "tool",
+            content: output,
+            tool_call_id: Some(call_id),
+            status: "complete",
+        };
+        insert_message(&self.pool, new).await
     }
 
     /// Mark whatever a turn was still writing as failed (after a panic), keeping its text.
@@ -372,6 +347,35 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         options.mode(0o600);
     }
     options.open(path).map(drop)
+}
+
+/// The columns a new message row is written with.
+struct NewMessage<'a> {
+    session_id: &'a str,
+    turn_id: &'a str,
+    role: &'static str,
+    content: &'a str,
+    tool_call_id: Option<&'a str>,
+    status: &'static str,
+}
+
+async fn insert_message<'e>(db: impl sqlx::SqliteExecutor<'e>, new: NewMessage<'_>) -> Result<i64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO messages (session_id, turn_id, role, content, tool_call_id, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.session_id)
+    .bind(new.turn_id)
+    .bind(new.role)
+    .bind(new.content)
+    .bind(new.tool_call_id)
+    .bind(new.status)
+    .bind(now)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(done.last_insert_rowid())
 }
 
 const MESSAGE_COLUMNS: &str = "id, session_id, turn_id, role, content, tool_calls, tool_call_id, status, \

@@ -13,6 +13,31 @@ async fn open_store(pryx_home: &std::path::Path) -> Store {
     Store::open(&pryx_home.join("data").join("pryx.db")).await.expect("open the store")
 }
 
+/// A turn whose answer streams for seconds (1000 pieces, 10 ms apart), already subscribed to.
+struct LongAnswer {
+    pryx: Pryx,
+    options: Options,
+    session: pryx_api::Session,
+    started: pryx_api::TurnStarted,
+    events: jsonrpsee::core::client::Subscription<pryx_api::TurnEventEnvelope>,
+    /// Keeps the subscription's connection open.
+    _client: jsonrpsee::ws_client::WsClient,
+}
+
+impl LongAnswer {
+    async fn start(question: &str) -> LongAnswer {
+        let llm = MockLlm::start().await;
+        llm.script([Reply::slow_text(1000, Duration::from_millis(10))]);
+        let options = Options::with_llm(&llm);
+        let pryx = Pryx::start(options.clone()).await;
+        let client = pryx.client().await;
+        let session = client.session_create(None).await.unwrap();
+        let started = client.message_send(session.id.clone(), question.into()).await.unwrap();
+        let events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+        LongAnswer { pryx, options, session, started, events, _client: client }
+    }
+}
+
 #[tokio::test]
 async fn history_survives_a_graceful_restart() {
     let llm = MockLlm::start().await;
@@ -48,14 +73,8 @@ async fn history_survives_a_graceful_restart() {
 
 #[tokio::test]
 async fn sigterm_mid_answer_stores_the_partial_answer_as_interrupted() {
-    let llm = MockLlm::start().await;
-    llm.script([Reply::slow_text(500, Duration::from_millis(10))]);
-    let options = Options::with_llm(&llm);
-    let pryx = Pryx::start(options.clone()).await;
-    let client = pryx.client().await;
-    let session = client.session_create(None).await.unwrap();
-    let started = client.message_send(session.id.clone(), "long please".into()).await.unwrap();
-    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+    let long = LongAnswer::start("long please").await;
+    let LongAnswer { pryx, session, started, mut events, .. } = long;
     events.next().await.unwrap().unwrap();
     let home = pryx.home.clone();
     assert_eq!(pryx.terminate().await, 0);
@@ -70,14 +89,8 @@ async fn sigterm_mid_answer_stores_the_partial_answer_as_interrupted() {
 
 #[tokio::test]
 async fn kill_9_mid_answer_loses_nothing_acknowledged() {
-    let llm = MockLlm::start().await;
-    llm.script([Reply::slow_text(1000, Duration::from_millis(10))]);
-    let options = Options::with_llm(&llm);
-    let pryx = Pryx::start(options.clone()).await;
-    let client = pryx.client().await;
-    let session = client.session_create(None).await.unwrap();
-    let started = client.message_send(session.id.clone(), "this message was acknowledged".into()).await.unwrap();
-    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+    let long = LongAnswer::start("this message was acknowledged").await;
+    let LongAnswer { pryx, session, started, mut events, options, .. } = long;
     let mut seen = String::new();
     // Let a few coalescing flushes happen.
     let until = tokio::time::Instant::now() + Duration::from_millis(900);
