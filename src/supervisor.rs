@@ -56,7 +56,7 @@ impl Launch {
 pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> {
     panics::install_hook();
     let mut restarts: u64 = 0;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -77,15 +77,35 @@ pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> 
                 }
             }
         }
-        if started.elapsed() >= HEALTHY_AFTER {
-            backoff = FIRST_BACKOFF;
-        }
         restarts += 1;
-        tracing::info!(restarts, "restarting the agent runtime in {backoff:?}");
-        if wait_or_stop(backoff, &stop) {
+        let wait = backoff.after_crash(started.elapsed());
+        tracing::info!(restarts, "restarting the agent runtime in {wait:?}");
+        if wait_or_stop(wait, &stop) {
             return Ok(());
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Exponential back-off between restarts: doubles from [`FIRST_BACKOFF`] up to
+/// [`MAX_BACKOFF`], and starts over after a runtime that stayed up [`HEALTHY_AFTER`].
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { next: FIRST_BACKOFF }
+    }
+
+    /// How long to wait after a runtime that ran for `uptime` crashed.
+    fn after_crash(&mut self, uptime: Duration) -> Duration {
+        if uptime >= HEALTHY_AFTER {
+            self.next = FIRST_BACKOFF;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        wait
     }
 }
 
@@ -162,5 +182,24 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the server failed")),
         Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_to_a_cap_and_resets_after_a_healthy_run() {
+        let mut backoff = Backoff::new();
+        let quick = Duration::from_millis(10);
+        let waits: Vec<Duration> = (0..10).map(|_| backoff.after_crash(quick)).collect();
+        assert_eq!(waits[0], FIRST_BACKOFF);
+        assert_eq!(waits[1], FIRST_BACKOFF * 2);
+        assert_eq!(waits[2], FIRST_BACKOFF * 4);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        assert_eq!(backoff.after_crash(HEALTHY_AFTER), FIRST_BACKOFF, "a healthy run starts over");
+        assert_eq!(backoff.after_crash(quick), FIRST_BACKOFF * 2);
     }
 }

@@ -47,7 +47,7 @@ async fn history_survives_a_graceful_restart() {
     let (started, log) = chat(&client, "remember me").await;
     assert_eq!(log.text(), "Echo: remember me");
     let home = pryx.home.clone();
-    assert_eq!(pryx.terminate().await, 0, "SIGTERM exits cleanly");
+    assert_eq!(pryx.interrupt().await, 0, "Ctrl-C exits cleanly");
     assert!(!home.join("data").join("server.json").exists(), "the discovery file is removed at exit");
 
     let pryx = Pryx::start_in(&home, options).await;

@@ -158,9 +158,18 @@ impl Pryx {
     }
 
     /// SIGTERM and wait; returns the exit code.
-    pub async fn terminate(mut self) -> i32 {
+    pub async fn terminate(self) -> i32 {
+        self.signal_and_wait(libc::SIGTERM).await
+    }
+
+    /// SIGINT (Ctrl-C) and wait; returns the exit code.
+    pub async fn interrupt(self) -> i32 {
+        self.signal_and_wait(libc::SIGINT).await
+    }
+
+    async fn signal_and_wait(mut self, signal: i32) -> i32 {
         // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        unsafe { libc::kill(self.pid(), signal) };
         let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("pryx did not exit").expect("wait");
         status.code().unwrap_or(-1)
     }
