@@ -19,18 +19,23 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pryx_api::{
-    ErrorKind, Message, MessageStatus, Role, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent,
-    TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+    Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus, Role, SandboxInfo, Session,
+    SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS,
+    MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::approvals::{Broker, NewApproval, Policy, Rule};
 use crate::config::Config;
 use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
 use crate::panics;
+use crate::sandbox::{self, Protection};
 use crate::store::{now_ms, Store, StoreError};
-use crate::tools::ToolRegistry;
+use crate::tools::shell::ShellConfig;
+use crate::tools::{parse_arguments, ToolContext, ToolRegistry};
+use crate::workspace::{Workspace, WorkspaceError};
 
 /// How often a growing answer is written to disk while it streams.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -49,6 +54,8 @@ pub enum AgentError {
     InvalidInput(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    Conflict(String),
     #[error("fault injection is disabled (debug build and PRYX_FAULT_INJECTION=1 needed)")]
     FaultsDisabled,
     #[error(transparent)]
@@ -133,6 +140,11 @@ pub struct Agent {
     config: Arc<Config>,
     llm: ProviderResolver,
     tools: ToolRegistry,
+    workspace: Arc<Workspace>,
+    policy: Policy,
+    approvals: Broker,
+    /// Probed on first use: starting a helper process is not free.
+    protection: tokio::sync::OnceCell<Protection>,
     data_dir: PathBuf,
     runtime_restarts: u64,
     started_at: i64,
@@ -150,13 +162,27 @@ impl Agent {
         data_dir: PathBuf,
         runtime_restarts: u64,
         faults: Faults,
-    ) -> Arc<Agent> {
+    ) -> Result<Arc<Agent>, WorkspaceError> {
         let (events, _) = broadcast::channel(4096);
-        Arc::new(Agent {
+        let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
+        let workspace = Arc::new(Workspace::open(&root, &config.tools.extra_roots)?);
+        let shell = ShellConfig {
+            default_timeout: Duration::from_secs(config.tools.shell_timeout_secs),
+            max_timeout: Duration::from_secs(config.tools.shell_max_timeout_secs),
+            max_output_bytes: config.tools.shell_output_bytes,
+            env_allowlist: config.tools.shell_env.clone(),
+            helper: None,
+        };
+        let policy = Policy::new(config.policy.clone());
+        Ok(Arc::new(Agent {
+            approvals: Broker::new(store.clone(), policy.approval_timeout()),
             store,
             llm: ProviderResolver::new(config.llm.clone()),
+            tools: ToolRegistry::with_builtins(workspace.clone(), shell),
+            workspace,
+            policy,
+            protection: tokio::sync::OnceCell::new(),
             config,
-            tools: ToolRegistry::with_builtins(),
             data_dir,
             runtime_restarts,
             started_at: now_ms(),
@@ -165,7 +191,7 @@ impl Agent {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             faults,
-        })
+        }))
     }
 
     pub fn store(&self) -> &Store {
@@ -328,7 +354,57 @@ impl Agent {
             provider: self.llm.info().await,
             runtime_restarts: self.runtime_restarts,
             started_at: self.started_at,
+            sandbox: self.sandbox_info().await,
         }
+    }
+
+    /// The workspace and how well shell commands are contained here.
+    pub async fn sandbox_info(&self) -> SandboxInfo {
+        let roots: Vec<PathBuf> = self.workspace.roots().map(PathBuf::from).collect();
+        let protection = self
+            .protection
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || sandbox::probe(&roots))
+                    .await
+                    .unwrap_or(Protection { landlock: "none".into(), pid_namespace: false })
+            })
+            .await;
+        SandboxInfo {
+            workspace: self.workspace.root().display().to_string(),
+            landlock: protection.landlock.clone(),
+            pid_namespace: protection.pid_namespace,
+            summary: protection.describe(),
+        }
+    }
+
+    // ---- approvals ----
+
+    pub async fn approvals(&self, include_settled: bool) -> Result<Vec<Approval>, AgentError> {
+        Ok(self.approvals.list(include_settled).await?)
+    }
+
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        note: Option<String>,
+        answered_by: Option<String>,
+    ) -> Result<Approval, AgentError> {
+        use crate::approvals::AnswerError;
+        let by = answered_by.unwrap_or_else(|| "api".into());
+        if by.is_empty() || by.len() > 40 || !by.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            return Err(AgentError::InvalidInput("answered_by must be 1 to 40 letters, digits or -_.:".into()));
+        }
+        self.approvals.answer(id, decision, note, &by).await.map_err(|e| match e {
+            AnswerError::NotFound(id) => AgentError::NotFound(format!("approval {id}")),
+            AnswerError::AlreadySettled { .. } => AgentError::Conflict(e.to_string()),
+            AnswerError::Invalid(message) => AgentError::InvalidInput(message),
+            AnswerError::Store(store) => AgentError::Store(store),
+        })
+    }
+
+    pub fn subscribe_approvals(&self) -> broadcast::Receiver<Approval> {
+        self.approvals.subscribe()
     }
 
     /// Arm a test fault. See [`Faults`].
@@ -472,30 +548,17 @@ impl Agent {
         }
     }
 
-    /// Run the model's tool calls concurrently and store their results. `Some` when the turn
-    /// was stopped meanwhile.
+    /// Run the model's tool calls concurrently, each through the approval policy, and store
+    /// their results. `Some` when the turn was stopped meanwhile.
     async fn run_tools(&self, turn: &TurnHandle, calls: &[ToolCall]) -> Option<TurnEnd> {
         for call in calls {
             self.emit(turn, TurnEvent::ToolCall { call: call.clone() });
         }
-        let timeout = Duration::from_secs(self.config.agent.tool_timeout_secs);
-        let runs = calls.iter().map(|call| async move {
-            let result = match tokio::time::timeout(timeout, self.tools.call(&call.name, &call.arguments)).await {
-                Ok(Ok(output)) => Ok(output),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
-            };
-            (call, result)
-        });
-        let results = tokio::select! {
-            results = futures::future::join_all(runs) => results,
-            _ = turn.cancel.cancelled() => return Some(TurnEnd::Stopped { status: self.stop_status(), message_id: None }),
-        };
-        for (call, result) in results {
-            let (output, is_error) = match result {
-                Ok(output) => (output, false),
-                Err(e) => (format!("error: {e}"), true),
-            };
+        let channel = self.store.session(&turn.session_id).await.map(|s| s.channel).unwrap_or_else(|_| "local".into());
+        let results = futures::future::join_all(calls.iter().map(|call| self.run_one(turn, call, &channel))).await;
+        // Results are stored even when the turn was stopped, so every call in the history
+        // has its answer.
+        for (call, (output, is_error)) in calls.iter().zip(results) {
             if let Err(e) = self.store.add_tool_result(&turn.session_id, &turn.id, &call.id, &output).await {
                 return Some(TurnEnd::Failed(internal(format!("cannot store a tool result: {e}"))));
             }
@@ -504,7 +567,66 @@ impl Agent {
                 TurnEvent::ToolResult { call_id: call.id.clone(), name: call.name.clone(), output, is_error },
             );
         }
+        if turn.cancel.is_cancelled() {
+            return Some(TurnEnd::Stopped { status: self.stop_status(), message_id: None });
+        }
         None
+    }
+
+    /// One call: policy, approval if needed, then the tool. Returns the output for the model
+    /// and whether it is an error.
+    async fn run_one(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool) {
+        let Some(tool) = self.tools.get(&call.name) else {
+            return (format!("error: unknown tool `{}`", call.name), true);
+        };
+        let arguments = match parse_arguments(&call.arguments) {
+            Ok(a) => a,
+            Err(e) => return (format!("error: {e}"), true),
+        };
+        let allowed = self.approvals.allowed_for_session(&turn.session_id);
+        match self.policy.decide(&call.name, tool.risk(), &arguments, &allowed) {
+            Rule::Deny => {
+                return (format!("error: not run: the user's policy does not allow `{}` here", call.name), true);
+            }
+            Rule::Allow => {}
+            Rule::Ask => {
+                let request = NewApproval {
+                    session_id: &turn.session_id,
+                    turn_id: &turn.id,
+                    call_id: &call.id,
+                    tool: &call.name,
+                    arguments: &call.arguments,
+                    summary: tool.summary(&arguments),
+                    risk: tool.risk(),
+                    channel,
+                };
+                let asked = self.approvals.request(request, &turn.cancel, |approval| {
+                    self.emit(turn, TurnEvent::ApprovalRequested { approval: approval.clone() });
+                });
+                let outcome = match asked.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => return (format!("error: not run: cannot ask for approval: {e}"), true),
+                };
+                self.emit(turn, TurnEvent::ApprovalSettled { approval: outcome.approval.clone() });
+                if !outcome.allowed() {
+                    let why = match outcome.approval.status {
+                        ApprovalStatus::TimedOut => "nobody approved it in time",
+                        ApprovalStatus::Cancelled => "the turn was cancelled",
+                        ApprovalStatus::Expired => "the agent stopped while it waited",
+                        _ => "the user denied it",
+                    };
+                    let note = outcome.approval.note.map(|n| format!(" The user's note: {n}")).unwrap_or_default();
+                    return (format!("error: not run: {why}.{note}"), true);
+                }
+            }
+        }
+        let timeout = Duration::from_secs(self.config.agent.tool_timeout_secs);
+        let ctx = ToolContext { cancel: turn.cancel.clone() };
+        match tokio::time::timeout(timeout, tool.call(arguments, &ctx)).await {
+            Ok(Ok(output)) => (output, false),
+            Ok(Err(e)) => (format!("error: {e}"), true),
+            Err(_) => (format!("error: timed out after {}s", timeout.as_secs()), true),
+        }
     }
 
     async fn recover_turn_panic(&self, turn: &TurnHandle, payload: Box<dyn std::any::Any + Send>) -> TurnEnd {

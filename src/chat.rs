@@ -8,7 +8,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use jsonrpsee::ws_client::WsClient;
@@ -29,7 +28,7 @@ pub fn run(
     session: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let (url, token, local) = match runtime.block_on(find_server(&data, token.clone())) {
+    let (url, token, local) = match runtime.block_on(client::find_running(&data, token.clone())) {
         Some((url, token)) => (url, token, None),
         None => {
             data.ensure()?;
@@ -52,24 +51,6 @@ fn stop_local(local: Option<RunningAgent>) {
             eprintln!("pryx: {e:#}");
         }
     }
-}
-
-/// The running server's URL and token, if one answers.
-async fn find_server(data: &DataDir, token: Option<String>) -> Option<(String, String)> {
-    let info = data.read_server_file()?;
-    let healthy = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .ok()?
-        .get(format!("{}/healthz", info.url))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if !healthy {
-        return None;
-    }
-    let token = token.or_else(|| data.read_token().ok())?;
-    Some((info.url, token))
 }
 
 async fn chat(url: &str, token: &str, message: Option<String>, session: Option<String>) -> anyhow::Result<ExitCode> {
@@ -137,6 +118,13 @@ async fn ask(client: &WsClient, session_id: &str, text: String) -> anyhow::Resul
                 out.flush()?;
             }
             TurnEvent::ToolCall { call } => eprintln!("\n[tool {} {}]", call.name, call.arguments),
+            TurnEvent::ApprovalRequested { approval } => eprintln!(
+                "\n[waiting for approval: {} ({}); answer with `pryx approvals allow {id}` or `pryx approvals deny {id}`]",
+                approval.summary,
+                approval.tool,
+                id = approval.id
+            ),
+            TurnEvent::ApprovalSettled { approval } => eprintln!("[approval {:?}]", approval.status),
             TurnEvent::ToolResult { .. } | TurnEvent::Usage { .. } => {}
             TurnEvent::Done { status, .. } => {
                 writeln!(out)?;

@@ -8,6 +8,26 @@ use anyhow::Context;
 use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 pub use pryx_api::PryxApiClient;
 
+use crate::datadir::DataDir;
+
+/// The URL and token of the `pryx --serve` running on `data`, if one answers `/healthz`.
+pub async fn find_running(data: &DataDir, token: Option<String>) -> Option<(String, String)> {
+    let info = data.read_server_file()?;
+    let healthy = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .ok()?
+        .get(format!("{}/healthz", info.url))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !healthy {
+        return None;
+    }
+    let token = token.or_else(|| data.read_token().ok())?;
+    Some((info.url, token))
+}
+
 /// Connect to `http://host:port` (or `ws://…`) with `token`.
 pub async fn connect(base_url: &str, token: &str) -> anyhow::Result<WsClient> {
     let ws_url = format!("{}/rpc", base_url.trim_end_matches('/').replacen("http://", "ws://", 1));

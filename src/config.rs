@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::approvals::PolicyConfig;
+
 /// Everything Pryx can be configured with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -20,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub llm: LlmConfig,
     pub agent: AgentConfig,
+    pub tools: ToolsConfig,
+    pub policy: PolicyConfig,
 }
 
 /// The one loopback port that serves the UI, `/rpc`, webhooks and `/healthz`.
@@ -130,6 +134,36 @@ impl Default for AgentConfig {
     }
 }
 
+/// Where the file and shell tools act, and how shell commands run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// The workspace directory. Unset: `workspace` under the data dir.
+    pub workspace: Option<PathBuf>,
+    /// More directories the tools may use, addressed by absolute path.
+    pub extra_roots: Vec<PathBuf>,
+    /// Default timeout of a shell command, seconds (the model may ask for up to the max).
+    pub shell_timeout_secs: u64,
+    pub shell_max_timeout_secs: u64,
+    /// Bytes of a command's stdout and of its stderr kept (head and tail).
+    pub shell_output_bytes: usize,
+    /// Environment variables a command may see; everything else (API keys!) is cleared.
+    pub shell_env: Vec<String>,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            workspace: None,
+            extra_roots: Vec::new(),
+            shell_timeout_secs: 60,
+            shell_max_timeout_secs: 600,
+            shell_output_bytes: 64 * 1024,
+            shell_env: crate::tools::shell::DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
 /// What replaces a secret in anything shown to a person.
 pub const REDACTED: &str = "<redacted>";
 
@@ -208,6 +242,15 @@ impl Config {
         }
         if self.agent.max_steps == 0 {
             return Err(("agent.max_steps".into(), "must be at least 1".into()));
+        }
+        if self.tools.shell_timeout_secs == 0 || self.tools.shell_max_timeout_secs < self.tools.shell_timeout_secs {
+            return Err((
+                "tools.shell_max_timeout_secs".into(),
+                "must be at least tools.shell_timeout_secs (> 0)".into(),
+            ));
+        }
+        if self.policy.approval_timeout_secs == 0 {
+            return Err(("policy.approval_timeout_secs".into(), "must be at least 1".into()));
         }
         if self.server.max_request_bytes < 1024 {
             return Err(("server.max_request_bytes".into(), "must be at least 1024".into()));

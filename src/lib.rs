@@ -5,14 +5,18 @@
 
 pub mod agent;
 pub mod app;
+pub mod approvals;
 pub mod chat;
+pub mod cli_tools;
 pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod llm;
 pub mod panics;
 pub mod rpc;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod supervisor;
 pub mod tools;
+pub mod workspace;

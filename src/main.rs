@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use pryx::config::Config;
 use pryx::datadir::{default_config_path, DataDir};
 use pryx::server::Token;
-use pryx::{app, chat};
+use pryx::{app, chat, cli_tools};
 
 /// Pryx: your own AI agent, in one binary.
 ///
@@ -55,6 +55,40 @@ enum Command {
         #[arg(long)]
         session: Option<String>,
     },
+    /// List and answer the approvals a running Pryx is waiting for.
+    Approvals {
+        #[command(subcommand)]
+        action: Option<ApprovalsAction>,
+    },
+    /// Check the setup: data dir, config, provider, workspace and sandbox protection.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsAction {
+    /// List pending approvals (the default).
+    List {
+        /// Also show settled ones (the latest 200).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Allow a pending call.
+    Allow {
+        id: String,
+        /// Allow every call of this tool for the rest of the session.
+        #[arg(long)]
+        session: bool,
+        /// A note passed to the model.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a pending call.
+    Deny {
+        id: String,
+        /// A note passed to the model (why, or what to do instead).
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +100,11 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
+    // The shell sandbox helper must run before anything starts a thread (see sandbox.rs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == pryx::sandbox::HELPER_SUBCOMMAND) {
+        pryx::sandbox::helper_main(&args[2..]);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -101,6 +140,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli, &config_path)?;
             let data = DataDir::resolve(cli.data_dir.clone())?;
             chat::run(config, data, cli.token.clone(), message.clone(), session.clone())
+        }
+        Some(Command::Approvals { ref action }) => {
+            let data = DataDir::resolve(cli.data_dir.clone())?;
+            let action = match action {
+                None | Some(ApprovalsAction::List { all: false }) => cli_tools::ApprovalCommand::List { all: false },
+                Some(ApprovalsAction::List { all: true }) => cli_tools::ApprovalCommand::List { all: true },
+                Some(ApprovalsAction::Allow { id, session, note }) => cli_tools::ApprovalCommand::Answer {
+                    id: id.clone(),
+                    allow: true,
+                    session: *session,
+                    note: note.clone(),
+                },
+                Some(ApprovalsAction::Deny { id, note }) => cli_tools::ApprovalCommand::Answer {
+                    id: id.clone(),
+                    allow: false,
+                    session: false,
+                    note: note.clone(),
+                },
+            };
+            cli_tools::approvals(&data, cli.token.clone(), action)
+        }
+        Some(Command::Doctor) => {
+            let config = load_config(&cli, &config_path)?;
+            let data = DataDir::resolve(cli.data_dir.clone())?;
+            cli_tools::doctor(config, &config_path, data)
         }
         None if cli.serve => serve(&cli, &config_path),
         None => {

@@ -9,7 +9,8 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, PryxApiServer, Session, SessionDetail, SystemInfo, TurnEventEnvelope, TurnStarted,
+    error_code, rpc_error, Approval, ApprovalDecision, PryxApiServer, Session, SessionDetail, SystemInfo,
+    TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -32,6 +33,7 @@ impl From<AgentError> for ErrorObjectOwned {
             AgentError::NotFound(_) => error_code::NOT_FOUND,
             AgentError::InvalidInput(_) => error_code::INVALID_INPUT,
             AgentError::ShuttingDown => error_code::UNAVAILABLE,
+            AgentError::Conflict(_) => error_code::CONFLICT,
             AgentError::FaultsDisabled => jsonrpsee::types::error::METHOD_NOT_FOUND_CODE,
             AgentError::Store(_) => error_code::INTERNAL,
         };
@@ -123,6 +125,38 @@ impl PryxApiServer for RpcApi {
 
     async fn system_info(&self) -> Result<SystemInfo, ErrorObjectOwned> {
         Ok(self.agent.system_info().await)
+    }
+
+    async fn approval_list(&self, include_settled: Option<bool>) -> Result<Vec<Approval>, ErrorObjectOwned> {
+        Ok(self.agent.approvals(include_settled.unwrap_or(false)).await?)
+    }
+
+    async fn approval_answer(
+        &self,
+        approval_id: String,
+        decision: ApprovalDecision,
+        note: Option<String>,
+        answered_by: Option<String>,
+    ) -> Result<Approval, ErrorObjectOwned> {
+        Ok(self.agent.answer_approval(&approval_id, decision, note, answered_by).await?)
+    }
+
+    async fn approvals_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut approvals = self.agent.subscribe_approvals();
+        let sink = pending.accept().await?;
+        loop {
+            let approval = tokio::select! {
+                received = approvals.recv() => match received {
+                    Ok(approval) => approval,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = sink.closed() => return Ok(()),
+            };
+            if sink.send(to_json_raw_value(&approval)?).await.is_err() {
+                return Ok(());
+            }
+        }
     }
 
     async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned> {

@@ -77,6 +77,11 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// The connection pool, for modules that own their own tables (approvals).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Flush and close every connection (checkpoints the WAL).
     pub async fn close(&self) {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;

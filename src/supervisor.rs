@@ -141,13 +141,17 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         tracing::warn!(recovered, "turns left running by a previous run are marked interrupted");
     }
     let (runtime_panic_tx, mut runtime_panic_rx) = mpsc::unbounded_channel();
+    let expired = crate::approvals::Broker::expire_leftovers(&store).await?;
+    if expired > 0 {
+        tracing::warn!(expired, "approvals left pending by a previous run are expired (denied)");
+    }
     let agent = Agent::new(
         store.clone(),
         launch.config.clone(),
         launch.data_dir.clone(),
         restarts,
         Faults::new(runtime_panic_tx),
-    );
+    )?;
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;
     let address = listener.local_addr()?;

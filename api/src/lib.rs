@@ -169,6 +169,59 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// A person's answer to an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// Run this call.
+    AllowOnce,
+    /// Run this call and every later call of the same tool in this session.
+    AllowForSession,
+    /// Do not run it; the model is told (with the note, if any).
+    Deny,
+}
+
+/// Where an approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Allowed,
+    Denied,
+    /// Nobody answered in time: denied.
+    TimedOut,
+    /// The agent stopped while it waited: denied, never silently allowed.
+    Expired,
+    /// The turn was cancelled while it waited.
+    Cancelled,
+}
+
+/// A tool call waiting for (or settled by) a human decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub session_id: String,
+    pub turn_id: String,
+    pub call_id: String,
+    pub tool: String,
+    /// The call's arguments as JSON text.
+    pub arguments: String,
+    /// One line a person can read to decide.
+    pub summary: String,
+    /// `write`, `destructive` or `execute`.
+    pub risk: String,
+    /// The surface the turn came from (`local`, later `telegram`…).
+    pub channel: String,
+    pub status: ApprovalStatus,
+    pub decision: Option<ApprovalDecision>,
+    pub note: Option<String>,
+    pub answered_by: Option<String>,
+    pub created_at: i64,
+    /// When an unanswered request becomes a deny.
+    pub expires_at: i64,
+    pub settled_at: Option<i64>,
+}
+
 /// One thing that happened in a turn, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -179,6 +232,10 @@ pub enum TurnEvent {
     ToolCall { call: ToolCall },
     /// A tool call finished; `output` is what the model will read.
     ToolResult { call_id: String, name: String, output: String, is_error: bool },
+    /// A tool call waits for a person's decision (answer with `approval.answer`).
+    ApprovalRequested { approval: Approval },
+    /// The decision was taken (or the request timed out or was cancelled).
+    ApprovalSettled { approval: Approval },
     /// Token usage of one model request of this turn.
     Usage { usage: Usage },
     /// The turn ended normally or by cancel; `message_id` is the final assistant message.
@@ -188,6 +245,20 @@ pub enum TurnEvent {
 }
 
 impl TurnEvent {
+    /// The event's `type` tag as it appears on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TurnEvent::Delta { .. } => "delta",
+            TurnEvent::ToolCall { .. } => "tool_call",
+            TurnEvent::ToolResult { .. } => "tool_result",
+            TurnEvent::ApprovalRequested { .. } => "approval_requested",
+            TurnEvent::ApprovalSettled { .. } => "approval_settled",
+            TurnEvent::Usage { .. } => "usage",
+            TurnEvent::Done { .. } => "done",
+            TurnEvent::Error { .. } => "error",
+        }
+    }
+
     /// Whether this event ends the turn's stream.
     pub fn is_terminal(&self) -> bool {
         matches!(self, TurnEvent::Done { .. } | TurnEvent::Error { .. })
@@ -202,6 +273,18 @@ pub struct TurnEventEnvelope {
     pub seq: u64,
     #[serde(flatten)]
     pub event: TurnEvent,
+}
+
+/// How well shell commands are contained on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// The directory file and shell tools act in.
+    pub workspace: String,
+    /// `full`, `partial` or `none`.
+    pub landlock: String,
+    pub pid_namespace: bool,
+    /// One line for people.
+    pub summary: String,
 }
 
 /// Where the LLM provider setting came from.
@@ -225,6 +308,7 @@ pub struct SystemInfo {
     pub runtime_restarts: u64,
     /// Unix ms when this runtime incarnation started.
     pub started_at: i64,
+    pub sandbox: SandboxInfo,
 }
 
 /// The Pryx JSON-RPC API.
@@ -273,6 +357,26 @@ pub trait PryxApi {
     #[method(name = "system.info")]
     async fn system_info(&self) -> Result<SystemInfo, ErrorObjectOwned>;
 
+    /// Approval requests: pending ones, or with `include_settled` the last 200 of any status.
+    #[method(name = "approval.list")]
+    async fn approval_list(&self, include_settled: Option<bool>) -> Result<Vec<Approval>, ErrorObjectOwned>;
+
+    /// Answer a pending approval. The first answer wins; a later one gets a `CONFLICT` error
+    /// saying how it was settled. `note` goes to the model; `answered_by` names the surface
+    /// (`cli`, `ui`…) in the audit trail.
+    #[method(name = "approval.answer")]
+    async fn approval_answer(
+        &self,
+        approval_id: String,
+        decision: ApprovalDecision,
+        note: Option<String>,
+        answered_by: Option<String>,
+    ) -> Result<Approval, ErrorObjectOwned>;
+
+    /// Every approval as it is requested and as it is settled.
+    #[subscription(name = "approvals.subscribe", unsubscribe = "approvals.unsubscribe", item = Approval)]
+    async fn approvals_subscribe(&self) -> SubscriptionResult;
+
     /// Test-only fault injection (`runtime_panic` or `turn_panic`). Answers an error unless
     /// the binary is a debug build started with `PRYX_FAULT_INJECTION=1`.
     #[method(name = "debug.fault")]
@@ -295,6 +399,13 @@ mod tests {
         assert_eq!(json, serde_json::json!({"turn_id":"t","session_id":"s","seq":3,"type":"delta","text":"hi"}));
         let back: TurnEventEnvelope = serde_json::from_value(json).unwrap();
         assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn kind_matches_the_wire_tag() {
+        let event =
+            TurnEvent::ToolResult { call_id: "c".into(), name: "n".into(), output: "o".into(), is_error: false };
+        assert_eq!(serde_json::to_value(&event).unwrap()["type"], event.kind());
     }
 
     #[test]

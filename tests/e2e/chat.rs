@@ -51,18 +51,7 @@ async fn a_tool_call_runs_and_its_result_goes_back_to_the_model() {
 
     let (started, log) = chat(&client, "what time is it?").await;
 
-    let kinds: Vec<&str> = log
-        .events
-        .iter()
-        .map(|e| match e.event {
-            TurnEvent::Delta { .. } => "delta",
-            TurnEvent::ToolCall { .. } => "tool_call",
-            TurnEvent::ToolResult { .. } => "tool_result",
-            TurnEvent::Usage { .. } => "usage",
-            TurnEvent::Done { .. } => "done",
-            TurnEvent::Error { .. } => "error",
-        })
-        .collect();
+    let kinds: Vec<&str> = log.events.iter().map(|e| e.event.kind()).collect();
     assert_eq!(kinds, ["usage", "tool_call", "tool_result", "delta", "delta", "usage", "done"]);
     let TurnEvent::ToolResult { output, is_error: false, name, .. } = &log.events[2].event else { panic!() };
     assert_eq!(name, "time_now");

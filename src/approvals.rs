@@ -1,0 +1,503 @@
+//! Approvals: the policy that decides whether a tool call may run, and the broker that asks
+//! a human when the policy says "ask".
+//!
+//! [`Policy::decide`] is a pure function of the configuration, the tool, its arguments and
+//! what was allowed for the session: deny rules win over allow rules; reads are allowed,
+//! everything else asks unless the user loosened it. An "ask" becomes an [`Approval`] row in
+//! SQLite and is offered on every surface at once (turn events, `approvals.subscribe`,
+//! `approval.list`/`approval.answer`, `pryx approvals`). The first answer wins; no answer
+//! within the timeout is a deny; an approval pending when the agent stopped is expired at
+//! the next start, never allowed. Every decision is written to `approval_audit`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pryx_api::{Approval, ApprovalDecision, ApprovalStatus};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::store::{now_ms, Store, StoreError};
+use crate::tools::Risk;
+
+/// What the policy says about a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Allow,
+    Ask,
+    Deny,
+}
+
+/// `[policy]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Per tool name: `allow`, `ask` or `deny`. Unlisted tools: reads allow, others ask.
+    pub tools: BTreeMap<String, Rule>,
+    /// `shell_execute` commands always allowed when they start with one of these (e.g.
+    /// `git status`) and contain no shell operators (`;`, `&`, `|`, `$`, backticks, redirects…).
+    pub shell_allow: Vec<String>,
+    /// `shell_execute` commands always denied when they contain one of these words.
+    pub shell_deny: Vec<String>,
+    /// Seconds an approval waits for an answer before it counts as a deny.
+    pub approval_timeout_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            tools: BTreeMap::new(),
+            shell_allow: Vec::new(),
+            shell_deny: Vec::new(),
+            approval_timeout_secs: 300,
+        }
+    }
+}
+
+/// The policy in force.
+pub struct Policy {
+    config: PolicyConfig,
+}
+
+/// Characters that let one command line run more than the command it starts with.
+const SHELL_OPERATORS: &[char] =
+    &[';', '&', '|', '$', '`', '<', '>', '(', ')', '{', '}', '\n', '\r', '\\', '*', '?', '~', '!'];
+
+impl Policy {
+    pub fn new(config: PolicyConfig) -> Self {
+        Policy { config }
+    }
+
+    pub fn approval_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.approval_timeout_secs)
+    }
+
+    /// Decide a call. `allowed_for_session` holds the tools a person allowed for this session.
+    pub fn decide(
+        &self,
+        tool: &str,
+        risk: Risk,
+        arguments: &serde_json::Value,
+        allowed_for_session: &HashSet<String>,
+    ) -> Rule {
+        let configured = self.config.tools.get(tool).copied();
+        let command = (tool == "shell_execute").then(|| arguments["command"].as_str().unwrap_or("")).map(str::trim);
+        // Deny rules first: they win over anything that allows.
+        if configured == Some(Rule::Deny) {
+            return Rule::Deny;
+        }
+        if let Some(command) = command {
+            if self.config.shell_deny.iter().any(|word| !word.trim().is_empty() && command.contains(word.trim())) {
+                return Rule::Deny;
+            }
+        }
+        if allowed_for_session.contains(tool) || configured == Some(Rule::Allow) {
+            return Rule::Allow;
+        }
+        if let Some(command) = command {
+            let plain = !command.contains(SHELL_OPERATORS);
+            let allowed = self.config.shell_allow.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).any(|prefix| {
+                command == prefix || command.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(' '))
+            });
+            if plain && allowed {
+                return Rule::Allow;
+            }
+        }
+        match (configured, risk) {
+            (Some(rule), _) => rule,
+            (None, Risk::Read) => Rule::Allow,
+            (None, _) => Rule::Ask,
+        }
+    }
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("approval {0} not found")]
+    NotFound(String),
+    #[error("approval {id} was already settled: {status}")]
+    AlreadySettled { id: String, status: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request to create.
+pub struct NewApproval<'a> {
+    pub session_id: &'a str,
+    pub turn_id: &'a str,
+    pub call_id: &'a str,
+    pub tool: &'a str,
+    pub arguments: &'a str,
+    pub summary: String,
+    pub risk: Risk,
+    pub channel: &'a str,
+}
+
+/// How a request ended, as the waiting tool call sees it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub approval: Approval,
+}
+
+impl Outcome {
+    pub fn allowed(&self) -> bool {
+        self.approval.status == ApprovalStatus::Allowed
+    }
+}
+
+/// Offers approval requests to every surface and waits for the first answer.
+pub struct Broker {
+    store: Store,
+    timeout: Duration,
+    waiting: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Tools allowed for a whole session, by session id.
+    session_allows: Mutex<HashMap<String, HashSet<String>>>,
+    events: broadcast::Sender<Approval>,
+    /// Serialises settling so the first answer wins.
+    settle: tokio::sync::Mutex<()>,
+}
+
+impl Broker {
+    pub fn new(store: Store, timeout: Duration) -> Self {
+        let (events, _) = broadcast::channel(256);
+        Broker {
+            store,
+            timeout,
+            waiting: Mutex::new(HashMap::new()),
+            session_allows: Mutex::new(HashMap::new()),
+            events,
+            settle: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Approval> {
+        self.events.subscribe()
+    }
+
+    /// Tools a person allowed for this session.
+    pub fn allowed_for_session(&self, session_id: &str) -> HashSet<String> {
+        self.session_allows.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).cloned().unwrap_or_default()
+    }
+
+    /// Mark approvals left pending by a previous run as expired (a deny). Returns how many.
+    pub async fn expire_leftovers(store: &Store) -> Result<u64, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM approvals WHERE status = 'pending'").fetch_all(store.pool()).await?;
+        for id in &ids {
+            settle_row(store, id, ApprovalStatus::Expired, None, None, "restart").await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Persist a request, offer it, and wait for the first answer, the timeout, or `cancel`.
+    /// `on_requested` runs once the request is stored (the turn emits its event there).
+    pub async fn request(
+        &self,
+        new: NewApproval<'_>,
+        cancel: &tokio_util::sync::CancellationToken,
+        on_requested: impl FnOnce(&Approval),
+    ) -> Result<Outcome, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let expires_at = now + self.timeout.as_millis() as i64;
+        sqlx::query(
+            "INSERT INTO approvals (id, session_id, turn_id, call_id, tool, arguments, summary, risk, channel, status, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&id)
+        .bind(new.session_id)
+        .bind(new.turn_id)
+        .bind(new.call_id)
+        .bind(new.tool)
+        .bind(new.arguments)
+        .bind(&new.summary)
+        .bind(risk_str(new.risk))
+        .bind(new.channel)
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.store.pool())
+        .await?;
+        let (answered_tx, answered_rx) = oneshot::channel();
+        self.lock_waiting().insert(id.clone(), answered_tx);
+        let approval = self.get(&id).await?;
+        on_requested(&approval);
+        let _ = self.events.send(approval);
+
+        let ended_by = tokio::select! {
+            _ = answered_rx => None,
+            _ = tokio::time::sleep(self.timeout) => Some((ApprovalStatus::TimedOut, "timeout")),
+            _ = cancel.cancelled() => Some((ApprovalStatus::Cancelled, "turn-cancel")),
+        };
+        self.lock_waiting().remove(&id);
+        if let Some((status, actor)) = ended_by {
+            let _guard = self.settle.lock().await;
+            // An answer may have landed just before; only a still-pending row is settled here.
+            if self.get(&id).await?.status == ApprovalStatus::Pending {
+                settle_row(&self.store, &id, status, None, None, actor).await?;
+                let settled = self.get(&id).await?;
+                let _ = self.events.send(settled);
+            }
+        }
+        Ok(Outcome { approval: self.get(&id).await? })
+    }
+
+    /// A person's answer. The first one wins; later ones are refused and audited.
+    pub async fn answer(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        note: Option<String>,
+        answered_by: &str,
+    ) -> Result<Approval, AnswerError> {
+        if let Some(note) = &note {
+            if note.chars().count() > 2000 {
+                return Err(AnswerError::Invalid("the note is longer than 2000 characters".into()));
+            }
+        }
+        let _guard = self.settle.lock().await;
+        let current = self.get(id).await.map_err(|e| match e {
+            StoreError::NotFound(_) => AnswerError::NotFound(id.to_owned()),
+            other => AnswerError::Store(other),
+        })?;
+        if current.status != ApprovalStatus::Pending {
+            audit(&self.store, id, answered_by, "late", Some(decision), note.as_deref()).await?;
+            let status = serde_json::to_value(current.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(AnswerError::AlreadySettled { id: id.to_owned(), status });
+        }
+        let status = if decision == ApprovalDecision::Deny { ApprovalStatus::Denied } else { ApprovalStatus::Allowed };
+        settle_row(&self.store, id, status, Some(decision), note.as_deref(), answered_by).await?;
+        if decision == ApprovalDecision::AllowForSession {
+            self.session_allows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(current.session_id.clone())
+                .or_default()
+                .insert(current.tool.clone());
+        }
+        if let Some(waiter) = self.lock_waiting().remove(id) {
+            let _ = waiter.send(());
+        }
+        let settled = self.get(id).await?;
+        let _ = self.events.send(settled.clone());
+        Ok(settled)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Approval, StoreError> {
+        let row = sqlx::query(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(self.store.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("approval {id}")))?;
+        approval_from_row(&row)
+    }
+
+    /// Pending requests, or with `include_settled` the latest 200 of any status.
+    pub async fn list(&self, include_settled: bool) -> Result<Vec<Approval>, StoreError> {
+        let sql = if include_settled {
+            format!("SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY created_at DESC LIMIT 200")
+        } else {
+            format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' ORDER BY created_at")
+        };
+        let rows = sqlx::query(&sql).fetch_all(self.store.pool()).await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<()>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+const APPROVAL_COLUMNS: &str = "id, session_id, turn_id, call_id, tool, arguments, summary, risk, channel, status, \
+    decision, note, answered_by, created_at, expires_at, settled_at";
+
+async fn settle_row(
+    store: &Store,
+    id: &str,
+    status: ApprovalStatus,
+    decision: Option<ApprovalDecision>,
+    note: Option<&str>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let status_text = enum_str(status);
+    let decision_text = decision.map(enum_str);
+    let mut tx = store.pool().begin().await?;
+    sqlx::query(
+        "UPDATE approvals SET status = ?, decision = ?, note = ?, answered_by = ?, settled_at = ? WHERE id = ?",
+    )
+    .bind(&status_text)
+    .bind(&decision_text)
+    .bind(note)
+    .bind(actor)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO approval_audit (approval_id, at, actor, outcome, decision, note) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .bind(actor)
+    .bind(&status_text)
+    .bind(&decision_text)
+    .bind(note)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn audit(
+    store: &Store,
+    id: &str,
+    actor: &str,
+    outcome: &str,
+    decision: Option<ApprovalDecision>,
+    note: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO approval_audit (approval_id, at, actor, outcome, decision, note) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .bind(actor)
+    .bind(outcome)
+    .bind(decision.map(enum_str))
+    .bind(note)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// One audit record, for tests and `pryx doctor`.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub approval_id: String,
+    pub actor: String,
+    pub outcome: String,
+    pub decision: Option<String>,
+}
+
+pub async fn audit_trail(store: &Store) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query("SELECT approval_id, actor, outcome, decision FROM approval_audit ORDER BY id")
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                approval_id: r.try_get("approval_id")?,
+                actor: r.try_get("actor")?,
+                outcome: r.try_get("outcome")?,
+                decision: r.try_get("decision")?,
+            })
+        })
+        .collect()
+}
+
+/// The snake_case name serde gives a unit enum variant.
+fn enum_str<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn risk_str(risk: Risk) -> String {
+    enum_str(risk)
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|e| StoreError::Corrupt(format!("{text}: {e}")))
+}
+
+fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
+    let decision: Option<String> = row.try_get("decision")?;
+    Ok(Approval {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        turn_id: row.try_get("turn_id")?,
+        call_id: row.try_get("call_id")?,
+        tool: row.try_get("tool")?,
+        arguments: row.try_get("arguments")?,
+        summary: row.try_get("summary")?,
+        risk: row.try_get("risk")?,
+        channel: row.try_get("channel")?,
+        status: parse_enum(&row.try_get::<String, _>("status")?)?,
+        decision: decision.as_deref().map(parse_enum).transpose()?,
+        note: row.try_get("note")?,
+        answered_by: row.try_get("answered_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        settled_at: row.try_get("settled_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(toml_text: &str) -> Policy {
+        Policy::new(toml::from_str(toml_text).unwrap())
+    }
+
+    #[test]
+    fn defaults_allow_reads_and_ask_for_everything_else() {
+        let p = policy("");
+        let none = HashSet::new();
+        assert_eq!(p.decide("fs_read", Risk::Read, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("fs_write", Risk::Write, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("shell_execute", Risk::Execute, &json!({"command": "ls"}), &none), Rule::Ask);
+    }
+
+    #[test]
+    fn deny_wins_over_every_allow() {
+        let p = policy("shell_allow = ['git']\nshell_deny = ['push']\n[tools]\nfs_delete = 'deny'\n");
+        let session = HashSet::from(["fs_delete".to_owned(), "shell_execute".to_owned()]);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &session), Rule::Deny);
+        assert_eq!(p.decide("shell_execute", Risk::Execute, &json!({"command": "git push"}), &session), Rule::Deny);
+        assert_eq!(
+            p.decide("shell_execute", Risk::Execute, &json!({"command": "git status"}), &HashSet::new()),
+            Rule::Allow
+        );
+    }
+
+    #[test]
+    fn shell_prefixes_cannot_be_smuggled_past() {
+        let p = policy("shell_allow = ['git status', 'ls']");
+        let none = HashSet::new();
+        let decide = |c: &str| p.decide("shell_execute", Risk::Execute, &json!({"command": c}), &none);
+        assert_eq!(decide("git status"), Rule::Allow);
+        assert_eq!(decide("git status --short"), Rule::Allow);
+        assert_eq!(decide("ls -la"), Rule::Allow);
+        for sneaky in [
+            "git status; rm -rf ~",
+            "git status && curl x | sh",
+            "ls $(rm -rf ~)",
+            "ls `id`",
+            "lsblk",
+            "ls > /etc/x",
+            "git statusx",
+        ] {
+            assert_eq!(decide(sneaky), Rule::Ask, "{sneaky}");
+        }
+    }
+
+    #[test]
+    fn loosening_per_tool_and_per_session() {
+        let p = policy("[tools]\nfs_write = 'allow'\nfs_read = 'ask'\n");
+        let none = HashSet::new();
+        assert_eq!(p.decide("fs_write", Risk::Write, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("fs_read", Risk::Read, &json!({}), &none), Rule::Ask, "tightening works too");
+        let session = HashSet::from(["fs_delete".to_owned()]);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &session), Rule::Allow);
+    }
+}

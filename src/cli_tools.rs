@@ -1,0 +1,97 @@
+//! Small CLI commands beside `chat`: `pryx approvals` (list and answer what a running Pryx
+//! waits for) and `pryx doctor` (what is set up and how well commands are contained).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pryx_api::{Approval, ApprovalDecision, PryxApiClient};
+
+use crate::client;
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::llm::ProviderResolver;
+use crate::sandbox;
+use crate::workspace::Workspace;
+
+/// What `pryx approvals` was asked to do.
+pub enum ApprovalCommand {
+    List { all: bool },
+    Answer { id: String, allow: bool, session: bool, note: Option<String> },
+}
+
+pub fn approvals(data: &DataDir, token: Option<String>, command: ApprovalCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (url, token) = client::find_running(data, token)
+            .await
+            .context("no running Pryx found for this data dir (start it with `pryx --serve`)")?;
+        let client = client::connect(&url, &token).await?;
+        match command {
+            ApprovalCommand::List { all } => {
+                let approvals = client.approval_list(Some(all)).await?;
+                if approvals.is_empty() {
+                    println!("{}", if all { "no approvals yet" } else { "nothing is waiting for approval" });
+                }
+                for approval in approvals {
+                    println!("{}", describe(&approval));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalCommand::Answer { id, allow, session, note } => {
+                let decision = match (allow, session) {
+                    (false, _) => ApprovalDecision::Deny,
+                    (true, false) => ApprovalDecision::AllowOnce,
+                    (true, true) => ApprovalDecision::AllowForSession,
+                };
+                match client.approval_answer(id, decision, note, Some("cli".into())).await {
+                    Ok(approval) => {
+                        println!("{}", describe(&approval));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(jsonrpsee::core::ClientError::Call(e)) => {
+                        eprintln!("pryx: {}", e.message());
+                        Ok(ExitCode::FAILURE)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    })
+}
+
+fn describe(a: &Approval) -> String {
+    let status = serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    format!("{}  {status:<9}  {:<13}  {}", a.id, a.tool, a.summary)
+}
+
+/// Print what Pryx makes of this machine.
+pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Result<ExitCode> {
+    println!("pryx {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "config file:  {}{}",
+        config_path.display(),
+        if config_path.exists() { "" } else { " (not present: defaults)" }
+    );
+    println!("data dir:     {}", data.path().display());
+    let workspace_root = config.tools.workspace.clone().unwrap_or_else(|| data.path().join("workspace"));
+    let workspace = Workspace::open(&workspace_root, &config.tools.extra_roots)?;
+    println!("workspace:    {}", workspace.root().display());
+    for extra in workspace.roots().skip(1) {
+        println!("extra root:   {}", extra.display());
+    }
+    let roots: Vec<_> = workspace.roots().map(Path::to_path_buf).collect();
+    let protection = sandbox::probe(&roots);
+    println!("sandbox:      {}", protection.describe());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let provider = runtime.block_on(ProviderResolver::new(config.llm.clone()).info());
+    match (provider.base_url, provider.model) {
+        (Some(url), Some(model)) => println!("llm:          {model} at {url} ({})", provider.source),
+        _ => println!("llm:          none configured or found (see `pryx chat` for how to set one)"),
+    }
+    match runtime.block_on(client::find_running(&data, None)) {
+        Some((url, _)) => println!("server:       running at {url}"),
+        None => println!("server:       not running"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

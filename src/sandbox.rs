@@ -1,0 +1,213 @@
+//! The shell sandbox: how `shell_execute` starts a command so that it can neither wreck the
+//! machine nor outlive Pryx.
+//!
+//! Pryx never runs `sh -c` directly. It starts itself as a small helper,
+//! `pryx __sandbox-exec --write DIR… -- COMMAND`, in a fresh process group, with a cleared
+//! environment and a parent-death signal. The helper, still single-threaded, then:
+//! 1. enters new user and PID namespaces when the kernel allows it, and forks: the command
+//!    runs as PID 1 of its own namespace, so when it ends, or Pryx dies even by `kill -9`,
+//!    the kernel kills every process it left behind;
+//! 2. restricts itself with Landlock: read anywhere, write only in the workspace roots,
+//!    the temp dir and a few device files;
+//! 3. execs `/bin/sh -c COMMAND`.
+//!
+//! Each layer is best effort and reported (`pryx doctor`, `system.info`): where Landlock or
+//! namespaces are missing the command still runs in its process group, which Pryx kills on
+//! timeout, cancel and shutdown. macOS and Windows get the process group / job and the
+//! cleared environment only (see ARCHITECTURE.md).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The hidden subcommand the helper runs as.
+pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
+
+/// What protection a sandboxed command gets on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    /// `full`, `partial` or `none`: how much of the Landlock write restriction the kernel enforces.
+    pub landlock: String,
+    /// Whether commands run in their own PID namespace (nothing survives them).
+    pub pid_namespace: bool,
+}
+
+impl Protection {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let landlock = match self.landlock.as_str() {
+            "full" => "Landlock fully enforced: commands can write only in the workspace and temp dirs",
+            "partial" => "Landlock partly enforced (older kernel): writes outside the workspace are mostly blocked",
+            _ => "no Landlock: commands can write wherever this user can; only approvals protect you",
+        };
+        let pid = if self.pid_namespace {
+            "own PID namespace: no process outlives a command"
+        } else {
+            "no PID namespace: leftover processes are killed by process group"
+        };
+        format!("{landlock}; {pid}")
+    }
+}
+
+/// Parsed helper arguments: `--write DIR` (repeatable), `--probe`, then `--` and the command.
+struct HelperArgs {
+    write: Vec<PathBuf>,
+    probe: bool,
+    command: Option<OsString>,
+}
+
+fn parse_helper_args(args: &[OsString]) -> Result<HelperArgs, String> {
+    let mut parsed = HelperArgs { write: Vec::new(), probe: false, command: None };
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.to_str() {
+            Some("--write") => parsed.write.push(iter.next().ok_or("--write needs a directory")?.into()),
+            Some("--probe") => parsed.probe = true,
+            Some("--") => {
+                parsed.command = Some(iter.next().ok_or("-- needs a command")?.clone());
+                break;
+            }
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Entry point of the helper: called from `main` before anything else (no threads yet),
+/// with the arguments after the subcommand. Never returns.
+pub fn helper_main(args: &[OsString]) -> ! {
+    let args = match parse_helper_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pryx sandbox: {e}");
+            std::process::exit(125);
+        }
+    };
+    let pid_namespace = enter_pid_namespace();
+    let landlock = restrict_writes(&args.write);
+    if args.probe {
+        let protection = Protection { landlock, pid_namespace };
+        println!("{}", serde_json::to_string(&protection).unwrap_or_default());
+        std::process::exit(0);
+    }
+    let Some(command) = args.command else {
+        eprintln!("pryx sandbox: no command");
+        std::process::exit(125);
+    };
+    exec_shell(command)
+}
+
+/// Enter new user + PID namespaces and fork; the child continues as PID 1, the parent
+/// waits and exits with the child's status. `false` when the kernel refuses.
+#[cfg(target_os = "linux")]
+fn enter_pid_namespace() -> bool {
+    // SAFETY: getuid/getgid cannot fail; unshare is called while single-threaded.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) } != 0 {
+        return false;
+    }
+    // Map our own ids so files keep their owner.
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    let _ = std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"));
+    let _ = std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"));
+    // SAFETY: single-threaded, so fork is safe; both sides only make plain syscalls after it.
+    match unsafe { libc::fork() } {
+        -1 => false,
+        0 => {
+            // The command (PID 1 of the namespace) dies with the helper.
+            // SAFETY: a plain prctl on ourselves.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            true
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            while unsafe { libc::waitpid(child, &mut status, 0) } == -1 {
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    std::process::exit(125);
+                }
+            }
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+            std::process::exit(code);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn enter_pid_namespace() -> bool {
+    false
+}
+
+/// Allow writes only beneath `roots`, the temp dir and the usual device files.
+#[cfg(target_os = "linux")]
+fn restrict_writes(roots: &[PathBuf]) -> String {
+    use landlock::{
+        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, ABI,
+    };
+    let abi = ABI::V5;
+    let mut writable: Vec<PathBuf> = roots.to_vec();
+    writable.push(std::env::temp_dir());
+    writable
+        .extend(["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/urandom", "/dev/random"].map(PathBuf::from));
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi))))
+        .and_then(|r| r.restrict_self());
+    match status {
+        Ok(s) if s.ruleset == RulesetStatus::FullyEnforced => "full".into(),
+        Ok(s) if s.ruleset == RulesetStatus::PartiallyEnforced => "partial".into(),
+        _ => "none".into(),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restrict_writes(_roots: &[PathBuf]) -> String {
+    "none".into()
+}
+
+#[cfg(unix)]
+fn exec_shell(command: OsString) -> ! {
+    use std::os::unix::process::CommandExt;
+    let error = std::process::Command::new("/bin/sh").arg("-c").arg(command).exec();
+    eprintln!("pryx sandbox: cannot run /bin/sh: {error}");
+    std::process::exit(127);
+}
+
+#[cfg(not(unix))]
+fn exec_shell(command: OsString) -> ! {
+    let status = std::process::Command::new("cmd").arg("/C").arg(command).status();
+    std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));
+}
+
+/// Ask the helper what protection it gets here (runs it once with `--probe`).
+pub fn probe(write_roots: &[PathBuf]) -> Protection {
+    let fallback = Protection { landlock: "none".into(), pid_namespace: false };
+    let Ok(exe) = std::env::current_exe() else { return fallback };
+    let mut command = std::process::Command::new(exe);
+    command.arg(HELPER_SUBCOMMAND).arg("--probe");
+    for root in write_roots {
+        command.arg("--write").arg(root);
+    }
+    match command.output() {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).unwrap_or(fallback),
+        _ => fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_arguments_parse_and_reject_junk() {
+        let args: Vec<OsString> = ["--write", "/ws", "--write", "/x", "--", "echo hi"].map(OsString::from).to_vec();
+        let parsed = parse_helper_args(&args).unwrap();
+        assert_eq!(parsed.write, [PathBuf::from("/ws"), PathBuf::from("/x")]);
+        assert_eq!(parsed.command, Some(OsString::from("echo hi")));
+        assert!(parse_helper_args(&[OsString::from("--bogus")]).is_err());
+        assert!(parse_helper_args(&[OsString::from("--write")]).is_err());
+    }
+}

@@ -1,0 +1,251 @@
+//! Tools the model can call: the [`Tool`] trait and the [`ToolRegistry`] the agent asks.
+//!
+//! A tool declares a name (letters, digits, `_` and `-` only, as every provider requires),
+//! a description, a JSON schema for its arguments, how risky it is, and a one-line human
+//! summary of a call (shown when a person must approve it). The registry turns them into the
+//! `tools` array of a request and runs calls by name. Whether a call may run at all is not
+//! decided here but by the approval policy (`approvals.rs`), before the call.
+//!
+//! Built-ins: `time_now`, the file tools in [`fs`] and `shell_execute` in [`shell`].
+
+pub mod fs;
+pub mod shell;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::workspace::Workspace;
+
+/// Why a tool call failed; the message goes back to the model so it can recover.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("unknown tool `{0}`")]
+    Unknown(String),
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How much harm a call could do; the default approval policy follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Only reads (allowed by default).
+    Read,
+    /// Creates or changes files (asks by default).
+    Write,
+    /// Deletes (asks by default).
+    Destructive,
+    /// Runs programs (asks by default).
+    Execute,
+}
+
+/// What a running call may need from its turn.
+#[derive(Clone, Default)]
+pub struct ToolContext {
+    /// Fires when the turn is cancelled or the agent stops; long tools must stop then.
+    pub cancel: CancellationToken,
+}
+
+/// Something the model can do.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The function name the model sees: `[a-zA-Z0-9_-]{1,64}`.
+    fn name(&self) -> &str;
+    /// One or two sentences the model reads to decide when to call it.
+    fn description(&self) -> &str;
+    /// JSON schema of the arguments object.
+    fn parameters(&self) -> Value;
+    /// How risky its calls are.
+    fn risk(&self) -> Risk;
+    /// One line a person can read to decide whether to allow a call.
+    fn summary(&self, arguments: &Value) -> String;
+    /// Run the call. The output is text the model will read.
+    async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError>;
+}
+
+/// Parse a call's arguments into the tool's argument struct.
+pub fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+    serde_json::from_value(arguments).map_err(|e| ToolError::InvalidArguments(e.to_string()))
+}
+
+/// The JSON schema of an argument struct, in the plain shape providers accept.
+pub fn schema<T: schemars::JsonSchema>() -> Value {
+    let mut value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({"type": "object"}));
+    if let Some(object) = value.as_object_mut() {
+        object.remove("$schema");
+        object.remove("title");
+    }
+    value
+}
+
+/// The tools available to turns, by name.
+#[derive(Default, Clone)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl ToolRegistry {
+    /// The registry with Pryx's built-in tools, file and shell tools acting in `workspace`.
+    pub fn with_builtins(workspace: Arc<Workspace>, shell: shell::ShellConfig) -> Self {
+        let mut registry = ToolRegistry::default();
+        let mut builtins: Vec<Arc<dyn Tool>> = vec![Arc::new(TimeNow)];
+        builtins.extend(fs::tools(workspace.clone()));
+        builtins.push(Arc::new(shell::ShellExecute::new(workspace, shell)));
+        for tool in builtins {
+            registry.register(tool).expect("built-in tool names are valid and unique");
+        }
+        registry
+    }
+
+    /// A tool by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Add a tool. Refuses names providers would reject and duplicates.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+        let name = tool.name().to_owned();
+        if !is_valid_tool_name(&name) {
+            return Err(format!("tool name `{name}` must match [a-zA-Z0-9_-]{{1,64}}"));
+        }
+        if self.tools.contains_key(&name) {
+            return Err(format!("tool `{name}` is already registered"));
+        }
+        self.tools.insert(name, tool);
+        Ok(())
+    }
+
+    /// The `tools` array for a Chat Completions request.
+    pub fn specs(&self) -> Vec<Value> {
+        self.tools
+            .values()
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.name(), "description": t.description(), "parameters": t.parameters()
+                }})
+            })
+            .collect()
+    }
+
+    /// Run one call by name with already parsed arguments (see [`parse_arguments`]).
+    pub async fn call(&self, name: &str, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        let tool = self.tools.get(name).ok_or_else(|| ToolError::Unknown(name.to_owned()))?;
+        tool.call(arguments, ctx).await
+    }
+}
+
+/// Parse the JSON text a model produced as a call's arguments (empty means `{}`).
+pub fn parse_arguments(text: &str) -> Result<Value, ToolError> {
+    let arguments = if text.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(text).map_err(|e| ToolError::InvalidArguments(format!("not JSON: {e}")))?
+    };
+    if !arguments.is_object() {
+        return Err(ToolError::InvalidArguments("arguments must be a JSON object".into()));
+    }
+    Ok(arguments)
+}
+
+/// Whether every provider accepts `name` as a function name.
+pub fn is_valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The current date and time, so the model need not guess.
+struct TimeNow;
+
+#[async_trait]
+impl Tool for TimeNow {
+    fn name(&self) -> &str {
+        "time_now"
+    }
+    fn description(&self) -> &str {
+        "Returns the current date and time in UTC (RFC 3339) and as Unix seconds."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+    }
+    fn risk(&self) -> Risk {
+        Risk::Read
+    }
+    fn summary(&self, _arguments: &Value) -> String {
+        "read the clock".into()
+    }
+    async fn call(&self, _arguments: Value, _ctx: &ToolContext) -> Result<String, ToolError> {
+        let now = time::OffsetDateTime::now_utc();
+        let rfc3339 =
+            now.format(&time::format_description::well_known::Rfc3339).map_err(|e| ToolError::Failed(e.to_string()))?;
+        Ok(json!({"utc": rfc3339, "unix": now.unix_timestamp()}).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> (tempfile::TempDir, ToolRegistry) {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = Arc::new(Workspace::open(&dir.path().join("ws"), &[]).unwrap());
+        (dir, ToolRegistry::with_builtins(workspace, shell::ShellConfig::default()))
+    }
+
+    async fn call(registry: &ToolRegistry, name: &str, arguments: &str) -> Result<String, ToolError> {
+        registry.call(name, parse_arguments(arguments)?, &ToolContext::default()).await
+    }
+
+    #[tokio::test]
+    async fn time_now_answers_with_the_current_time() {
+        let (_dir, registry) = registry();
+        let out: Value = serde_json::from_str(&call(&registry, "time_now", "{}").await.unwrap()).unwrap();
+        let unix = out["unix"].as_i64().unwrap();
+        assert!((unix - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 5);
+        assert!(out["utc"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[tokio::test]
+    async fn bad_calls_are_explained_to_the_model() {
+        let (_dir, registry) = registry();
+        assert!(matches!(call(&registry, "rm_rf", "{}").await, Err(ToolError::Unknown(_))));
+        assert!(matches!(call(&registry, "time_now", "{not json").await, Err(ToolError::InvalidArguments(_))));
+        assert!(matches!(call(&registry, "time_now", "[1]").await, Err(ToolError::InvalidArguments(_))));
+        assert!(matches!(call(&registry, "fs_read", r#"{"path": 3}"#).await, Err(ToolError::InvalidArguments(_))));
+        assert!(matches!(
+            call(&registry, "fs_read", r#"{"path": "a", "x": 1}"#).await,
+            Err(ToolError::InvalidArguments(_))
+        ));
+        assert!(call(&registry, "time_now", "").await.is_ok());
+    }
+
+    #[test]
+    fn names_follow_provider_rules() {
+        assert!(is_valid_tool_name("fs_read"));
+        assert!(is_valid_tool_name("server__tool-1"));
+        assert!(!is_valid_tool_name("fs.read"));
+        assert!(!is_valid_tool_name(""));
+        assert!(!is_valid_tool_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn specs_have_the_function_shape_and_valid_names() {
+        let (_dir, registry) = registry();
+        let specs = registry.specs();
+        let names: Vec<&str> = specs.iter().map(|s| s["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["fs_delete", "fs_list", "fs_read", "fs_search", "fs_write", "shell_execute", "time_now"]);
+        for spec in &specs {
+            assert_eq!(spec["type"], "function");
+            assert!(is_valid_tool_name(spec["function"]["name"].as_str().unwrap()));
+            assert_eq!(spec["function"]["parameters"]["type"], "object", "{spec}");
+            assert!(spec["function"]["parameters"].get("$schema").is_none());
+        }
+        let read = &specs[2]["function"]["parameters"];
+        assert_eq!(read["required"], json!(["path"]));
+    }
+}

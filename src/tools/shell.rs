@@ -1,0 +1,281 @@
+//! `shell_execute`: run a command line in the workspace, inside the sandbox of
+//! `sandbox.rs`, with a cleared environment, a timeout and capped output.
+//!
+//! The command and everything it starts form one process group that is killed on timeout,
+//! on cancel and at shutdown; on Linux the helper also carries a parent-death signal and,
+//! where allowed, its own PID namespace, so nothing survives Pryx.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
+use crate::sandbox::HELPER_SUBCOMMAND;
+use crate::workspace::{Workspace, WorkspaceError};
+
+/// Settings of `shell_execute` (from `[tools]` in the config).
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    /// Bytes of output kept per stream (half from the start, half from the end).
+    pub max_output_bytes: usize,
+    /// Environment variables passed through; everything else is cleared.
+    pub env_allowlist: Vec<String>,
+    /// The `pryx` binary that runs the sandbox helper (default: this executable).
+    pub helper: Option<PathBuf>,
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        ShellConfig {
+            default_timeout: Duration::from_secs(60),
+            max_timeout: Duration::from_secs(600),
+            max_output_bytes: 64 * 1024,
+            env_allowlist: DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
+            helper: None,
+        }
+    }
+}
+
+/// What a command may see of Pryx's environment by default: nothing secret.
+pub const DEFAULT_ENV_ALLOWLIST: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME"];
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ShellArgs {
+    /// The command line, run by /bin/sh -c.
+    command: String,
+    /// Directory to run in, relative to the workspace (default: the workspace).
+    cwd: Option<String>,
+    /// Seconds before the command and everything it started are killed (default 60).
+    timeout_secs: Option<u64>,
+}
+
+pub struct ShellExecute {
+    workspace: Arc<Workspace>,
+    config: ShellConfig,
+}
+
+impl ShellExecute {
+    pub fn new(workspace: Arc<Workspace>, config: ShellConfig) -> Self {
+        ShellExecute { workspace, config }
+    }
+}
+
+#[async_trait]
+impl Tool for ShellExecute {
+    fn name(&self) -> &str {
+        "shell_execute"
+    }
+    fn description(&self) -> &str {
+        "Run a shell command (/bin/sh -c) in the workspace and return its exit code, stdout and stderr. \
+         It can write only inside the workspace and temp dirs, sees no secrets from the environment, and is killed after timeout_secs."
+    }
+    fn parameters(&self) -> Value {
+        schema::<ShellArgs>()
+    }
+    fn risk(&self) -> Risk {
+        Risk::Execute
+    }
+    fn summary(&self, arguments: &Value) -> String {
+        let command = arguments["command"].as_str().unwrap_or("?");
+        match arguments["cwd"].as_str() {
+            Some(cwd) => format!("run `{command}` in {cwd}"),
+            None => format!("run `{command}`"),
+        }
+    }
+    async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        let args: ShellArgs = parse_args(arguments)?;
+        if args.command.trim().is_empty() {
+            return Err(ToolError::InvalidArguments("the command is empty".into()));
+        }
+        if args.command.contains('\0') {
+            return Err(ToolError::InvalidArguments("the command contains a NUL byte".into()));
+        }
+        let cwd = self.working_dir(args.cwd.as_deref().unwrap_or(""))?;
+        let timeout =
+            args.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs).min(self.config.max_timeout);
+        let mut child = self.spawn(&args.command, &cwd)?;
+        let group = child.id().map(|pid| pid as i32);
+        let cap = self.config.max_output_bytes;
+        let stdout = tokio::spawn(collect(child.stdout.take(), cap));
+        let stderr = tokio::spawn(collect(child.stderr.take(), cap));
+
+        let ended = tokio::select! {
+            status = child.wait() => Ended::Exited(status.map_err(|e| ToolError::Failed(format!("cannot wait for the command: {e}")))?),
+            _ = tokio::time::sleep(timeout) => Ended::TimedOut,
+            _ = ctx.cancel.cancelled() => Ended::Cancelled,
+        };
+        if !matches!(ended, Ended::Exited(_)) {
+            kill_group(group);
+            let _ = child.wait().await;
+        } else {
+            // Background processes the command left behind go too.
+            kill_group(group);
+        }
+        let stdout = stdout.await.unwrap_or_default();
+        let stderr = stderr.await.unwrap_or_default();
+        let report = format!("--- stdout ---\n{}\n--- stderr ---\n{}", stdout.render(), stderr.render());
+        match ended {
+            Ended::Exited(status) => {
+                let code = status.code().map_or_else(|| "killed by a signal".to_owned(), |c| c.to_string());
+                Ok(format!("exit code: {code}\n{report}"))
+            }
+            Ended::TimedOut => Err(ToolError::Failed(format!(
+                "timed out after {}s; the command and everything it started were killed\n{report}",
+                timeout.as_secs()
+            ))),
+            Ended::Cancelled => Err(ToolError::Failed(format!("cancelled; the command was killed\n{report}"))),
+        }
+    }
+}
+
+enum Ended {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    Cancelled,
+}
+
+impl ShellExecute {
+    fn working_dir(&self, raw: &str) -> Result<PathBuf, ToolError> {
+        let target = self.workspace.resolve(raw)?;
+        target.root.dir.open_dir(target.rel()).map_err(|e| WorkspaceError::io(&target.shown, e))?;
+        let absolute = target.absolute().canonicalize().map_err(|e| WorkspaceError::io(&target.shown, e))?;
+        if !absolute.starts_with(&target.root.path) {
+            return Err(WorkspaceError::Refused(target.shown, "it leads outside the workspace").into());
+        }
+        Ok(absolute)
+    }
+
+    fn spawn(&self, command_line: &str, cwd: &std::path::Path) -> Result<tokio::process::Child, ToolError> {
+        let helper = match &self.config.helper {
+            Some(path) => path.clone(),
+            None => {
+                std::env::current_exe().map_err(|e| ToolError::Failed(format!("cannot find the pryx binary: {e}")))?
+            }
+        };
+        let mut command = tokio::process::Command::new(helper);
+        command.arg(HELPER_SUBCOMMAND);
+        for root in self.workspace.roots() {
+            command.arg("--write").arg(root);
+        }
+        command.arg("--").arg(command_line);
+        command.env_clear();
+        for name in &self.config.env_allowlist {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .env("HOME", self.workspace.root())
+            .env("PWD", cwd)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        {
+            command.process_group(0);
+            #[cfg(target_os = "linux")]
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        command.spawn().map_err(|e| ToolError::Failed(format!("cannot start the command: {e}")))
+    }
+}
+
+/// SIGKILL a whole process group.
+fn kill_group(group: Option<i32>) {
+    #[cfg(unix)]
+    if let Some(pgid) = group.filter(|g| *g > 1) {
+        // SAFETY: killpg on the group we created for this command.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+    #[cfg(not(unix))]
+    let _ = group;
+}
+
+/// The first and last bytes of a stream, and how much there was.
+#[derive(Default)]
+struct Captured {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    total: usize,
+    cap: usize,
+}
+
+impl Captured {
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len();
+        let head_room = (self.cap / 2).saturating_sub(self.head.len());
+        let (to_head, rest) = bytes.split_at(head_room.min(bytes.len()));
+        self.head.extend_from_slice(to_head);
+        self.tail.extend(rest);
+        let tail_cap = self.cap - self.cap / 2;
+        while self.tail.len() > tail_cap {
+            self.tail.pop_front();
+        }
+    }
+
+    fn render(&self) -> String {
+        let kept = self.head.len() + self.tail.len();
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        if kept >= self.total {
+            return String::from_utf8_lossy(&[self.head.as_slice(), &tail].concat()).into_owned();
+        }
+        format!(
+            "{}\n[… {} bytes cut of {} …]\n{}",
+            String::from_utf8_lossy(&self.head),
+            self.total - kept,
+            self.total,
+            String::from_utf8_lossy(&tail)
+        )
+    }
+}
+
+async fn collect(stream: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured {
+    let mut captured = Captured { cap, ..Captured::default() };
+    let Some(mut stream) = stream else { return captured };
+    let mut buffer = vec![0u8; 16 * 1024];
+    while let Ok(n) = stream.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        captured.push(&buffer[..n]);
+    }
+    captured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keeps_head_and_tail_and_says_what_was_cut() {
+        let mut captured = Captured { cap: 10, ..Captured::default() };
+        captured.push(b"0123456789abcdefghij");
+        let shown = captured.render();
+        assert!(shown.starts_with("01234"), "{shown}");
+        assert!(shown.ends_with("fghij"), "{shown}");
+        assert!(shown.contains("10 bytes cut of 20"), "{shown}");
+
+        let mut small = Captured { cap: 10, ..Captured::default() };
+        small.push(b"hi");
+        small.push(b" there");
+        assert_eq!(small.render(), "hi there");
+    }
+}
