@@ -16,6 +16,7 @@ CREATE TABLE approvals (
     note        TEXT,          -- optional note to the model
     answered_by TEXT,
     created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
     settled_at  INTEGER
 );
 CREATE INDEX approvals_pending ON approvals(status) WHERE status = 'pending';

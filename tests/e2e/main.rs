@@ -4,6 +4,7 @@
 
 mod support;
 
+mod approvals;
 mod chat;
 mod cli;
 mod durability;

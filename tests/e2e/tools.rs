@@ -182,7 +182,7 @@ async fn a_symlink_swapped_during_calls_never_leads_outside() {
 }
 
 /// PIDs of live processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
+pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
