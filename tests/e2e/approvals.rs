@@ -294,3 +294,29 @@ async fn system_info_reports_the_workspace_and_sandbox() {
     assert!(doctor.contains("sandbox:") && doctor.contains(&info.sandbox.summary), "{doctor}");
     assert!(doctor.contains("server:       running at"), "{doctor}");
 }
+
+#[tokio::test]
+async fn no_command_outlives_pryx_whether_stopped_or_killed() {
+    for (marker, kill) in [("4714.0815", false), ("4715.0815", true)] {
+        let llm = MockLlm::start().await;
+        let command = format!(r#"{{"command": "sleep {marker} & setsid sleep {marker} & sleep {marker}"}}"#);
+        llm.script([Reply::tool_call("s", "shell_execute", &command)]);
+        let pryx = Pryx::start(Options::with_llm(&llm).config("[policy.tools]\nshell_execute = \"allow\"")).await;
+        let client = pryx.client().await;
+        let session = client.session_create(None).await.unwrap();
+        client.message_send(session.id, "sleep".into()).await.unwrap();
+        crate::support::eventually("the commands to start", || async {
+            crate::tools::processes_with(marker).len() >= 3
+        })
+        .await;
+        if kill {
+            pryx.kill9().await;
+        } else {
+            assert_eq!(pryx.terminate().await, 0);
+        }
+        crate::support::eventually("every command to be gone", || async {
+            crate::tools::processes_with(marker).is_empty()
+        })
+        .await;
+    }
+}
