@@ -365,6 +365,17 @@ mod tests {
     }
 
     #[test]
+    fn policy_and_tools_sections_parse_and_bad_rules_are_named() {
+        let config = parse("[policy]\nshell_allow = [\"git status\"]\n[policy.tools]\nfs_write = \"allow\"\n[tools]\nextra_roots = [\"/data\"]\n").unwrap();
+        assert_eq!(config.policy.tools.get("fs_write"), Some(&crate::approvals::Rule::Allow));
+        assert_eq!(config.tools.extra_roots, [PathBuf::from("/data")]);
+        let err = parse("[policy.tools]\nfs_delete = \"maybe\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("policy.tools.fs_delete"), "{err}");
+        let err = parse("[tools]\nshell_timeout_secs = 100\nshell_max_timeout_secs = 10\n").unwrap_err().to_string();
+        assert!(err.contains("tools.shell_max_timeout_secs"), "{err}");
+    }
+
+    #[test]
     fn secrets_never_show() {
         let mut config = Config::default();
         config.llm.api_key = Some("sk-very-secret".into());
