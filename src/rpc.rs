@@ -96,27 +96,8 @@ impl PryxApiServer for RpcApi {
         pending: PendingSubscriptionSink,
         session_id: Option<String>,
     ) -> SubscriptionResult {
-        let mut events = self.agent.subscribe_events();
-        let sink = pending.accept().await?;
-        loop {
-            let envelope = tokio::select! {
-                received = events.recv() => match received {
-                    Ok(envelope) => envelope,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "an events subscriber is too slow; events were skipped");
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                },
-                _ = sink.closed() => return Ok(()),
-            };
-            if session_id.as_ref().is_some_and(|s| *s != envelope.session_id) {
-                continue;
-            }
-            if sink.send(to_json_raw_value(&envelope)?).await.is_err() {
-                return Ok(());
-            }
-        }
+        let events = self.agent.subscribe_events();
+        forward(pending, events, |e: &TurnEventEnvelope| session_id.as_ref().is_none_or(|s| *s == e.session_id)).await
     }
 
     async fn turn_cancel(&self, turn_id: String) -> Result<bool, ErrorObjectOwned> {
@@ -142,24 +123,36 @@ impl PryxApiServer for RpcApi {
     }
 
     async fn approvals_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut approvals = self.agent.subscribe_approvals();
-        let sink = pending.accept().await?;
-        loop {
-            let approval = tokio::select! {
-                received = approvals.recv() => match received {
-                    Ok(approval) => approval,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                },
-                _ = sink.closed() => return Ok(()),
-            };
-            if sink.send(to_json_raw_value(&approval)?).await.is_err() {
-                return Ok(());
-            }
-        }
+        forward(pending, self.agent.subscribe_approvals(), |_: &Approval| true).await
     }
 
     async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned> {
         Ok(self.agent.inject_fault(&kind)?)
+    }
+}
+
+/// Pipe a broadcast channel into a subscription until either side closes. A subscriber too
+/// slow to keep up skips what it missed (the store has it) instead of slowing the agent.
+async fn forward<T: Clone + serde::Serialize>(
+    pending: PendingSubscriptionSink,
+    mut source: broadcast::Receiver<T>,
+    wanted: impl Fn(&T) -> bool,
+) -> SubscriptionResult {
+    let sink = pending.accept().await?;
+    loop {
+        let item = tokio::select! {
+            received = source.recv() => match received {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a subscriber is too slow; items were skipped");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = sink.closed() => return Ok(()),
+        };
+        if wanted(&item) && sink.send(to_json_raw_value(&item)?).await.is_err() {
+            return Ok(());
+        }
     }
 }

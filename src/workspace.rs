@@ -145,6 +145,22 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// A directory for a process or a walk that needs a real path (shell cwd, `fs_list`):
+    /// it must open as a directory beneath its root, and its canonical form must stay
+    /// inside the root. Returns the absolute path and the name to show.
+    pub fn resolve_dir(&self, raw: &str) -> Result<(PathBuf, String), WorkspaceError> {
+        let target = self.resolve(raw)?;
+        let shown = if target.shown.is_empty() { ".".to_owned() } else { target.shown.clone() };
+        target.root.dir.open_dir(target.rel()).map_err(|e| WorkspaceError::io(&shown, e))?;
+        let absolute = target.absolute().canonicalize().map_err(|e| WorkspaceError::io(&shown, e))?;
+        if !absolute.starts_with(&target.root.path) {
+            return Err(WorkspaceError::Refused(shown, "it leads outside the workspace"));
+        }
+        Ok((absolute, shown))
+    }
+}
+
 /// Characters that hide what a path really is: controls, bidi overrides, zero-width marks,
 /// and look-alikes of `.`, `/` and `\`.
 fn is_deceptive(c: char) -> bool {

@@ -255,7 +255,7 @@ impl Tool for FsList {
         let args: ListArgs = parse_args(arguments)?;
         let ws = self.0.clone();
         blocking(move || {
-            let (start, shown) = walk_start(&ws, args.path.as_deref().unwrap_or(""))?;
+            let (start, shown) = ws.resolve_dir(args.path.as_deref().unwrap_or(""))?;
             let depth = args.depth.unwrap_or(2).clamp(1, 10);
             let walker = ignore::WalkBuilder::new(&start)
                 .max_depth(Some(depth))
@@ -299,19 +299,6 @@ impl Tool for FsList {
     }
 }
 
-/// Where a directory walk may start: the path must resolve beneath its root through the
-/// directory handle, and its canonical form must stay inside the root.
-fn walk_start(ws: &Workspace, raw: &str) -> Result<(std::path::PathBuf, String), ToolError> {
-    let target = ws.resolve(raw)?;
-    let shown = if target.shown.is_empty() { ".".to_owned() } else { target.shown.clone() };
-    target.root.dir.open_dir(target.rel()).map_err(|e| WorkspaceError::io(&shown, e))?;
-    let absolute = target.absolute().canonicalize().map_err(|e| WorkspaceError::io(&shown, e))?;
-    if !absolute.starts_with(&target.root.path) {
-        return Err(WorkspaceError::Refused(shown, "it leads outside the workspace").into());
-    }
-    Ok((absolute, shown))
-}
-
 // ---- fs_search ----
 
 #[derive(Deserialize, JsonSchema)]
@@ -353,7 +340,7 @@ impl Tool for FsSearch {
                 .case_insensitive(args.ignore_case.unwrap_or(false))
                 .build(&args.pattern)
                 .map_err(|e| ToolError::InvalidArguments(format!("bad pattern: {e}")))?;
-            let (start, _) = walk_start(&ws, args.path.as_deref().unwrap_or(""))?;
+            let (start, _) = ws.resolve_dir(args.path.as_deref().unwrap_or(""))?;
             let root = ws.resolve(args.path.as_deref().unwrap_or(""))?.root;
             let mut searcher = grep_searcher::SearcherBuilder::new()
                 .binary_detection(grep_searcher::BinaryDetection::quit(0))

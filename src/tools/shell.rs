@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
 use crate::sandbox::HELPER_SUBCOMMAND;
-use crate::workspace::{Workspace, WorkspaceError};
+use crate::workspace::Workspace;
 
 /// Settings of `shell_execute` (from `[tools]` in the config).
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl Tool for ShellExecute {
         if args.command.contains('\0') {
             return Err(ToolError::InvalidArguments("the command contains a NUL byte".into()));
         }
-        let cwd = self.working_dir(args.cwd.as_deref().unwrap_or(""))?;
+        let (cwd, _) = self.workspace.resolve_dir(args.cwd.as_deref().unwrap_or(""))?;
         let timeout =
             args.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs).min(self.config.max_timeout);
         let mut child = self.spawn(&args.command, &cwd)?;
@@ -145,16 +145,6 @@ enum Ended {
 }
 
 impl ShellExecute {
-    fn working_dir(&self, raw: &str) -> Result<PathBuf, ToolError> {
-        let target = self.workspace.resolve(raw)?;
-        target.root.dir.open_dir(target.rel()).map_err(|e| WorkspaceError::io(&target.shown, e))?;
-        let absolute = target.absolute().canonicalize().map_err(|e| WorkspaceError::io(&target.shown, e))?;
-        if !absolute.starts_with(&target.root.path) {
-            return Err(WorkspaceError::Refused(target.shown, "it leads outside the workspace").into());
-        }
-        Ok(absolute)
-    }
-
     fn spawn(&self, command_line: &str, cwd: &std::path::Path) -> Result<tokio::process::Child, ToolError> {
         let helper = match &self.config.helper {
             Some(path) => path.clone(),
