@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
 use crate::panics;
 use crate::sandbox::{self, Protection};
+use crate::secrets::{SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
 use crate::tools::shell::ShellConfig;
 use crate::tools::{parse_arguments, ToolContext, ToolRegistry};
@@ -143,6 +144,7 @@ pub struct Agent {
     workspace: Arc<Workspace>,
     policy: Policy,
     approvals: Broker,
+    secrets: SecretsHandle,
     /// Probed on first use: starting a helper process is not free.
     protection: tokio::sync::OnceCell<Protection>,
     data_dir: PathBuf,
@@ -174,10 +176,12 @@ impl Agent {
             helper: None,
         };
         let policy = Policy::new(config.policy.clone());
+        let secrets = SecretsHandle::new(config.secrets.backend);
         Ok(Arc::new(Agent {
             approvals: Broker::new(store.clone(), policy.approval_timeout()),
             store,
-            llm: ProviderResolver::new(config.llm.clone()),
+            llm: ProviderResolver::new(config.llm.clone(), secrets.clone()),
+            secrets,
             tools: ToolRegistry::with_builtins(workspace.clone(), shell),
             workspace,
             policy,
@@ -355,7 +359,29 @@ impl Agent {
             runtime_restarts: self.runtime_restarts,
             started_at: self.started_at,
             sandbox: self.sandbox_info().await,
+            secrets: self.secrets.run(|s| Ok(s.describe())).await.unwrap_or_else(|e| e.to_string()),
         }
+    }
+
+    // ---- secrets ----
+
+    pub async fn set_secret(&self, name: &str, value: String) -> Result<(), AgentError> {
+        let name = SecretName::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        if value.is_empty() || value.len() > 64 * 1024 {
+            return Err(AgentError::InvalidInput("a secret must be 1 byte to 64 KiB".into()));
+        }
+        let value = SecretString::new(value);
+        self.secrets.run(move |s| s.set(&name, &value)).await.map_err(secret_error)
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> Result<(), AgentError> {
+        let name = SecretName::parse(name).map_err(|e| AgentError::InvalidInput(e.to_string()))?;
+        self.secrets.run(move |s| s.delete(&name)).await.map_err(secret_error)
+    }
+
+    pub async fn secret_names(&self) -> Result<Vec<String>, AgentError> {
+        let names = self.secrets.run(|s| s.list()).await.map_err(secret_error)?;
+        Ok(names.iter().map(|n| n.as_str().to_owned()).collect())
     }
 
     /// The workspace and how well shell commands are contained here.
@@ -809,6 +835,14 @@ impl Draft {
 impl Drop for Draft {
     fn drop(&mut self) {
         self.done.cancel();
+    }
+}
+
+fn secret_error(e: SecretError) -> AgentError {
+    match e {
+        SecretError::Missing(name) => AgentError::NotFound(format!("secret {name}")),
+        SecretError::BadName(_) => AgentError::InvalidInput(e.to_string()),
+        other => AgentError::Conflict(other.to_string()),
     }
 }
 

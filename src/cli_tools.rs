@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::llm::ProviderResolver;
 use crate::sandbox;
+use crate::secrets::{SecretName, SecretString, SecretsHandle};
 use crate::workspace::Workspace;
 
 /// What `pryx approvals` was asked to do.
@@ -84,7 +85,9 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
     let protection = sandbox::probe(&roots);
     println!("sandbox:      {}", protection.describe());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let provider = runtime.block_on(ProviderResolver::new(config.llm.clone()).info());
+    let secrets = SecretsHandle::new(config.secrets.backend);
+    println!("secrets:      {}", secrets.get().describe());
+    let provider = runtime.block_on(ProviderResolver::new(config.llm.clone(), secrets).info());
     match (provider.base_url, provider.model) {
         (Some(url), Some(model)) => println!("llm:          {model} at {url} ({})", provider.source),
         _ => println!("llm:          none configured or found (see `pryx chat` for how to set one)"),
@@ -94,4 +97,50 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
         None => println!("server:       not running"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `pryx secret` was asked to do.
+pub enum SecretCommand {
+    Set { name: String },
+    List,
+    Delete { name: String },
+}
+
+/// `pryx secret`: works on the keychain directly, no server needed. Values are read from a
+/// hidden prompt or from stdin, never from the command line (which shell history keeps).
+pub fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitCode> {
+    let secrets = SecretsHandle::new(config.secrets.backend);
+    let secrets = secrets.get();
+    match command {
+        SecretCommand::Set { name } => {
+            let name = SecretName::parse(&name)?;
+            let value = read_secret_value(&name)?;
+            secrets.set(&name, &value)?;
+            eprintln!("stored {} in the {}", name.as_str(), secrets.describe());
+        }
+        SecretCommand::List => {
+            for name in secrets.list()? {
+                println!("{}", name.as_str());
+            }
+        }
+        SecretCommand::Delete { name } => {
+            let name = SecretName::parse(&name)?;
+            secrets.delete(&name)?;
+            eprintln!("deleted {}", name.as_str());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_secret_value(name: &SecretName) -> anyhow::Result<SecretString> {
+    use std::io::{BufRead, IsTerminal};
+    let value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("value for {} (not shown): ", name.as_str()))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    anyhow::ensure!(!value.is_empty(), "no value given; nothing stored");
+    Ok(SecretString::new(value))
 }

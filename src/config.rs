@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::approvals::PolicyConfig;
+pub use crate::secrets::SecretsConfig;
 
 /// Everything Pryx can be configured with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub tools: ToolsConfig,
     pub policy: PolicyConfig,
+    pub secrets: SecretsConfig,
 }
 
 /// The one loopback port that serves the UI, `/rpc`, webhooks and `/healthz`.
@@ -67,7 +69,9 @@ pub struct LlmConfig {
     pub base_url: Option<String>,
     /// Model name. Unset: `gpt-4o-mini` for OpenAI, the first model a local server lists.
     pub model: Option<String>,
-    /// API key. Prefer the environment (`PRYX_LLM_API_KEY`); the keychain will hold it later.
+    /// API key: `secret:NAME` (from the keychain, see `pryx secret set`). A plain value found
+    /// here is moved into the keychain at start and the file rewritten. The environment
+    /// (`PRYX_LLM_API_KEY`, `OPENAI_API_KEY`) also works.
     pub api_key: Option<String>,
     /// The model's context window in tokens; older turns are dropped to fit.
     pub context_window_tokens: u32,
@@ -226,7 +230,8 @@ impl Config {
     /// The config as TOML with every secret replaced by [`REDACTED`] (for `pryx config show`).
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if shown.llm.api_key.is_some() {
+        // A `secret:NAME` reference is not a secret and is worth seeing; a plain value is.
+        if shown.llm.api_key.as_deref().is_some_and(|k| !k.starts_with(crate::secrets::REFERENCE_PREFIX)) {
             shown.llm.api_key = Some(REDACTED.into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
@@ -236,6 +241,9 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.llm.base_url {
             check_url(url).map_err(|m| ("llm.base_url".to_owned(), m))?;
+        }
+        if let Some(Err(e)) = self.llm.api_key.as_deref().and_then(crate::secrets::reference) {
+            return Err(("llm.api_key".into(), e.to_string()));
         }
         if self.llm.context_window_tokens < 1024 {
             return Err(("llm.context_window_tokens".into(), "must be at least 1024".into()));

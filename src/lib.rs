@@ -15,6 +15,7 @@ pub mod llm;
 pub mod panics;
 pub mod rpc;
 pub mod sandbox;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod supervisor;

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::config::LlmConfig;
+use crate::secrets::{SecretString, SecretsHandle};
 
 /// The default OpenAI endpoint, used when only an API key is configured.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -110,15 +111,21 @@ pub struct Provider {
 }
 
 impl Provider {
-    fn new(config: &LlmConfig, source: &str, base_url: &str, model: String) -> Result<Self, LlmError> {
+    fn new(
+        config: &LlmConfig,
+        api_key: Option<&SecretString>,
+        source: &str,
+        base_url: &str,
+        model: String,
+    ) -> Result<Self, LlmError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .read_timeout(Duration::from_secs(config.request_timeout_secs))
             .build()
             .map_err(|e| LlmError::new(ErrorKind::ConnectionFailed, format!("cannot build HTTP client: {e}")))?;
         let mut openai = OpenAIConfig::new().with_api_base(base_url.trim_end_matches('/'));
-        if let Some(key) = &config.api_key {
-            openai = openai.with_api_key(key.clone());
+        if let Some(key) = api_key {
+            openai = openai.with_api_key(key.expose());
         }
         let service = tower::ServiceBuilder::new()
             .layer(OpenAIRetryLayer::new(config.max_retries as usize))
@@ -128,7 +135,7 @@ impl Provider {
             source: source.into(),
             base_url: Some(base_url.into()),
             model: Some(model.clone()),
-            has_api_key: config.api_key.is_some(),
+            has_api_key: api_key.is_some(),
         };
         Ok(Provider { client, info, model, max_output_tokens: config.max_output_tokens })
     }
@@ -333,6 +340,7 @@ struct WireUsage {
 /// user who starts Ollama after Pryx gets it within seconds.
 pub struct ProviderResolver {
     config: LlmConfig,
+    secrets: SecretsHandle,
     state: Mutex<Resolution>,
 }
 
@@ -343,8 +351,8 @@ enum Resolution {
 }
 
 impl ProviderResolver {
-    pub fn new(config: LlmConfig) -> Self {
-        ProviderResolver { config, state: Mutex::new(Resolution::Unresolved) }
+    pub fn new(config: LlmConfig, secrets: SecretsHandle) -> Self {
+        ProviderResolver { config, secrets, state: Mutex::new(Resolution::Unresolved) }
     }
 
     /// The provider, or an error that tells the user how to configure one.
@@ -375,30 +383,40 @@ impl ProviderResolver {
         }
     }
 
+    /// The API key, read from the keychain when the config names a `secret:` reference.
+    async fn api_key(&self) -> Result<Option<SecretString>, LlmError> {
+        let Some(value) = self.config.api_key.clone() else { return Ok(None) };
+        self.secrets.run(move |secrets| secrets.resolve(&value)).await.map(Some).map_err(|e| {
+            LlmError::new(ErrorKind::NotConfigured, format!("cannot read the LLM API key (llm.api_key): {e}"))
+        })
+    }
+
     async fn resolve(&self) -> Result<Option<Provider>, LlmError> {
         let c = &self.config;
+        let api_key = self.api_key().await?;
+        let key = api_key.as_ref();
         if let Some(base) = &c.base_url {
             let model = match &c.model {
                 Some(m) => m.clone(),
-                None => first_model(base, c.api_key.as_deref()).await.ok_or_else(|| {
+                None => first_model(base, key.map(SecretString::expose)).await.ok_or_else(|| {
                     LlmError::new(
                         ErrorKind::NotConfigured,
                         format!("no model is set and {base}/models lists none; set PRYX_LLM_MODEL or llm.model"),
                     )
                 })?,
             };
-            return Provider::new(c, "configured", base, model).map(Some);
+            return Provider::new(c, key, "configured", base, model).map(Some);
         }
-        if c.api_key.is_some() {
+        if key.is_some() {
             let model = c.model.clone().unwrap_or_else(|| OPENAI_DEFAULT_MODEL.into());
-            return Provider::new(c, "openai", OPENAI_BASE_URL, model).map(Some);
+            return Provider::new(c, key, "openai", OPENAI_BASE_URL, model).map(Some);
         }
         if c.autodetect_local {
             for (source, base) in LOCAL_SERVERS {
                 if let Some(found) = first_model(base, None).await {
                     let model = c.model.clone().unwrap_or(found);
                     tracing::info!(source, base, model, "using a local LLM server found on this machine");
-                    return Provider::new(c, source, base, model).map(Some);
+                    return Provider::new(c, None, source, base, model).map(Some);
                 }
             }
         }

@@ -60,8 +60,23 @@ enum Command {
         #[command(subcommand)]
         action: Option<ApprovalsAction>,
     },
-    /// Check the setup: data dir, config, provider, workspace and sandbox protection.
+    /// Check the setup: data dir, config, provider, workspace, sandbox and keychain.
     Doctor,
+    /// Keep secrets (API keys, tokens) in the OS keychain; refer to them as `secret:NAME`.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretAction {
+    /// Store a secret; the value is read from a hidden prompt or stdin, never from argv.
+    Set { name: String },
+    /// List the names of stored secrets (never values).
+    List,
+    /// Delete a stored secret.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,7 +125,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into())
+                // These log whole requests (secrets and message text included) at debug and
+                // trace; never let RUST_LOG turn that on.
+                .add_directive("jsonrpsee=info".parse().expect("valid directive"))
+                .add_directive("jsonrpsee_server=info".parse().expect("valid directive"))
+                .add_directive("jsonrpsee_core=info".parse().expect("valid directive"))
+                .add_directive("soketto=info".parse().expect("valid directive"))
+                .add_directive("async_openai=info".parse().expect("valid directive"))
+                .add_directive("reqwest=info".parse().expect("valid directive"))
+                .add_directive("hyper=info".parse().expect("valid directive"))
+                .add_directive("zbus=info".parse().expect("valid directive")),
         )
         .init();
     match run(cli) {
@@ -137,6 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Chat { ref message, ref session }) => {
+            move_plain_secrets(&load_config(&cli, &config_path)?, &config_path)?;
             let config = load_config(&cli, &config_path)?;
             let data = DataDir::resolve(cli.data_dir.clone())?;
             chat::run(config, data, cli.token.clone(), message.clone(), session.clone())
@@ -160,6 +187,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             cli_tools::approvals(&data, cli.token.clone(), action)
+        }
+        Some(Command::Secret { ref action }) => {
+            let config = load_config(&cli, &config_path)?;
+            let command = match action {
+                SecretAction::Set { name } => cli_tools::SecretCommand::Set { name: name.clone() },
+                SecretAction::List => cli_tools::SecretCommand::List,
+                SecretAction::Delete { name } => cli_tools::SecretCommand::Delete { name: name.clone() },
+            };
+            cli_tools::secret(&config, command)
         }
         Some(Command::Doctor) => {
             let config = load_config(&cli, &config_path)?;
@@ -192,7 +228,29 @@ fn load_config(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Plain-text secrets in the config file go into the keychain before anything uses them.
+fn move_plain_secrets(config: &Config, config_path: &std::path::Path) -> anyhow::Result<()> {
+    let has_plain = std::fs::read_to_string(config_path)
+        .ok()
+        .is_some_and(|text| pryx::secrets::SECRET_CONFIG_KEYS.iter().any(|(_, key, _)| text.contains(key)));
+    if !has_plain {
+        return Ok(());
+    }
+    let secrets = pryx::secrets::Secrets::open(config.secrets.backend);
+    let moved = pryx::secrets::migrate_config_file(config_path, &secrets)?;
+    for key in moved {
+        tracing::warn!(
+            "moved the plain-text `{key}` from {} into the {}; the file now refers to it as secret:…",
+            config_path.display(),
+            secrets.describe()
+        );
+    }
+    Ok(())
+}
+
 fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli, config_path)?;
+    move_plain_secrets(&config, config_path)?;
     let config = load_config(cli, config_path)?;
     let data = DataDir::resolve(cli.data_dir.clone())?;
     data.ensure()?;

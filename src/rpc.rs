@@ -126,6 +126,18 @@ impl PryxApiServer for RpcApi {
         forward(pending, self.agent.subscribe_approvals(), |_: &Approval| true).await
     }
 
+    async fn secret_set(&self, name: String, value: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.set_secret(&name, value).await?)
+    }
+
+    async fn secret_delete(&self, name: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.delete_secret(&name).await?)
+    }
+
+    async fn secret_list(&self) -> Result<Vec<String>, ErrorObjectOwned> {
+        Ok(self.agent.secret_names().await?)
+    }
+
     async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned> {
         Ok(self.agent.inject_fault(&kind)?)
     }

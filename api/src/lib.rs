@@ -309,6 +309,8 @@ pub struct SystemInfo {
     /// Unix ms when this runtime incarnation started.
     pub started_at: i64,
     pub sandbox: SandboxInfo,
+    /// Where secrets are kept here, in one line (never a value).
+    pub secrets: String,
 }
 
 /// The Pryx JSON-RPC API.
@@ -376,6 +378,19 @@ pub trait PryxApi {
     /// Every approval as it is requested and as it is settled.
     #[subscription(name = "approvals.subscribe", unsubscribe = "approvals.unsubscribe", item = Approval)]
     async fn approvals_subscribe(&self) -> SubscriptionResult;
+
+    /// Store a secret in the OS keychain under a namespaced name (`llm/openai`…). There is
+    /// no method to read one back.
+    #[method(name = "secret.set")]
+    async fn secret_set(&self, name: String, value: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Delete a stored secret.
+    #[method(name = "secret.delete")]
+    async fn secret_delete(&self, name: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Names of the stored secrets, never their values.
+    #[method(name = "secret.list")]
+    async fn secret_list(&self) -> Result<Vec<String>, ErrorObjectOwned>;
 
     /// Test-only fault injection (`runtime_panic` or `turn_panic`). Answers an error unless
     /// the binary is a debug build started with `PRYX_FAULT_INJECTION=1`.

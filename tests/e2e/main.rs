@@ -9,5 +9,6 @@ mod chat;
 mod cli;
 mod durability;
 mod providers;
+mod secrets;
 mod security;
 mod tools;

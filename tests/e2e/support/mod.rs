@@ -198,7 +198,8 @@ pub fn base_command(home: &Path) -> Command {
         .env_remove("PRYX_LLM_MODEL")
         .env_remove("PRYX_LLM_API_KEY")
         .env_remove("OPENAI_API_KEY")
-        .env_remove("PRYX_TOKEN");
+        .env_remove("PRYX_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY");
     command
 }
 
