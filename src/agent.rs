@@ -379,6 +379,19 @@ impl Agent {
         self.secrets.run(move |s| s.delete(&name)).await.map_err(secret_error)
     }
 
+    /// Log where secrets are kept; a warning when no keychain is available.
+    pub async fn announce_secrets_backend(&self) {
+        let described = self
+            .secrets
+            .run(|s| Ok((s.describe(), matches!(s.backend(), crate::secrets::Backend::Injected { .. }))))
+            .await;
+        match described {
+            Ok((text, false)) => tracing::info!("secrets: {text}"),
+            Ok((text, true)) => tracing::warn!("secrets: {text}"),
+            Err(e) => tracing::warn!("secrets: {e}"),
+        }
+    }
+
     pub async fn secret_names(&self) -> Result<Vec<String>, AgentError> {
         let names = self.secrets.run(|s| s.list()).await.map_err(secret_error)?;
         Ok(names.iter().map(|n| n.as_str().to_owned()).collect())

@@ -165,6 +165,9 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     ));
     if restarts == 0 {
         (launch.on_ready)(address);
+        // Say where secrets live once serving (probing a keychain must not delay that).
+        let probe = agent.clone();
+        tokio::spawn(async move { probe.announce_secrets_backend().await });
     } else {
         tracing::info!(%address, restarts, "agent runtime restarted");
     }
