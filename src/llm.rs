@@ -89,7 +89,7 @@ impl WireMessage {
 pub struct ChatRequest {
     pub messages: Vec<WireMessage>,
     /// Tool definitions in the API's `{"type":"function","function":{...}}` shape.
-    pub tools: Vec<Value>,
+    pub tools: std::sync::Arc<Vec<Value>>,
 }
 
 /// What the model answered in one request.
@@ -154,7 +154,7 @@ impl Provider {
             "stream_options": {"include_usage": true},
         });
         if !request.tools.is_empty() {
-            body["tools"] = Value::Array(request.tools.clone());
+            body["tools"] = Value::Array(request.tools.to_vec());
         }
         if let Some(max) = self.max_output_tokens {
             body["max_tokens"] = json!(max);

@@ -298,6 +298,12 @@ fn keychain_name() -> &'static str {
 
 /// Does this store answer? A lookup of the index (present or not) must succeed.
 fn probe(backend: Backend) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    if backend == Backend::Keychain && !session_bus_present() {
+        // Without a session bus the Secret Service cannot answer; not even trying keeps a
+        // headless server from starting D-Bus machinery it cannot use.
+        return Err("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset)".into());
+    }
     let entry = entry_in(&backend, INDEX).map_err(|e| match e {
         EntryError::ReadOnly => "not supported on this platform".to_owned(),
         EntryError::Keyring(e) => e.to_string(),
@@ -313,6 +319,12 @@ fn probe(backend: Backend) -> Result<(), String> {
         let _ = probe.delete_credential();
     }
     Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn session_bus_present() -> bool {
+    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).join("bus").exists())
 }
 
 fn keychain_error(e: keyring::Error) -> SecretError {

@@ -89,6 +89,8 @@ pub fn schema<T: schemars::JsonSchema>() -> Value {
 #[derive(Default, Clone)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// The `tools` array of a request, built once per change (schemas are not free).
+    specs: Arc<Vec<Value>>,
 }
 
 impl ToolRegistry {
@@ -119,19 +121,22 @@ impl ToolRegistry {
             return Err(format!("tool `{name}` is already registered"));
         }
         self.tools.insert(name, tool);
+        self.specs = Arc::new(
+            self.tools
+                .values()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name(), "description": t.description(), "parameters": t.parameters()
+                    }})
+                })
+                .collect(),
+        );
         Ok(())
     }
 
     /// The `tools` array for a Chat Completions request.
-    pub fn specs(&self) -> Vec<Value> {
-        self.tools
-            .values()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.name(), "description": t.description(), "parameters": t.parameters()
-                }})
-            })
-            .collect()
+    pub fn specs(&self) -> Arc<Vec<Value>> {
+        self.specs.clone()
     }
 
     /// Run one call by name with already parsed arguments (see [`parse_arguments`]).
@@ -239,7 +244,7 @@ mod tests {
         let specs = registry.specs();
         let names: Vec<&str> = specs.iter().map(|s| s["function"]["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["fs_delete", "fs_list", "fs_read", "fs_search", "fs_write", "shell_execute", "time_now"]);
-        for spec in &specs {
+        for spec in specs.iter() {
             assert_eq!(spec["type"], "function");
             assert!(is_valid_tool_name(spec["function"]["name"].as_str().unwrap()));
             assert_eq!(spec["function"]["parameters"]["type"], "object", "{spec}");
