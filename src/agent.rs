@@ -34,9 +34,11 @@ use crate::panics;
 use crate::sandbox::{self, Protection};
 use crate::secrets::{SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
+use crate::telemetry::SPAN_TARGET;
 use crate::tools::shell::ShellConfig;
 use crate::tools::{parse_arguments, ToolContext, ToolRegistry};
 use crate::workspace::{Workspace, WorkspaceError};
+use tracing::Instrument;
 
 /// How often a growing answer is written to disk while it streams.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -360,6 +362,41 @@ impl Agent {
             started_at: self.started_at,
             sandbox: self.sandbox_info().await,
             secrets: self.secrets.run(|s| Ok(s.describe())).await.unwrap_or_else(|e| e.to_string()),
+            spans_dropped: crate::telemetry::hub().dropped(),
+        }
+    }
+
+    // ---- telemetry ----
+
+    pub async fn spans(
+        &self,
+        session_id: Option<&str>,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<pryx_api::SpanRecord>, AgentError> {
+        Ok(self.store.spans(session_id, since_us, limit).await?)
+    }
+
+    /// Move finished spans from the recorder into the store until `stop`; a last drain
+    /// happens on the way out so a clean shutdown keeps everything.
+    pub async fn store_spans(&self, stop: CancellationToken) {
+        let hub = crate::telemetry::hub();
+        let telemetry = &self.config.telemetry;
+        loop {
+            let stopping = tokio::select! {
+                _ = hub.wait_for_pending() => false,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+                _ = stop.cancelled() => true,
+            };
+            let batch = hub.take_pending();
+            if !batch.is_empty() {
+                if let Err(e) = self.store.add_spans(&batch, telemetry.retention_days, telemetry.max_spans).await {
+                    tracing::warn!("cannot store {} spans: {e}", batch.len());
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 
@@ -480,15 +517,53 @@ impl Agent {
                 _ = turn.cancel.cancelled() => {}
             }
         }
-        let end = if turn.cancel.is_cancelled() {
-            TurnEnd::Stopped { status: self.stop_status(), message_id: None }
-        } else {
-            match AssertUnwindSafe(self.drive_turn(&turn)).catch_unwind().await {
-                Ok(end) => end,
-                Err(payload) => self.recover_turn_panic(&turn, payload).await,
+        let span = tracing::info_span!(
+            target: SPAN_TARGET,
+            "turn",
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = "pryx",
+            gen_ai.conversation.id = %turn.session_id,
+            pryx.session.id = %turn.session_id,
+            pryx.turn.id = %turn.id,
+            pryx.turn.status = tracing::field::Empty,
+            pryx.user_message = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        if self.config.telemetry.capture_content {
+            if let Some(text) = self.user_message_of(&turn).await {
+                span.record("pryx.user_message", text.as_str());
             }
+        }
+        let run = async {
+            let end = if turn.cancel.is_cancelled() {
+                TurnEnd::Stopped { status: self.stop_status(), message_id: None }
+            } else {
+                match AssertUnwindSafe(self.drive_turn(&turn)).catch_unwind().await {
+                    Ok(end) => end,
+                    Err(payload) => self.recover_turn_panic(&turn, payload).await,
+                }
+            };
+            let (status, error) = match &end {
+                TurnEnd::Completed { .. } => ("completed", None),
+                TurnEnd::Stopped { status: TurnStatus::Cancelled, .. } => ("cancelled", None),
+                TurnEnd::Stopped { .. } => ("interrupted", None),
+                TurnEnd::Failed(e) => ("failed", Some(enum_name(e.kind))),
+            };
+            tracing::Span::current().record("pryx.turn.status", status);
+            if let Some(kind) = error {
+                tracing::Span::current().record("error.type", kind.as_str());
+            }
+            self.finish_turn(&turn, end).await;
         };
-        self.finish_turn(&turn, end).await;
+        run.instrument(span).await;
+    }
+
+    async fn user_message_of(&self, turn: &TurnHandle) -> Option<String> {
+        let messages = self.store.messages(&turn.session_id).await.ok()?;
+        messages
+            .into_iter()
+            .find(|m| m.turn_id.as_deref() == Some(turn.id.as_str()) && m.role == Role::User)
+            .map(|m| m.content)
     }
 
     async fn drive_turn(&self, turn: &TurnHandle) -> TurnEnd {
@@ -533,9 +608,31 @@ impl Agent {
         loop {
             let draft = Draft::start(self.store.clone(), message_id);
             let (delta_tx, mut delta_rx) = mpsc::unbounded_channel::<String>();
-            let call = provider.stream_chat(request, move |t| {
-                let _ = delta_tx.send(t.to_owned());
-            });
+            let llm_span = tracing::info_span!(
+                target: SPAN_TARGET,
+                "chat",
+                gen_ai.operation.name = "chat",
+                gen_ai.provider.name = %provider.info.source,
+                gen_ai.request.model = provider.info.model.as_deref().unwrap_or(""),
+                server.address = provider.info.base_url.as_deref().unwrap_or(""),
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                gen_ai.response.finish_reasons = tracing::field::Empty,
+                pryx.time_to_first_token_ms = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let asked_at = std::time::Instant::now();
+            let first_token = llm_span.clone();
+            let mut seen_token = false;
+            let call = provider
+                .stream_chat(request, move |t| {
+                    if !seen_token {
+                        seen_token = true;
+                        first_token.record("pryx.time_to_first_token_ms", asked_at.elapsed().as_millis() as u64);
+                    }
+                    let _ = delta_tx.send(t.to_owned());
+                })
+                .instrument(llm_span.clone());
             tokio::pin!(call);
             let result = loop {
                 tokio::select! {
@@ -551,6 +648,22 @@ impl Agent {
                 }
             }
             let text = draft.finish();
+            match &result {
+                Some(Ok(c)) => {
+                    llm_span.record("gen_ai.response.finish_reasons", c.finish_reason.as_str());
+                    if let Some(usage) = c.usage {
+                        llm_span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+                        llm_span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+                    }
+                }
+                Some(Err(e)) => {
+                    llm_span.record("error.type", enum_name(e.kind).as_str());
+                }
+                None => {
+                    llm_span.record("error.type", "cancelled");
+                }
+            }
+            drop(llm_span);
             match result {
                 None => {
                     let status = self.stop_status();
@@ -615,17 +728,45 @@ impl Agent {
     /// One call: policy, approval if needed, then the tool. Returns the output for the model
     /// and whether it is an error.
     async fn run_one(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool) {
+        let span = tracing::info_span!(
+            target: SPAN_TARGET,
+            "execute_tool",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            gen_ai.tool.call.id = %call.id,
+            gen_ai.tool.call.arguments = tracing::field::Empty,
+            pryx.tool.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        if self.config.telemetry.capture_content {
+            span.record("gen_ai.tool.call.arguments", call.arguments.as_str());
+        }
+        let (output, is_error, outcome) = self.run_one_inner(turn, call, channel).instrument(span.clone()).await;
+        span.record("pryx.tool.outcome", outcome);
+        if is_error {
+            span.record("error.type", outcome);
+        }
+        (output, is_error)
+    }
+
+    /// The call itself; the third value names the outcome for telemetry
+    /// (`ok`, `error`, `denied`, `unknown_tool`, `bad_arguments`, `timeout`).
+    async fn run_one_inner(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool, &'static str) {
         let Some(tool) = self.tools.get(&call.name) else {
-            return (format!("error: unknown tool `{}`", call.name), true);
+            return (format!("error: unknown tool `{}`", call.name), true, "unknown_tool");
         };
         let arguments = match parse_arguments(&call.arguments) {
             Ok(a) => a,
-            Err(e) => return (format!("error: {e}"), true),
+            Err(e) => return (format!("error: {e}"), true, "bad_arguments"),
         };
         let allowed = self.approvals.allowed_for_session(&turn.session_id);
         match self.policy.decide(&call.name, tool.risk(), &arguments, &allowed) {
             Rule::Deny => {
-                return (format!("error: not run: the user's policy does not allow `{}` here", call.name), true);
+                return (
+                    format!("error: not run: the user's policy does not allow `{}` here", call.name),
+                    true,
+                    "denied",
+                );
             }
             Rule::Allow => {}
             Rule::Ask => {
@@ -639,13 +780,21 @@ impl Agent {
                     risk: tool.risk(),
                     channel,
                 };
+                let wait = tracing::info_span!(
+                    target: SPAN_TARGET,
+                    "approval.wait",
+                    gen_ai.tool.name = %call.name,
+                    pryx.approval.outcome = tracing::field::Empty,
+                );
                 let asked = self.approvals.request(request, &turn.cancel, |approval| {
                     self.emit(turn, TurnEvent::ApprovalRequested { approval: approval.clone() });
                 });
-                let outcome = match asked.await {
+                let outcome = match asked.instrument(wait.clone()).await {
                     Ok(outcome) => outcome,
-                    Err(e) => return (format!("error: not run: cannot ask for approval: {e}"), true),
+                    Err(e) => return (format!("error: not run: cannot ask for approval: {e}"), true, "error"),
                 };
+                wait.record("pryx.approval.outcome", enum_name(outcome.approval.status).as_str());
+                drop(wait);
                 self.emit(turn, TurnEvent::ApprovalSettled { approval: outcome.approval.clone() });
                 if !outcome.allowed() {
                     let why = match outcome.approval.status {
@@ -655,16 +804,16 @@ impl Agent {
                         _ => "the user denied it",
                     };
                     let note = outcome.approval.note.map(|n| format!(" The user's note: {n}")).unwrap_or_default();
-                    return (format!("error: not run: {why}.{note}"), true);
+                    return (format!("error: not run: {why}.{note}"), true, "denied");
                 }
             }
         }
         let timeout = Duration::from_secs(self.config.agent.tool_timeout_secs);
         let ctx = ToolContext { cancel: turn.cancel.clone() };
         match tokio::time::timeout(timeout, tool.call(arguments, &ctx)).await {
-            Ok(Ok(output)) => (output, false),
-            Ok(Err(e)) => (format!("error: {e}"), true),
-            Err(_) => (format!("error: timed out after {}s", timeout.as_secs()), true),
+            Ok(Ok(output)) => (output, false, "ok"),
+            Ok(Err(e)) => (format!("error: {e}"), true, "error"),
+            Err(_) => (format!("error: timed out after {}s", timeout.as_secs()), true, "timeout"),
         }
     }
 
@@ -857,6 +1006,11 @@ fn secret_error(e: SecretError) -> AgentError {
         SecretError::BadName(_) => AgentError::InvalidInput(e.to_string()),
         other => AgentError::Conflict(other.to_string()),
     }
+}
+
+/// The snake_case name serde gives a unit variant (error kinds, statuses) for telemetry.
+fn enum_name<T: serde::Serialize>(value: T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn internal(message: String) -> LlmError {

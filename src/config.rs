@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::approvals::PolicyConfig;
 pub use crate::secrets::SecretsConfig;
+pub use crate::telemetry::TelemetryConfig;
 
 /// Everything Pryx can be configured with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,7 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub policy: PolicyConfig,
     pub secrets: SecretsConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// The one loopback port that serves the UI, `/rpc`, webhooks and `/healthz`.

@@ -19,5 +19,6 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 pub mod tools;
 pub mod workspace;

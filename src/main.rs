@@ -121,24 +121,30 @@ fn main() -> ExitCode {
         pryx::sandbox::helper_main(&args[2..]);
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let log_filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into())
+        // These log whole requests (secrets and message text included) at debug and trace;
+        // never let RUST_LOG turn that on. Telemetry spans go to the recorder, not the log.
+        .add_directive("jsonrpsee=info".parse().expect("valid directive"))
+        .add_directive("jsonrpsee_server=info".parse().expect("valid directive"))
+        .add_directive("jsonrpsee_core=info".parse().expect("valid directive"))
+        .add_directive("soketto=info".parse().expect("valid directive"))
+        .add_directive("async_openai=info".parse().expect("valid directive"))
+        .add_directive("reqwest=info".parse().expect("valid directive"))
+        .add_directive("hyper=info".parse().expect("valid directive"))
+        .add_directive("zbus=info".parse().expect("valid directive"))
+        .add_directive("pryx::span=off".parse().expect("valid directive"));
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into())
-                // These log whole requests (secrets and message text included) at debug and
-                // trace; never let RUST_LOG turn that on.
-                .add_directive("jsonrpsee=info".parse().expect("valid directive"))
-                .add_directive("jsonrpsee_server=info".parse().expect("valid directive"))
-                .add_directive("jsonrpsee_core=info".parse().expect("valid directive"))
-                .add_directive("soketto=info".parse().expect("valid directive"))
-                .add_directive("async_openai=info".parse().expect("valid directive"))
-                .add_directive("reqwest=info".parse().expect("valid directive"))
-                .add_directive("hyper=info".parse().expect("valid directive"))
-                .add_directive("zbus=info".parse().expect("valid directive")),
-        )
-        .init();
+        .with_filter(log_filter);
+    let spans = pryx::telemetry::SpanRecorder.with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.target() == pryx::telemetry::SPAN_TARGET
+    }));
+    tracing_subscriber::registry().with(log).with(spans).init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

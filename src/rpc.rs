@@ -9,7 +9,7 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, Approval, ApprovalDecision, PryxApiServer, Session, SessionDetail, SystemInfo,
+    error_code, rpc_error, Approval, ApprovalDecision, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
     TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
@@ -124,6 +124,27 @@ impl PryxApiServer for RpcApi {
 
     async fn approvals_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         forward(pending, self.agent.subscribe_approvals(), |_: &Approval| true).await
+    }
+
+    async fn spans_query(
+        &self,
+        session_id: Option<String>,
+        since_us: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<SpanRecord>, ErrorObjectOwned> {
+        Ok(self
+            .agent
+            .spans(session_id.as_deref(), since_us.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000))
+            .await?)
+    }
+
+    async fn spans_subscribe(
+        &self,
+        pending: PendingSubscriptionSink,
+        session_id: Option<String>,
+    ) -> SubscriptionResult {
+        let spans = crate::telemetry::hub().subscribe();
+        forward(pending, spans, |s: &SpanRecord| session_id.is_none() || s.session_id == session_id).await
     }
 
     async fn secret_set(&self, name: String, value: String) -> Result<(), ErrorObjectOwned> {

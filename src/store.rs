@@ -310,6 +310,76 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
+    // ---- spans ----
+
+    /// Store finished spans, then trim to `max_spans` and `retention_days`.
+    pub async fn add_spans(&self, spans: &[pryx_api::SpanRecord], retention_days: u32, max_spans: u32) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for span in spans {
+            sqlx::query(
+                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&span.trace_id)
+            .bind(&span.span_id)
+            .bind(&span.parent_span_id)
+            .bind(&span.name)
+            .bind(&span.session_id)
+            .bind(&span.turn_id)
+            .bind(span.start_us)
+            .bind(span.end_us.unwrap_or(span.start_us))
+            .bind(&span.status)
+            .bind(serde_json::Value::Object(span.attributes.clone()).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let oldest = now_ms() * 1000 - i64::from(retention_days) * 86_400 * 1_000_000;
+        sqlx::query("DELETE FROM spans WHERE start_us < ?").bind(oldest).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM spans WHERE seq <= (SELECT MAX(seq) FROM spans) - ?")
+            .bind(i64::from(max_spans))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stored spans, oldest first.
+    pub async fn spans(
+        &self,
+        session_id: Option<&str>,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<pryx_api::SpanRecord>> {
+        let rows = sqlx::query(
+            "SELECT trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes \
+             FROM spans WHERE (? IS NULL OR session_id = ?) AND start_us >= ? ORDER BY start_us, seq LIMIT ?",
+        )
+        .bind(session_id)
+        .bind(session_id)
+        .bind(since_us)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let attributes: String = r.try_get("attributes")?;
+                Ok(pryx_api::SpanRecord {
+                    trace_id: r.try_get("trace_id")?,
+                    span_id: r.try_get("span_id")?,
+                    parent_span_id: r.try_get("parent_span_id")?,
+                    name: r.try_get("name")?,
+                    session_id: r.try_get("session_id")?,
+                    turn_id: r.try_get("turn_id")?,
+                    start_us: r.try_get("start_us")?,
+                    end_us: Some(r.try_get("end_us")?),
+                    status: r.try_get("status")?,
+                    attributes: serde_json::from_str(&attributes)
+                        .map_err(|e| StoreError::Corrupt(format!("span attributes: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
     // ---- crashes ----
 
     pub async fn record_crash(&self, scope: &str, turn_id: Option<&str>, message: &str, backtrace: &str) -> Result<()> {

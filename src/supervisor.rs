@@ -163,6 +163,11 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         RpcApi::new(agent.clone()).into_rpc(),
         server_stop.clone(),
     ));
+    let spans_stop = CancellationToken::new();
+    let span_writer = tokio::spawn({
+        let (agent, stop) = (agent.clone(), spans_stop.clone());
+        async move { agent.store_spans(stop).await }
+    });
     if restarts == 0 {
         (launch.on_ready)(address);
         // Say where secrets live once serving (probing a keychain must not delay that).
@@ -180,6 +185,8 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     tracing::info!("shutting down");
     server_stop.cancel();
     agent.shutdown(SHUTDOWN_GRACE).await;
+    spans_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), span_writer).await;
     let server_result = match server_result {
         Some(r) => Some(r),
         None => tokio::time::timeout(Duration::from_secs(2), server).await.ok(),

@@ -287,6 +287,24 @@ pub struct SandboxInfo {
     pub summary: String,
 }
 
+/// One span of the agent's work (a turn, an LLM request, a tool call, an approval wait).
+/// Times are Unix microseconds; `end_us` is absent while the span is still open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub session_id: Option<String>,
+    pub turn_id: Option<String>,
+    pub start_us: i64,
+    pub end_us: Option<i64>,
+    /// `ok` or `error`.
+    pub status: String,
+    /// OpenTelemetry-style attributes (`gen_ai.*`, `pryx.*`).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Where the LLM provider setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderInfo {
@@ -311,6 +329,8 @@ pub struct SystemInfo {
     pub sandbox: SandboxInfo,
     /// Where secrets are kept here, in one line (never a value).
     pub secrets: String,
+    /// Telemetry spans dropped because the store fell behind (since the process started).
+    pub spans_dropped: u64,
 }
 
 /// The Pryx JSON-RPC API.
@@ -378,6 +398,20 @@ pub trait PryxApi {
     /// Every approval as it is requested and as it is settled.
     #[subscription(name = "approvals.subscribe", unsubscribe = "approvals.unsubscribe", item = Approval)]
     async fn approvals_subscribe(&self) -> SubscriptionResult;
+
+    /// Stored spans, oldest first: of one session if given, starting at or after `since_us`,
+    /// at most `limit` (default 1000, at most 10000).
+    #[method(name = "spans.query")]
+    async fn spans_query(
+        &self,
+        session_id: Option<String>,
+        since_us: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<SpanRecord>, ErrorObjectOwned>;
+
+    /// Spans live as they start (without `end_us`) and as they end, optionally of one session.
+    #[subscription(name = "spans.subscribe", unsubscribe = "spans.unsubscribe", item = SpanRecord)]
+    async fn spans_subscribe(&self, session_id: Option<String>) -> SubscriptionResult;
 
     /// Store a secret in the OS keychain under a namespaced name (`llm/openai`…). There is
     /// no method to read one back.

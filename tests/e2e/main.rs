@@ -11,4 +11,5 @@ mod durability;
 mod providers;
 mod secrets;
 mod security;
+mod telemetry;
 mod tools;
