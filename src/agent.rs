@@ -363,6 +363,7 @@ impl Agent {
             sandbox: self.sandbox_info().await,
             secrets: self.secrets.run(|s| Ok(s.describe())).await.unwrap_or_else(|e| e.to_string()),
             spans_dropped: crate::telemetry::hub().dropped(),
+            export: crate::telemetry::export::stats().status(),
         }
     }
 

@@ -121,6 +121,29 @@ fn main() -> ExitCode {
         pryx::sandbox::helper_main(&args[2..]);
     }
     let cli = Cli::parse();
+    let exporter = match init_logging(&cli) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("pryx: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(cli);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pryx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr (`RUST_LOG`), telemetry spans to the recorder, and, when the user turned
+/// it on for `--serve`, to the OTLP exporter (returned, to be flushed at exit).
+fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exporter>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -128,30 +151,50 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| "info,sqlx=warn".into())
         // These log whole requests (secrets and message text included) at debug and trace;
         // never let RUST_LOG turn that on. Telemetry spans go to the recorder, not the log.
-        .add_directive("jsonrpsee=info".parse().expect("valid directive"))
-        .add_directive("jsonrpsee_server=info".parse().expect("valid directive"))
-        .add_directive("jsonrpsee_core=info".parse().expect("valid directive"))
-        .add_directive("soketto=info".parse().expect("valid directive"))
-        .add_directive("async_openai=info".parse().expect("valid directive"))
-        .add_directive("reqwest=info".parse().expect("valid directive"))
-        .add_directive("hyper=info".parse().expect("valid directive"))
-        .add_directive("zbus=info".parse().expect("valid directive"))
-        .add_directive("pryx::span=off".parse().expect("valid directive"));
+        .add_directive("jsonrpsee=info".parse()?)
+        .add_directive("jsonrpsee_server=info".parse()?)
+        .add_directive("jsonrpsee_core=info".parse()?)
+        .add_directive("soketto=info".parse()?)
+        .add_directive("async_openai=info".parse()?)
+        .add_directive("reqwest=info".parse()?)
+        .add_directive("hyper=info".parse()?)
+        .add_directive("zbus=info".parse()?)
+        .add_directive("opentelemetry=warn".parse()?)
+        .add_directive("opentelemetry_sdk=warn".parse()?)
+        .add_directive("opentelemetry_otlp=warn".parse()?)
+        .add_directive("pryx::span=off".parse()?);
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(log_filter);
-    let spans = pryx::telemetry::SpanRecorder.with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-        metadata.target() == pryx::telemetry::SPAN_TARGET
-    }));
-    tracing_subscriber::registry().with(log).with(spans).init();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("pryx: {e:#}");
-            ExitCode::FAILURE
+    let only_spans = || tracing_subscriber::filter::filter_fn(|m| m.target() == pryx::telemetry::SPAN_TARGET);
+    let recorder = pryx::telemetry::SpanRecorder.with_filter(only_spans());
+    let registry = tracing_subscriber::registry().with(log).with(recorder);
+
+    // Export is set up only for the server, and only when configured.
+    let otlp = match (&cli.command, cli.serve) {
+        (None, true) => {
+            let path = match &cli.config {
+                Some(path) => path.clone(),
+                None => default_config_path()?,
+            };
+            // A config that does not load is reported by `run` with the full message.
+            load_config(cli, &path).ok()
         }
-    }
+        _ => None,
+    };
+    let (exporter, layer) = match otlp {
+        Some(config) => {
+            let secrets = pryx::secrets::SecretsHandle::new(config.secrets.backend);
+            match pryx::telemetry::export::build(&config.telemetry.otlp, &secrets)? {
+                Some((exporter, layer)) => (Some(exporter), Some(layer.with_filter(only_spans()))),
+                None => (None, None),
+            }
+        }
+        None => (None, None),
+    };
+    registry.with(layer).init();
+    Ok(exporter)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

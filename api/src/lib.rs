@@ -305,6 +305,18 @@ pub struct SpanRecord {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// How OTLP export is doing (counts since the process started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportStatus {
+    pub endpoint: String,
+    /// Spans the receiver accepted.
+    pub exported: u64,
+    /// Spans in batches the receiver did not accept (down, refused, timed out).
+    pub failed: u64,
+    /// Spans dropped because too many were waiting.
+    pub dropped: u64,
+}
+
 /// Where the LLM provider setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderInfo {
@@ -331,6 +343,8 @@ pub struct SystemInfo {
     pub secrets: String,
     /// Telemetry spans dropped because the store fell behind (since the process started).
     pub spans_dropped: u64,
+    /// OTLP export, when the user turned it on.
+    pub export: Option<ExportStatus>,
 }
 
 /// The Pryx JSON-RPC API.

@@ -135,3 +135,125 @@ async fn retention_keeps_only_the_newest_spans() {
     assert!(all.len() <= 3, "trimmed to max_spans: {}", all.len());
     assert!(all.iter().any(|s| s.session_id.as_deref() == Some(last_session.as_str())), "the newest stay");
 }
+
+/// The Python OTLP receiver (tests/otlp_receiver.py), decoding with opentelemetry-proto.
+struct Receiver {
+    port: u16,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        let mut child = tokio::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_receiver.py"))
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with opentelemetry-proto (./x setup installs it)");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines.next_line().await.unwrap().expect("receiver port").parse().unwrap();
+        Receiver { port, out, _dir: dir, _child: child }
+    }
+
+    /// Every span received so far, as the official decoder saw it.
+    fn spans(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .flat_map(|r| {
+                let mut spans = Vec::new();
+                for resource in r["request"]["resourceSpans"].as_array().cloned().unwrap_or_default() {
+                    for scope in resource["scopeSpans"].as_array().cloned().unwrap_or_default() {
+                        spans.extend(scope["spans"].as_array().cloned().unwrap_or_default());
+                    }
+                }
+                spans
+            })
+            .collect()
+    }
+
+    fn authorizations(&self) -> Vec<Option<String>> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["authorization"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    span["attributes"].as_array()?.iter().find(|a| a["key"] == key).map(|a| &a["value"])
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_turned_on_and_decode_with_the_official_protobufs() {
+    let receiver = Receiver::start().await;
+    let llm = MockLlm::start().await;
+    llm.script([Reply::tool_call("c1", "time_now", "{}"), Reply::text(&["It is late."])]);
+    let config = format!(
+        "[telemetry.otlp]\nendpoint = \"http://127.0.0.1:{}\"\n[telemetry.otlp.headers]\nauthorization = \"secret:otlp/auth\"\n[secrets]\nbackend = \"injected\"",
+        receiver.port
+    );
+    let mut options = Options::with_llm(&llm).config(&config);
+    options.env.push(("PRYX_SECRET_OTLP_AUTH".into(), "Bearer otlp-token-5".into()));
+    let pryx = Pryx::start(options).await;
+    let client = pryx.client().await;
+    let (started, _) = crate::support::chat(&client, "what time is it in the eagle's nest?").await;
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while receiver.spans().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "only {} spans exported", receiver.spans().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in ["turn", "chat", "execute_tool"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let turn = spans.iter().find(|s| s["name"] == "turn").unwrap();
+    assert_eq!(attribute(turn, "pryx.turn.id").unwrap()["stringValue"], started.turn_id);
+    let tool = spans.iter().find(|s| s["name"] == "execute_tool").unwrap();
+    assert_eq!(tool["traceId"], turn["traceId"], "one trace per turn");
+    assert_eq!(tool["parentSpanId"], turn["spanId"], "the tool call nests under the turn");
+    assert_eq!(attribute(tool, "gen_ai.tool.name").unwrap()["stringValue"], "time_now");
+    let chat = spans.iter().find(|s| s["name"] == "chat").unwrap();
+    assert_eq!(attribute(chat, "gen_ai.request.model").unwrap()["stringValue"], "mock-model");
+    assert!(
+        receiver.authorizations().iter().all(|a| a.as_deref() == Some("Bearer otlp-token-5")),
+        "header from the secret store"
+    );
+    let raw = std::fs::read_to_string(&receiver.out).unwrap();
+    assert!(!raw.contains("eagle"), "no message text leaves the machine without content capture");
+
+    let export = client.system_info().await.unwrap().export.expect("export is reported");
+    assert!(export.exported >= 4 && export.failed == 0 && export.dropped == 0, "{export:?}");
+}
+
+#[tokio::test]
+async fn a_dead_otlp_endpoint_costs_the_agent_nothing() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let llm = MockLlm::start().await;
+    let config = format!("[telemetry.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 1");
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+    for i in 0..5 {
+        let (_, log) = crate::support::chat(&client, &format!("message {i}")).await;
+        assert_eq!(log.text(), format!("Echo: message {i}"), "chats work while export fails");
+    }
+    eventually("failed exports to be counted", || async {
+        client.system_info().await.unwrap().export.is_some_and(|e| e.failed > 0)
+    })
+    .await;
+    let export = client.system_info().await.unwrap().export.unwrap();
+    assert_eq!(export.exported, 0);
+    // Spans are still recorded locally.
+    assert!(!client.spans_query(None, None, None).await.unwrap().is_empty());
+    assert_eq!(pryx.terminate().await, 0, "shutdown is not held up by the dead endpoint");
+}

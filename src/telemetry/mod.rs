@@ -12,6 +12,8 @@
 //!
 //! Message text and tool arguments are recorded only with `[telemetry] capture_content`.
 
+pub mod export;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -208,11 +210,13 @@ pub struct TelemetryConfig {
     pub retention_days: u32,
     /// Keep at most this many spans (oldest go first).
     pub max_spans: u32,
+    /// Opt-in export to an OTLP/HTTP receiver.
+    pub otlp: export::OtlpConfig,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { capture_content: false, retention_days: 7, max_spans: 200_000 }
+        TelemetryConfig { capture_content: false, retention_days: 7, max_spans: 200_000, otlp: Default::default() }
     }
 }
 

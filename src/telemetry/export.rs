@@ -1,0 +1,205 @@
+//! Opt-in OTLP export: the same `pryx::span` spans, sent through `tracing-opentelemetry`
+//! and the OpenTelemetry SDK's batch processor to an OTLP/HTTP endpoint (the Pryx telemetry
+//! Worker or any collector).
+//!
+//! Export must never slow or break the agent: spans are queued (bounded) and sent from the
+//! SDK's own thread; when the queue is full new spans are dropped and counted; a failing
+//! endpoint only increments a counter. [`ExportStats`] is what `system.info` shows.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor,
+};
+use pryx_api::ExportStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{SecretError, SecretsHandle};
+
+/// Spans waiting to be sent, at most; more are dropped (and counted).
+const QUEUE_LIMIT: u64 = 2048;
+
+/// `[telemetry.otlp]` in the config file. Export is off unless `endpoint` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Base URL of an OTLP/HTTP receiver; spans go to `{endpoint}/v1/traces`.
+    pub endpoint: Option<String>,
+    /// Extra request headers; values may be `secret:NAME` (resolved from the keychain).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Seconds one export request may take.
+    pub timeout_secs: Option<u64>,
+}
+
+/// Counters since the process started.
+#[derive(Default)]
+pub struct ExportStats {
+    endpoint: OnceLock<String>,
+    queued: AtomicU64,
+    exported: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The process-wide export counters.
+pub fn stats() -> &'static ExportStats {
+    static STATS: OnceLock<ExportStats> = OnceLock::new();
+    STATS.get_or_init(ExportStats::default)
+}
+
+impl ExportStats {
+    /// What `system.info` shows; `None` when export is off.
+    pub fn status(&self) -> Option<ExportStatus> {
+        self.endpoint.get().map(|endpoint| ExportStatus {
+            endpoint: endpoint.clone(),
+            exported: self.exported.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    fn in_flight(&self) -> u64 {
+        let done = self.exported.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+        self.queued.load(Ordering::Relaxed).saturating_sub(done)
+    }
+}
+
+/// Why export could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("telemetry.otlp.endpoint `{0}` is not an http(s) URL")]
+    BadEndpoint(String),
+    #[error("telemetry.otlp.headers.{header}: {error}")]
+    Header { header: String, error: SecretError },
+    #[error("cannot build the OTLP exporter: {0}")]
+    Build(String),
+}
+
+/// A running exporter; shut it down to flush what is queued (bounded by a timeout).
+pub struct Exporter {
+    provider: SdkTracerProvider,
+}
+
+impl Exporter {
+    pub fn shutdown(self) {
+        let _ = self.provider.shutdown_with_timeout(Duration::from_secs(2));
+    }
+}
+
+/// The tracing layer that hands spans to the OpenTelemetry SDK.
+pub type ExportLayer<S> = tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>;
+
+/// Build the exporter and the tracing layer that feeds it, if export is configured.
+pub fn build<S>(config: &OtlpConfig, secrets: &SecretsHandle) -> Result<Option<(Exporter, ExportLayer<S>)>, ExportError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let Some(endpoint) = config.endpoint.as_deref().map(|e| e.trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(ExportError::BadEndpoint(endpoint));
+    }
+    let mut headers = HashMap::new();
+    for (name, value) in &config.headers {
+        let resolved =
+            secrets.get().resolve(value).map_err(|error| ExportError::Header { header: name.clone(), error })?;
+        headers.insert(name.clone(), resolved.expose().to_owned());
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{endpoint}/v1/traces"))
+        .with_headers(headers)
+        .with_timeout(Duration::from_secs(config.timeout_secs.unwrap_or(5)))
+        .build()
+        .map_err(|e| ExportError::Build(e.to_string()))?;
+    let batch = BatchSpanProcessor::builder(Counting { inner: exporter })
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(QUEUE_LIMIT as usize)
+                .with_max_export_batch_size(512)
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(Bounded { inner: batch })
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("pryx").build())
+        .build();
+    let _ = stats().endpoint.set(endpoint);
+    let tracer = provider.tracer("pryx");
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+    Ok(Some((Exporter { provider }, layer)))
+}
+
+/// Counts what the OTLP exporter sent and what failed.
+#[derive(Debug)]
+struct Counting<E> {
+    inner: E,
+}
+
+impl<E: SpanExporter> SpanExporter for Counting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let count = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        let counter = if result.is_ok() { &stats().exported } else { &stats().failed };
+        counter.fetch_add(count, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::debug!("OTLP export failed: {e}");
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Drops (and counts) spans when too many are waiting, so the queue stays bounded and the
+/// agent never waits on export.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        let stats = stats();
+        if stats.in_flight() >= QUEUE_LIMIT {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
