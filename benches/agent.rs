@@ -34,7 +34,11 @@ struct Running {
 }
 
 async fn start(home: &Path, llm: &MockLlm) -> Running {
-    std::fs::write(home.join("config.toml"), "").expect("config");
+    start_with(home, llm, "").await
+}
+
+async fn start_with(home: &Path, llm: &MockLlm, config: &str) -> Running {
+    std::fs::write(home.join("config.toml"), config).expect("config");
     let exec = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pryx"))
         .args(["--serve", "--port", "0", "--data-dir"])
@@ -141,14 +145,75 @@ async fn bench_latency(llm: &MockLlm, sessions: usize) {
     running.child.kill().await.expect("kill");
 }
 
+/// An OTLP/HTTP receiver that accepts and discards (export cost without a real collector).
+async fn otlp_sink() -> std::net::SocketAddr {
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+    let address = listener.local_addr().expect("sink address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// Mean time of a short turn (send → done; a one-chunk answer from the stand-in) with
+/// telemetry off, on, and on with OTLP export, over the same number of turns.
+async fn bench_telemetry_overhead(llm: &MockLlm) {
+    const TURNS: usize = 300;
+    let sink = otlp_sink().await;
+    let variants = [
+        ("telemetry off", "[telemetry]\nenabled = false\n".to_owned()),
+        ("telemetry on", String::new()),
+        ("telemetry on + OTLP export", format!("[telemetry.otlp]\nendpoint = \"http://{sink}\"\n")),
+    ];
+    let mut baseline = None;
+    for round in 0..2 {
+        for (label, config) in &variants {
+            let home = tempfile::tempdir().expect("tempdir");
+            let mut running = start_with(home.path(), llm, config).await;
+            let client = client::connect(&running.url, &running.token).await.expect("connect");
+            let mut times = Vec::with_capacity(TURNS);
+            for i in 0..TURNS + 20 {
+                let session = client.session_create(None).await.expect("session");
+                let began = Instant::now();
+                let started = client.message_send(session.id, "hi".into()).await.expect("send");
+                let mut events = client.turn_subscribe(started.turn_id).await.expect("subscribe");
+                while let Some(Ok(envelope)) = events.next().await {
+                    if envelope.event.is_terminal() {
+                        break;
+                    }
+                }
+                if i >= 20 {
+                    times.push(began.elapsed()); // the first 20 warm up
+                }
+            }
+            let mean = times.iter().sum::<Duration>() / times.len() as u32;
+            if round == 1 {
+                let base = *baseline.get_or_insert(mean);
+                let overhead = (mean.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
+                println!("turn with {label:<28} mean {:.3} ms ({overhead:+.1}% vs off)", ms(mean));
+            }
+            running.child.kill().await.expect("kill");
+        }
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let _ = epoch();
         let llm = MockLlm::start().await;
-        bench_startup(&llm).await;
-        for sessions in [1, 10, 100] {
-            bench_latency(&llm, sessions).await;
+        // `cargo bench --bench agent -- NAME` runs only the benchmarks whose name contains NAME.
+        let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+        let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+        if wanted("startup") {
+            bench_startup(&llm).await;
+        }
+        if wanted("latency") {
+            for sessions in [1, 10, 100] {
+                bench_latency(&llm, sessions).await;
+            }
+        }
+        if wanted("telemetry") {
+            bench_telemetry_overhead(&llm).await;
         }
     });
 }

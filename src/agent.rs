@@ -42,6 +42,8 @@ use tracing::Instrument;
 
 /// How often a growing answer is written to disk while it streams.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How long finished spans gather before they are written in one transaction.
+const SPAN_BATCH_DELAY: Duration = Duration::from_millis(250);
 /// How long a finished turn's event log stays in memory for late subscribers.
 const KEEP_FINISHED_TURN: Duration = Duration::from_secs(120);
 /// Tokens kept free for the answer when the configured output limit is unknown.
@@ -384,9 +386,13 @@ impl Agent {
         let hub = crate::telemetry::hub();
         let telemetry = &self.config.telemetry;
         loop {
+            // Wake on the first new span, then let more gather: one transaction per batch,
+            // not one fsync per span.
             let stopping = tokio::select! {
-                _ = hub.wait_for_pending() => false,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+                _ = hub.wait_for_pending() => tokio::select! {
+                    _ = tokio::time::sleep(SPAN_BATCH_DELAY) => false,
+                    _ = stop.cancelled() => true,
+                },
                 _ = stop.cancelled() => true,
             };
             let batch = hub.take_pending();

@@ -204,6 +204,8 @@ impl Visit for Fields<'_> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
+    /// Record spans at all (the live view and history need it; off only to measure overhead).
+    pub enabled: bool,
     /// Record message text and tool arguments in spans (off: only sizes, names, timings).
     pub capture_content: bool,
     /// Keep spans this many days.
@@ -216,7 +218,13 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { capture_content: false, retention_days: 7, max_spans: 200_000, otlp: Default::default() }
+        TelemetryConfig {
+            enabled: true,
+            capture_content: false,
+            retention_days: 7,
+            max_spans: 200_000,
+            otlp: Default::default(),
+        }
     }
 }
 
