@@ -59,6 +59,9 @@ pub struct TurnRecord {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// One connection with `synchronous = NORMAL` for telemetry spans: they may be lost on
+    /// a power cut (never on a crash), and must not pay an fsync per batch.
+    telemetry: SqlitePool,
 }
 
 impl Store {
@@ -72,9 +75,13 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let telemetry = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Store { pool, telemetry })
     }
 
     /// The connection pool, for modules that own their own tables (approvals).
@@ -84,6 +91,7 @@ impl Store {
 
     /// Flush and close every connection (checkpoints the WAL).
     pub async fn close(&self) {
+        self.telemetry.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
         self.pool.close().await;
     }
@@ -314,7 +322,7 @@ impl Store {
 
     /// Store finished spans, then trim to `max_spans` and `retention_days`.
     pub async fn add_spans(&self, spans: &[pryx_api::SpanRecord], retention_days: u32, max_spans: u32) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.telemetry.begin().await?;
         for span in spans {
             sqlx::query(
                 "INSERT INTO spans (trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes) \
