@@ -155,44 +155,58 @@ async fn otlp_sink() -> std::net::SocketAddr {
 }
 
 /// Mean time of a short turn (send → done; a one-chunk answer from the stand-in) with
-/// telemetry off, on, and on with OTLP export, over the same number of turns.
+/// telemetry off, on, and on with OTLP export. The three servers run side by side and take
+/// turns in round-robin, so drift in the machine's load hits all three alike.
 async fn bench_telemetry_overhead(llm: &MockLlm) {
-    const TURNS: usize = 300;
+    const TURNS: usize = 400;
+    const WARM_UP: usize = 30;
     let sink = otlp_sink().await;
     let variants = [
         ("telemetry off", "[telemetry]\nenabled = false\n".to_owned()),
         ("telemetry on", String::new()),
         ("telemetry on + OTLP export", format!("[telemetry.otlp]\nendpoint = \"http://{sink}\"\n")),
     ];
-    let mut baseline = None;
-    for round in 0..2 {
-        for (label, config) in &variants {
-            let home = tempfile::tempdir().expect("tempdir");
-            let mut running = start_with(home.path(), llm, config).await;
-            let client = client::connect(&running.url, &running.token).await.expect("connect");
-            let mut times = Vec::with_capacity(TURNS);
-            for i in 0..TURNS + 20 {
-                let session = client.session_create(None).await.expect("session");
-                let began = Instant::now();
-                let started = client.message_send(session.id, "hi".into()).await.expect("send");
-                let mut events = client.turn_subscribe(started.turn_id).await.expect("subscribe");
-                while let Some(Ok(envelope)) = events.next().await {
-                    if envelope.event.is_terminal() {
-                        break;
-                    }
-                }
-                if i >= 20 {
-                    times.push(began.elapsed()); // the first 20 warm up
+    let mut servers = Vec::new();
+    for (label, config) in &variants {
+        let home = tempfile::tempdir().expect("tempdir");
+        let running = start_with(home.path(), llm, config).await;
+        let client = client::connect(&running.url, &running.token).await.expect("connect");
+        servers.push((label, home, running, client, Vec::with_capacity(TURNS)));
+    }
+    for i in 0..TURNS + WARM_UP {
+        for (_, _, _, client, times) in servers.iter_mut() {
+            let session = client.session_create(None).await.expect("session");
+            let began = Instant::now();
+            let started = client.message_send(session.id, "hi".into()).await.expect("send");
+            let mut events = client.turn_subscribe(started.turn_id).await.expect("subscribe");
+            while let Some(Ok(envelope)) = events.next().await {
+                if envelope.event.is_terminal() {
+                    break;
                 }
             }
-            let mean = times.iter().sum::<Duration>() / times.len() as u32;
-            if round == 1 {
-                let base = *baseline.get_or_insert(mean);
-                let overhead = (mean.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
-                println!("turn with {label:<28} mean {:.3} ms ({overhead:+.1}% vs off)", ms(mean));
+            if i >= WARM_UP {
+                times.push(began.elapsed());
             }
-            running.child.kill().await.expect("kill");
         }
+    }
+    let mean = |times: &Vec<Duration>| times.iter().sum::<Duration>() / times.len() as u32;
+    let median = |times: &Vec<Duration>| {
+        let mut sorted = times.clone();
+        sorted.sort();
+        sorted[sorted.len() / 2]
+    };
+    let base_mean = mean(&servers[0].4);
+    let base_median = median(&servers[0].4);
+    for (label, _, running, _, times) in servers.iter_mut() {
+        let (m, p50) = (mean(times), median(times));
+        println!(
+            "turn with {label:<28} mean {:.3} ms ({:+.1}%), median {:.3} ms ({:+.1}%)",
+            ms(m),
+            (m.as_secs_f64() / base_mean.as_secs_f64() - 1.0) * 100.0,
+            ms(p50),
+            (p50.as_secs_f64() / base_median.as_secs_f64() - 1.0) * 100.0
+        );
+        running.child.kill().await.expect("kill");
     }
 }
 
