@@ -266,7 +266,7 @@ impl Broker {
             other => AnswerError::Store(other),
         })?;
         if current.status != ApprovalStatus::Pending {
-            audit(&self.store, id, answered_by, "late", Some(decision), note.as_deref()).await?;
+            audit(self.store.pool(), id, answered_by, "late", Some(decision), note.as_deref()).await?;
             let status = serde_json::to_value(current.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -328,36 +328,25 @@ async fn settle_row(
     actor: &str,
 ) -> Result<(), StoreError> {
     let status_text = enum_str(status);
-    let decision_text = decision.map(enum_str);
     let mut tx = store.pool().begin().await?;
     sqlx::query(
         "UPDATE approvals SET status = ?, decision = ?, note = ?, answered_by = ?, settled_at = ? WHERE id = ?",
     )
     .bind(&status_text)
-    .bind(&decision_text)
+    .bind(decision.map(enum_str))
     .bind(note)
     .bind(actor)
     .bind(now_ms())
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO approval_audit (approval_id, at, actor, outcome, decision, note) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .bind(actor)
-    .bind(&status_text)
-    .bind(&decision_text)
-    .bind(note)
-    .execute(&mut *tx)
-    .await?;
+    audit(&mut *tx, id, actor, &status_text, decision, note).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn audit(
-    store: &Store,
+async fn audit<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
     id: &str,
     actor: &str,
     outcome: &str,
@@ -373,13 +362,13 @@ async fn audit(
     .bind(outcome)
     .bind(decision.map(enum_str))
     .bind(note)
-    .execute(store.pool())
+    .execute(db)
     .await?;
     Ok(())
 }
 
 /// One audit record, for tests and `pryx doctor`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditEntry {
     pub approval_id: String,
     pub actor: String,
@@ -388,19 +377,8 @@ pub struct AuditEntry {
 }
 
 pub async fn audit_trail(store: &Store) -> Result<Vec<AuditEntry>, StoreError> {
-    let rows = sqlx::query("SELECT approval_id, actor, outcome, decision FROM approval_audit ORDER BY id")
-        .fetch_all(store.pool())
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                approval_id: r.try_get("approval_id")?,
-                actor: r.try_get("actor")?,
-                outcome: r.try_get("outcome")?,
-                decision: r.try_get("decision")?,
-            })
-        })
-        .collect()
+    let sql = "SELECT approval_id, actor, outcome, decision FROM approval_audit ORDER BY id";
+    Ok(sqlx::query_as::<_, AuditEntry>(sql).fetch_all(store.pool()).await?)
 }
 
 /// The snake_case name serde gives a unit enum variant.

@@ -36,7 +36,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// A crash record, as kept for `pryx doctor` and tests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Crash {
     pub at: i64,
     pub scope: String,
@@ -403,20 +403,8 @@ impl Store {
     }
 
     pub async fn crashes(&self) -> Result<Vec<Crash>> {
-        let rows = sqlx::query("SELECT at, scope, turn_id, message, backtrace FROM crashes ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Crash {
-                    at: r.try_get("at")?,
-                    scope: r.try_get("scope")?,
-                    turn_id: r.try_get("turn_id")?,
-                    message: r.try_get("message")?,
-                    backtrace: r.try_get("backtrace")?,
-                })
-            })
-            .collect()
+        let sql = "SELECT at, scope, turn_id, message, backtrace FROM crashes ORDER BY id";
+        Ok(sqlx::query_as::<_, Crash>(sql).fetch_all(&self.pool).await?)
     }
 }
 
