@@ -73,8 +73,15 @@ impl Hub {
         self.wake.notified().await
     }
 
+    /// Tell live subscribers, if there are any (a clone only when someone listens).
+    fn announce(&self, record: &SpanRecord) {
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(record.clone());
+        }
+    }
+
     fn finished(&self, record: SpanRecord) {
-        let _ = self.live.send(record.clone());
+        self.announce(&record);
         let mut pending = self.lock();
         if pending.len() >= BUFFER_LIMIT {
             pending.pop_front();
@@ -101,8 +108,13 @@ fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
-fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+/// A W3C trace id (16 random bytes) or span id (8), as lowercase hex.
+fn trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn span_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 impl<S> Layer<S> for SpanRecorder
@@ -124,11 +136,11 @@ where
         attrs.record(&mut Fields(&mut attributes));
         let (trace_id, parent_span_id, session_id, turn_id) = match parent {
             Some((trace, parent, session, turn)) => (trace, Some(parent), session, turn),
-            None => (random_hex(16), None, None, None),
+            None => (trace_id(), None, None, None),
         };
         let mut record = SpanRecord {
             trace_id,
-            span_id: random_hex(8),
+            span_id: span_id(),
             parent_span_id,
             name: span.metadata().name().to_owned(),
             session_id,
@@ -139,7 +151,7 @@ where
             attributes,
         };
         absorb_ids(&mut record);
-        let _ = hub().live.send(record.clone());
+        hub().announce(&record);
         span.extensions_mut().insert(Open(record));
     }
 
@@ -257,6 +269,8 @@ mod tests {
         let tool = finished.iter().find(|r| r.name == "execute_tool").expect("tool recorded");
         assert_eq!(tool.parent_span_id.as_deref(), Some(turn.span_id.as_str()));
         assert_eq!(tool.trace_id, turn.trace_id);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        assert!(hex(&turn.trace_id, 32) && hex(&turn.span_id, 16), "W3C-sized ids: {} {}", turn.trace_id, turn.span_id);
         assert_eq!((tool.turn_id.as_deref(), tool.status.as_str()), (Some("t-unit"), "error"));
         assert_eq!(tool.attributes["gen_ai.tool.name"], "fs_read");
         assert!(seen.iter().any(|r| r.name == "unit-test turn" && r.end_us.is_none()), "a started event came first");
