@@ -81,9 +81,8 @@ async fn server_errors_are_retried_then_reported() {
 
 #[tokio::test]
 async fn an_unreachable_provider_is_reported() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", closed.local_addr().unwrap());
-    drop(closed);
+    // Port 9 (discard) is privileged, so no test's listener can take it: always refused.
+    let url = "http://127.0.0.1:9/v1".to_owned();
     let pryx = Pryx::start(Options { llm_url: Some(url), ..Options::default() }.config("[llm]\nmax_retries = 1")).await;
     let client = pryx.client().await;
     let (_, log) = chat(&client, "anyone there?").await;
