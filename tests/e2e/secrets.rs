@@ -47,9 +47,10 @@ impl KeyringSession {
         stdin.write_all(b"test-password").await.unwrap();
         drop(stdin);
         let session = KeyringSession { address, runtime_dir, _data: data, children: vec![bus, keyring] };
-        // Wait until the Secret Service answers.
-        crate::support::eventually("the Secret Service to answer", || async {
-            session.secret_tool(&["search", "service", "nothing-here"]).await.status.code().is_some_and(|c| c <= 1)
+        // Ready means a round trip works: store an item, read it back (an answering bus is
+        // not enough; the default collection may still be being created and unlocked).
+        crate::support::eventually("the Secret Service to store and return an item", || async {
+            session.store_probe().await && session.lookup_raw("readiness-probe").await.as_deref() == Some("ready")
         })
         .await;
         session
@@ -79,6 +80,26 @@ impl KeyringSession {
     async fn lookup(&self, name: &str) -> Option<String> {
         let out = self.secret_tool(&["lookup", "service", "pryx", "username", name]).await;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    async fn lookup_raw(&self, username: &str) -> Option<String> {
+        let out = self.secret_tool(&["lookup", "service", "pryx-test", "username", username]).await;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    async fn store_probe(&self) -> bool {
+        let mut command = Command::new("secret-tool");
+        command
+            .args(["store", "--label=probe", "service", "pryx-test", "username", "readiness-probe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.apply(&mut command);
+        let Ok(mut child) = command.spawn() else { return false };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"ready").await;
+        }
+        child.wait().await.is_ok_and(|s| s.success())
     }
 }
 
