@@ -20,7 +20,18 @@ struct KeyringSession {
 }
 
 impl KeyringSession {
+    /// A ready session. gnome-keyring occasionally comes up without a usable default
+    /// collection when the machine is loaded; such an attempt is thrown away and retried.
     async fn start() -> KeyringSession {
+        for _attempt in 0..4 {
+            if let Some(session) = Self::try_start().await {
+                return session;
+            }
+        }
+        panic!("gnome-keyring did not become ready in four attempts");
+    }
+
+    async fn try_start() -> Option<KeyringSession> {
         let runtime_dir = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
         let mut bus = Command::new("dbus-daemon")
@@ -49,11 +60,14 @@ impl KeyringSession {
         let session = KeyringSession { address, runtime_dir, _data: data, children: vec![bus, keyring] };
         // Ready means a round trip works: store an item, read it back (an answering bus is
         // not enough; the default collection may still be being created and unlocked).
-        crate::support::eventually("the Secret Service to store and return an item", || async {
-            session.store_probe().await && session.lookup_raw("readiness-probe").await.as_deref() == Some("ready")
-        })
-        .await;
-        session
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        while tokio::time::Instant::now() < deadline {
+            if session.store_probe().await && session.lookup_raw("readiness-probe").await.as_deref() == Some("ready") {
+                return Some(session);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        None
     }
 
     fn env(&self) -> Vec<(String, String)> {
