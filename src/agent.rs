@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pryx_api::{
-    Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus, Role, SandboxInfo, Session,
-    SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS,
-    MAX_TITLE_CHARS,
+    from_wire_name, wire_name, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus, Role,
+    SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus,
+    MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -319,9 +319,7 @@ impl Agent {
             let record = self.store.turn(turn_id).await?;
             let event = match (record.status, record.error_kind) {
                 (TurnStatus::Failed, kind) => TurnEvent::Error {
-                    kind: kind
-                        .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
-                        .unwrap_or(ErrorKind::Internal),
+                    kind: kind.and_then(|k| from_wire_name(&k)).unwrap_or(ErrorKind::Internal),
                     message: record.error.unwrap_or_default(),
                 },
                 (status, _) => {
@@ -554,7 +552,7 @@ impl Agent {
                 TurnEnd::Completed { .. } => ("completed", None),
                 TurnEnd::Stopped { status: TurnStatus::Cancelled, .. } => ("cancelled", None),
                 TurnEnd::Stopped { .. } => ("interrupted", None),
-                TurnEnd::Failed(e) => ("failed", Some(enum_name(e.kind))),
+                TurnEnd::Failed(e) => ("failed", Some(wire_name(&e.kind))),
             };
             tracing::Span::current().record("pryx.turn.status", status);
             if let Some(kind) = error {
@@ -664,7 +662,7 @@ impl Agent {
                     }
                 }
                 Some(Err(e)) => {
-                    llm_span.record("error.type", enum_name(e.kind).as_str());
+                    llm_span.record("error.type", wire_name(&e.kind).as_str());
                 }
                 None => {
                     llm_span.record("error.type", "cancelled");
@@ -800,7 +798,7 @@ impl Agent {
                     Ok(outcome) => outcome,
                     Err(e) => return (format!("error: not run: cannot ask for approval: {e}"), true, "error"),
                 };
-                wait.record("pryx.approval.outcome", enum_name(outcome.approval.status).as_str());
+                wait.record("pryx.approval.outcome", wire_name(&outcome.approval.status).as_str());
                 drop(wait);
                 self.emit(turn, TurnEvent::ApprovalSettled { approval: outcome.approval.clone() });
                 if !outcome.allowed() {
@@ -846,8 +844,7 @@ impl Agent {
             ),
             TurnEnd::Stopped { status, message_id } => (status, TurnEvent::Done { status, message_id }, None),
             TurnEnd::Failed(e) => {
-                let kind =
-                    serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let kind = wire_name(&e.kind);
                 (
                     TurnStatus::Failed,
                     TurnEvent::Error { kind: e.kind, message: e.message.clone() },
@@ -1013,11 +1010,6 @@ fn secret_error(e: SecretError) -> AgentError {
         SecretError::BadName(_) => AgentError::InvalidInput(e.to_string()),
         other => AgentError::Conflict(other.to_string()),
     }
-}
-
-/// The snake_case name serde gives a unit variant (error kinds, statuses) for telemetry.
-fn enum_name<T: serde::Serialize>(value: T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn internal(message: String) -> LlmError {

@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pryx_api::{Approval, ApprovalDecision, ApprovalStatus};
+use pryx_api::{wire_name, Approval, ApprovalDecision, ApprovalStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, parse_wire, Store, StoreError};
 use crate::tools::Risk;
 
 /// What the policy says about a call.
@@ -217,7 +217,7 @@ impl Broker {
         .bind(new.tool)
         .bind(new.arguments)
         .bind(&new.summary)
-        .bind(risk_str(new.risk))
+        .bind(wire_name(&new.risk))
         .bind(new.channel)
         .bind(now)
         .bind(expires_at)
@@ -327,13 +327,13 @@ async fn settle_row(
     note: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let status_text = enum_str(status);
+    let status_text = wire_name(&status);
     let mut tx = store.pool().begin().await?;
     sqlx::query(
         "UPDATE approvals SET status = ?, decision = ?, note = ?, answered_by = ?, settled_at = ? WHERE id = ?",
     )
     .bind(&status_text)
-    .bind(decision.map(enum_str))
+    .bind(decision.map(|d| wire_name(&d)))
     .bind(note)
     .bind(actor)
     .bind(now_ms())
@@ -360,7 +360,7 @@ async fn audit<'e>(
     .bind(now_ms())
     .bind(actor)
     .bind(outcome)
-    .bind(decision.map(enum_str))
+    .bind(decision.map(|d| wire_name(&d)))
     .bind(note)
     .execute(db)
     .await?;
@@ -381,20 +381,6 @@ pub async fn audit_trail(store: &Store) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(sqlx::query_as::<_, AuditEntry>(sql).fetch_all(store.pool()).await?)
 }
 
-/// The snake_case name serde gives a unit enum variant.
-fn enum_str<T: Serialize>(value: T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn risk_str(risk: Risk) -> String {
-    enum_str(risk)
-}
-
-fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|e| StoreError::Corrupt(format!("{text}: {e}")))
-}
-
 fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
     let decision: Option<String> = row.try_get("decision")?;
     Ok(Approval {
@@ -407,8 +393,8 @@ fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
         summary: row.try_get("summary")?,
         risk: row.try_get("risk")?,
         channel: row.try_get("channel")?,
-        status: parse_enum(&row.try_get::<String, _>("status")?)?,
-        decision: decision.as_deref().map(parse_enum).transpose()?,
+        status: parse_wire(&row.try_get::<String, _>("status")?)?,
+        decision: decision.as_deref().map(parse_wire).transpose()?,
         note: row.try_get("note")?,
         answered_by: row.try_get("answered_by")?,
         created_at: row.try_get("created_at")?,

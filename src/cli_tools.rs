@@ -62,7 +62,7 @@ pub fn approvals(data: &DataDir, token: Option<String>, command: ApprovalCommand
 }
 
 fn describe(a: &Approval) -> String {
-    let status = serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let status = pryx_api::wire_name(&a.status);
     format!("{}  {status:<9}  {:<13}  {}", a.id, a.tool, a.summary)
 }
 

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pryx_api::{Message, MessageStatus, Role, Session, ToolCall, TurnStatus, Usage};
+use pryx_api::{from_wire_name, wire_name, Message, MessageStatus, Role, Session, ToolCall, TurnStatus, Usage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -197,7 +197,7 @@ impl Store {
     /// Record how a turn ended.
     pub async fn finish_turn(&self, turn_id: &str, status: TurnStatus, error: Option<(&str, &str)>) -> Result<()> {
         sqlx::query("UPDATE turns SET status = ?, error_kind = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(turn_status_str(status))
+            .bind(wire_name(&status))
             .bind(error.map(|e| e.0))
             .bind(error.map(|e| e.1))
             .bind(now_ms())
@@ -216,7 +216,7 @@ impl Store {
         Ok(TurnRecord {
             id: row.try_get("id")?,
             session_id: row.try_get("session_id")?,
-            status: parse_turn_status(&row.try_get::<String, _>("status")?)?,
+            status: parse_wire(&row.try_get::<String, _>("status")?)?,
             error_kind: row.try_get("error_kind")?,
             error: row.try_get("error")?,
         })
@@ -265,7 +265,7 @@ impl Store {
         )
         .bind(content)
         .bind(calls)
-        .bind(message_status_str(status))
+        .bind(wire_name(&status))
         .bind(error)
         .bind(usage.map(|u| u.prompt_tokens as i64))
         .bind(usage.map(|u| u.completion_tokens as i64))
@@ -449,6 +449,11 @@ async fn insert_message<'e>(db: impl sqlx::SqliteExecutor<'e>, new: NewMessage<'
     Ok(done.last_insert_rowid())
 }
 
+/// A stored status or role, read back through its wire name.
+pub(crate) fn parse_wire<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    from_wire_name(text).ok_or_else(|| StoreError::Corrupt(format!("unknown value `{text}`")))
+}
+
 const MESSAGE_COLUMNS: &str = "id, session_id, turn_id, role, content, tool_calls, tool_call_id, status, \
     error, prompt_tokens, completion_tokens, created_at, updated_at";
 
@@ -478,13 +483,8 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
 }
 
 fn message_from_row(row: &SqliteRow) -> Result<Message> {
-    let role = match row.try_get::<String, _>("role")?.as_str() {
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        other => return Err(StoreError::Corrupt(format!("unknown role {other}"))),
-    };
-    let status = parse_message_status(&row.try_get::<String, _>("status")?)?;
+    let role: Role = parse_wire(&row.try_get::<String, _>("role")?)?;
+    let status = parse_wire(&row.try_get::<String, _>("status")?)?;
     let tool_calls = match row.try_get::<Option<String>, _>("tool_calls")? {
         Some(json) => serde_json::from_str::<Vec<CallRow>>(&json)
             .map_err(|e| StoreError::Corrupt(format!("tool_calls: {e}")))?
@@ -515,48 +515,6 @@ fn message_from_row(row: &SqliteRow) -> Result<Message> {
         usage,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn parse_message_status(s: &str) -> Result<MessageStatus> {
-    Ok(match s {
-        "complete" => MessageStatus::Complete,
-        "streaming" => MessageStatus::Streaming,
-        "interrupted" => MessageStatus::Interrupted,
-        "cancelled" => MessageStatus::Cancelled,
-        "failed" => MessageStatus::Failed,
-        other => return Err(StoreError::Corrupt(format!("unknown message status {other}"))),
-    })
-}
-
-fn message_status_str(s: MessageStatus) -> &'static str {
-    match s {
-        MessageStatus::Complete => "complete",
-        MessageStatus::Streaming => "streaming",
-        MessageStatus::Interrupted => "interrupted",
-        MessageStatus::Cancelled => "cancelled",
-        MessageStatus::Failed => "failed",
-    }
-}
-
-fn turn_status_str(s: TurnStatus) -> &'static str {
-    match s {
-        TurnStatus::Running => "running",
-        TurnStatus::Completed => "completed",
-        TurnStatus::Cancelled => "cancelled",
-        TurnStatus::Failed => "failed",
-        TurnStatus::Interrupted => "interrupted",
-    }
-}
-
-fn parse_turn_status(s: &str) -> Result<TurnStatus> {
-    Ok(match s {
-        "running" => TurnStatus::Running,
-        "completed" => TurnStatus::Completed,
-        "cancelled" => TurnStatus::Cancelled,
-        "failed" => TurnStatus::Failed,
-        "interrupted" => TurnStatus::Interrupted,
-        other => return Err(StoreError::Corrupt(format!("unknown turn status {other}"))),
     })
 }
 

@@ -38,6 +38,17 @@ pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned::<()>(code, message.into(), None)
 }
 
+/// The name a unit variant has on the wire (`snake_case`), e.g. `"timed_out"` for
+/// [`ApprovalStatus::TimedOut`]. The one way the agent, store and CLI turn enums into text.
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The variant a wire name stands for, if any (the inverse of [`wire_name`]).
+pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
 /// A conversation with the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -469,6 +480,13 @@ mod tests {
         let event =
             TurnEvent::ToolResult { call_id: "c".into(), name: "n".into(), output: "o".into(), is_error: false };
         assert_eq!(serde_json::to_value(&event).unwrap()["type"], event.kind());
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        assert_eq!(wire_name(&ApprovalStatus::TimedOut), "timed_out");
+        assert_eq!(from_wire_name::<ErrorKind>("provider_auth"), Some(ErrorKind::ProviderAuth));
+        assert_eq!(from_wire_name::<ErrorKind>("no_such_kind"), None);
     }
 
     #[test]
