@@ -233,9 +233,13 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         // A `secret:NAME` reference is not a secret and is worth seeing; a plain value is.
-        if shown.llm.api_key.as_deref().is_some_and(|k| !k.starts_with(crate::secrets::REFERENCE_PREFIX)) {
-            shown.llm.api_key = Some(REDACTED.into());
-        }
+        let redact = |value: &mut String| {
+            if !value.starts_with(crate::secrets::REFERENCE_PREFIX) {
+                *value = REDACTED.into();
+            }
+        };
+        shown.llm.api_key.iter_mut().for_each(redact);
+        shown.telemetry.otlp.headers.values_mut().for_each(redact);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
@@ -389,7 +393,12 @@ mod tests {
     fn secrets_never_show() {
         let mut config = Config::default();
         config.llm.api_key = Some("sk-very-secret".into());
-        assert!(!config.to_redacted_toml().contains("sk-very-secret"));
+        config.telemetry.otlp.headers.insert("authorization".into(), "Bearer otlp-very-secret".into());
+        config.telemetry.otlp.headers.insert("x-ref".into(), "secret:otlp/x".into());
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("sk-very-secret") && !shown.contains("otlp-very-secret"), "{shown}");
+        assert!(shown.contains("secret:otlp/x"), "references stay visible: {shown}");
         assert!(!format!("{config:?}").contains("sk-very-secret"));
+        assert!(!format!("{config:?}").contains("otlp-very-secret"));
     }
 }

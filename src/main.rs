@@ -224,8 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Chat { ref message, ref session }) => {
-            move_plain_secrets(&load_config(&cli, &config_path)?, &config_path)?;
-            let config = load_config(&cli, &config_path)?;
+            let config = config_without_plain_secrets(&cli, &config_path)?;
             let data = DataDir::resolve(cli.data_dir.clone())?;
             chat::run(config, data, cli.token.clone(), message.clone(), session.clone())
         }
@@ -290,29 +289,26 @@ fn load_config(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Config> {
 }
 
 /// Plain-text secrets in the config file go into the keychain before anything uses them.
-fn move_plain_secrets(config: &Config, config_path: &std::path::Path) -> anyhow::Result<()> {
-    let has_plain = std::fs::read_to_string(config_path)
-        .ok()
-        .is_some_and(|text| pryx::secrets::SECRET_CONFIG_KEYS.iter().any(|(_, key, _)| text.contains(key)));
-    if !has_plain {
-        return Ok(());
-    }
-    let secrets = pryx::secrets::Secrets::open(config.secrets.backend);
+/// Returns the config as it is after that (read again only when the file changed).
+fn config_without_plain_secrets(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<Config> {
+    let config = load_config(cli, config_path)?;
+    let secrets = pryx::secrets::SecretsHandle::new(config.secrets.backend);
     let moved = pryx::secrets::migrate_config_file(config_path, &secrets)?;
+    if moved.is_empty() {
+        return Ok(config);
+    }
     for key in moved {
         tracing::warn!(
             "moved the plain-text `{key}` from {} into the {}; the file now refers to it as secret:…",
             config_path.display(),
-            secrets.describe()
+            secrets.get().describe()
         );
     }
-    Ok(())
+    load_config(cli, config_path)
 }
 
 fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(cli, config_path)?;
-    move_plain_secrets(&config, config_path)?;
-    let config = load_config(cli, config_path)?;
+    let config = config_without_plain_secrets(cli, config_path)?;
     let data = DataDir::resolve(cli.data_dir.clone())?;
     data.ensure()?;
     let token = match &cli.token {

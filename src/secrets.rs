@@ -367,7 +367,7 @@ impl SecretsHandle {
 /// Move plain-text secrets out of a config file into the store, rewriting the file with
 /// `secret:NAME` references (comments and layout kept). Returns the keys moved. Fails,
 /// changing nothing, when there is no writable store: a plain secret is never used silently.
-pub fn migrate_config_file(path: &std::path::Path, secrets: &Secrets) -> Result<Vec<String>, MigrateError> {
+pub fn migrate_config_file(path: &std::path::Path, secrets: &SecretsHandle) -> Result<Vec<String>, MigrateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -376,18 +376,18 @@ pub fn migrate_config_file(path: &std::path::Path, secrets: &Secrets) -> Result<
     let mut document: toml_edit::DocumentMut =
         text.parse().map_err(|e: toml_edit::TomlError| MigrateError::Io(e.to_string()))?;
     let mut moved = Vec::new();
-    for (table, key, name) in SECRET_CONFIG_KEYS {
-        let Some(value) = document.get(table).and_then(|t| t.get(key)).and_then(|v| v.as_str()) else { continue };
-        if value.starts_with(REFERENCE_PREFIX) || value.is_empty() {
-            continue;
+    for (key_path, name) in plain_secrets(&document) {
+        // The store is opened only now: a file without plain secrets never probes it.
+        if let Backend::Injected { why } = secrets.get().backend() {
+            return Err(MigrateError::NoStore { key: key_path.join("."), why: why.clone() });
         }
-        if let Backend::Injected { why } = secrets.backend() {
-            return Err(MigrateError::NoStore { key: format!("{table}.{key}"), why: why.clone() });
-        }
-        let name = SecretName::parse(name).map_err(|e| MigrateError::Io(e.to_string()))?;
-        secrets.set(&name, &SecretString::new(value.to_owned())).map_err(|e| MigrateError::Io(e.to_string()))?;
-        document[table][key] = toml_edit::value(format!("{REFERENCE_PREFIX}{}", name.as_str()));
-        moved.push(format!("{table}.{key}"));
+        let name = SecretName::parse(&name).map_err(|e| MigrateError::Io(e.to_string()))?;
+        let item = key_path.iter().try_fold(document.as_item_mut(), |item, key| item.get_mut(key.as_str()));
+        let Some(item) = item else { continue };
+        let value = item.as_str().unwrap_or_default().to_owned();
+        secrets.get().set(&name, &SecretString::new(value)).map_err(|e| MigrateError::Io(e.to_string()))?;
+        *item = toml_edit::value(format!("{REFERENCE_PREFIX}{}", name.as_str()));
+        moved.push(key_path.join("."));
     }
     if !moved.is_empty() {
         let tmp = path.with_extension("toml.pryx-tmp");
@@ -398,6 +398,29 @@ pub fn migrate_config_file(path: &std::path::Path, secrets: &Secrets) -> Result<
         std::fs::rename(&tmp, path).map_err(|e| MigrateError::Io(e.to_string()))?;
     }
     Ok(moved)
+}
+
+/// Secret-bearing values written in plain text: (key path, the secret name they move to).
+/// The fixed keys of [`SECRET_CONFIG_KEYS`] and every `telemetry.otlp.headers` entry.
+fn plain_secrets(document: &toml_edit::DocumentMut) -> Vec<(Vec<String>, String)> {
+    let is_plain =
+        |item: &toml_edit::Item| item.as_str().is_some_and(|v| !v.is_empty() && !v.starts_with(REFERENCE_PREFIX));
+    let mut found = Vec::new();
+    for (table, key, name) in SECRET_CONFIG_KEYS {
+        if document.get(table).and_then(|t| t.get(key)).is_some_and(is_plain) {
+            found.push((vec![table.to_string(), key.to_string()], name.to_string()));
+        }
+    }
+    let headers = document.get("telemetry").and_then(|t| t.get("otlp")).and_then(|o| o.get("headers"));
+    if let Some(headers) = headers.and_then(|h| h.as_table_like()) {
+        for (header, item) in headers.iter() {
+            if is_plain(item) {
+                let path = ["telemetry", "otlp", "headers", header].map(str::to_owned).to_vec();
+                found.push((path, format!("otlp/header/{}", header.to_ascii_lowercase())));
+            }
+        }
+    }
+    found
 }
 
 /// Why plain-text secrets could not be moved out of the config file.

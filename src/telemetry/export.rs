@@ -26,7 +26,7 @@ use crate::secrets::{SecretError, SecretsHandle};
 const QUEUE_LIMIT: u64 = 2048;
 
 /// `[telemetry.otlp]` in the config file. Export is off unless `endpoint` is set.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Base URL of an OTLP/HTTP receiver; spans go to `{endpoint}/v1/traces`.
@@ -35,6 +35,17 @@ pub struct OtlpConfig {
     pub headers: std::collections::BTreeMap<String, String>,
     /// Seconds one export request may take.
     pub timeout_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values are often credentials: show only their names.
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 /// Counters since the process started.

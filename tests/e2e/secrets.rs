@@ -200,7 +200,7 @@ async fn a_plain_key_in_the_config_moves_to_the_keychain_and_is_used_from_there(
     let keyring = KeyringSession::start().await;
     let llm = MockLlm::start().await;
     let config = format!(
-        "# my settings\n[secrets]\nbackend = \"keychain\"\n\n[llm]\nbase_url = \"{}\"  # local stand-in\nmodel = \"mock-model\"\napi_key = \"sk-plain-in-file-42\"\n",
+        "# my settings\n[secrets]\nbackend = \"keychain\"\n\n[llm]\nbase_url = \"{}\"  # local stand-in\nmodel = \"mock-model\"\napi_key = \"sk-plain-in-file-42\"\n\n[telemetry.otlp.headers]\nauthorization = \"Bearer plain-otlp-9\"\n",
         llm.base_url()
     );
     let home = home_with_config(&config);
@@ -221,6 +221,8 @@ async fn a_plain_key_in_the_config_moves_to_the_keychain_and_is_used_from_there(
     );
     assert!(!rewritten.contains("sk-plain-in-file-42"));
     assert_eq!(keyring.lookup("llm/api_key").await.as_deref(), Some("sk-plain-in-file-42"));
+    assert!(rewritten.contains("authorization = \"secret:otlp/header/authorization\""), "{rewritten}");
+    assert_eq!(keyring.lookup("otlp/header/authorization").await.as_deref(), Some("Bearer plain-otlp-9"));
     assert_eq!(llm.auth_headers()[0].as_deref(), Some("Bearer sk-plain-in-file-42"), "the key came from the keychain");
 
     // A running server resolves the reference too; the UI can set but never read secrets.
@@ -233,7 +235,7 @@ async fn a_plain_key_in_the_config_moves_to_the_keychain_and_is_used_from_there(
     assert_eq!(llm.auth_headers()[1].as_deref(), Some("Bearer sk-plain-in-file-42"));
     client.secret_set("telegram/bot".into(), "123:telegram-token-77".into()).await.unwrap();
     assert_eq!(keyring.lookup("telegram/bot").await.as_deref(), Some("123:telegram-token-77"));
-    assert_eq!(client.secret_list().await.unwrap(), ["llm/api_key", "telegram/bot"]);
+    assert_eq!(client.secret_list().await.unwrap(), ["llm/api_key", "otlp/header/authorization", "telegram/bot"]);
     assert!(client.secret_set("bad name".into(), "x".into()).await.is_err());
     client.secret_delete("telegram/bot".into()).await.unwrap();
     assert_eq!(keyring.lookup("telegram/bot").await, None);
@@ -245,7 +247,7 @@ async fn a_plain_key_in_the_config_moves_to_the_keychain_and_is_used_from_there(
     assert_eq!(server.terminate().await, 0);
 
     // The leak grep: nothing Pryx wrote holds a secret value.
-    for secret in ["sk-plain-in-file-42", "123:telegram-token-77"] {
+    for secret in ["sk-plain-in-file-42", "123:telegram-token-77", "plain-otlp-9"] {
         assert_eq!(files_containing(&home, secret), Vec::<PathBuf>::new(), "{secret} leaked into a file");
         assert!(!logs.contains(secret) && !text(&out.stderr).contains(secret), "{secret} leaked into the log");
     }
