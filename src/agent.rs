@@ -883,19 +883,19 @@ impl Agent {
     // ---- helpers ----
 
     fn emit(&self, turn: &TurnHandle, event: TurnEvent) {
-        let envelope = {
-            let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
-            let envelope = TurnEventEnvelope {
-                turn_id: turn.id.clone(),
-                session_id: turn.session_id.clone(),
-                seq: log.len() as u64,
-                event,
-            };
-            log.push(envelope.clone());
-            turn.progress.send_replace(log.len());
-            envelope
+        let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
+        let envelope = TurnEventEnvelope {
+            turn_id: turn.id.clone(),
+            session_id: turn.session_id.clone(),
+            seq: log.len() as u64,
+            event,
         };
-        let _ = self.events.send(envelope);
+        // Every delta passes here: copy it for `events.subscribe` only when someone listens.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(envelope.clone());
+        }
+        log.push(envelope);
+        turn.progress.send_replace(log.len());
     }
 
     fn stop_status(&self) -> TurnStatus {
