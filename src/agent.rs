@@ -30,13 +30,14 @@ use tokio_util::task::TaskTracker;
 use crate::approvals::{Broker, NewApproval, Policy, Rule};
 use crate::config::Config;
 use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
+use crate::mcp::McpManager;
 use crate::panics;
 use crate::sandbox::{self, Protection};
 use crate::secrets::{SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::SPAN_TARGET;
 use crate::tools::shell::ShellConfig;
-use crate::tools::{parse_arguments, ToolContext, ToolRegistry};
+use crate::tools::{parse_arguments, LiveTools, ToolContext, ToolRegistry};
 use crate::workspace::{Workspace, WorkspaceError};
 use tracing::Instrument;
 
@@ -144,7 +145,9 @@ pub struct Agent {
     store: Store,
     config: Arc<Config>,
     llm: ProviderResolver,
-    tools: ToolRegistry,
+    /// Built-ins plus the tools of ready MCP servers.
+    tools: Arc<LiveTools>,
+    mcp: Arc<McpManager>,
     workspace: Arc<Workspace>,
     policy: Policy,
     approvals: Broker,
@@ -168,6 +171,7 @@ impl Agent {
         data_dir: PathBuf,
         runtime_restarts: u64,
         faults: Faults,
+        config_path: Option<PathBuf>,
     ) -> Result<Arc<Agent>, WorkspaceError> {
         let (events, _) = broadcast::channel(4096);
         let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
@@ -181,12 +185,15 @@ impl Agent {
         };
         let policy = Policy::new(config.policy.clone());
         let secrets = SecretsHandle::new(config.secrets.backend);
+        let tools = Arc::new(LiveTools::new(ToolRegistry::with_builtins(workspace.clone(), shell)));
+        let mcp = McpManager::start(&config.mcp, tools.clone(), secrets.clone(), data_dir.clone(), config_path);
         Ok(Arc::new(Agent {
             approvals: Broker::new(store.clone(), policy.approval_timeout()),
             store,
             llm: ProviderResolver::new(config.llm.clone(), secrets.clone()),
             secrets,
-            tools: ToolRegistry::with_builtins(workspace.clone(), shell),
+            tools,
+            mcp,
             workspace,
             policy,
             protection: tokio::sync::OnceCell::new(),
@@ -511,6 +518,20 @@ impl Agent {
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
             tracing::warn!("some turns did not stop within {grace:?}");
         }
+        self.mcp.shutdown().await;
+    }
+
+    /// The MCP servers of this runtime.
+    pub fn mcp(&self) -> &Arc<McpManager> {
+        &self.mcp
+    }
+
+    /// What the policy does with a call of `tool` in a session nobody loosened (for showing
+    /// rules in lists; a real call is decided with its arguments).
+    pub fn rule_for(&self, tool: &str) -> Option<Rule> {
+        let tool = self.tools.current().get(tool).cloned()?;
+        let arguments = serde_json::json!({});
+        Some(self.policy.decide(tool.name(), tool.risk(), tool.trusted_by_user(), &arguments, &Default::default()))
     }
 
     // ---- the turn itself ----
@@ -757,7 +778,7 @@ impl Agent {
     /// The call itself; the third value names the outcome for telemetry
     /// (`ok`, `error`, `denied`, `unknown_tool`, `bad_arguments`, `timeout`).
     async fn run_one_inner(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool, &'static str) {
-        let Some(tool) = self.tools.get(&call.name) else {
+        let Some(tool) = self.tools.current().get(&call.name).cloned() else {
             return (format!("error: unknown tool `{}`", call.name), true, "unknown_tool");
         };
         let arguments = match parse_arguments(&call.arguments) {
@@ -765,7 +786,7 @@ impl Agent {
             Err(e) => return (format!("error: {e}"), true, "bad_arguments"),
         };
         let allowed = self.approvals.allowed_for_session(&turn.session_id);
-        match self.policy.decide(&call.name, tool.risk(), &arguments, &allowed) {
+        match self.policy.decide(&call.name, tool.risk(), tool.trusted_by_user(), &arguments, &allowed) {
             Rule::Deny => {
                 return (
                     format!("error: not run: the user's policy does not allow `{}` here", call.name),
@@ -814,7 +835,18 @@ impl Agent {
             }
         }
         let timeout = Duration::from_secs(self.config.agent.tool_timeout_secs);
-        let ctx = ToolContext { cancel: turn.cancel.clone() };
+        let progress_turn = self.lock_turns().by_id.get(&turn.id).cloned();
+        let call_id = call.id.clone();
+        let events = self.events.clone();
+        let ctx = ToolContext {
+            cancel: turn.cancel.clone(),
+            progress: progress_turn.map(|turn| -> crate::tools::ProgressSink {
+                Arc::new(move |progress, total, message| {
+                    let event = TurnEvent::ToolProgress { call_id: call_id.clone(), progress, total, message };
+                    emit_to(&events, &turn, event);
+                })
+            }),
+        };
         match tokio::time::timeout(timeout, tool.call(arguments, &ctx)).await {
             Ok(Ok(output)) => (output, false, "ok"),
             Ok(Err(e)) => (format!("error: {e}"), true, "error"),
@@ -883,19 +915,7 @@ impl Agent {
     // ---- helpers ----
 
     fn emit(&self, turn: &TurnHandle, event: TurnEvent) {
-        let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
-        let envelope = TurnEventEnvelope {
-            turn_id: turn.id.clone(),
-            session_id: turn.session_id.clone(),
-            seq: log.len() as u64,
-            event,
-        };
-        // Every delta passes here: copy it for `events.subscribe` only when someone listens.
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(envelope.clone());
-        }
-        log.push(envelope);
-        turn.progress.send_replace(log.len());
+        emit_to(&self.events, turn, event);
     }
 
     fn stop_status(&self) -> TurnStatus {
@@ -940,7 +960,7 @@ impl Agent {
             .map(|t| t.id.clone())
             .collect();
         let units = conversation_units(&messages, &turn.id, &queued);
-        let tools = self.tools.specs();
+        let tools = self.tools.current().specs();
         let tools_tokens: usize = tools.iter().map(|t| t.to_string().len() / 4).sum();
         let reserve = self.config.llm.max_output_tokens.map_or(DEFAULT_ANSWER_RESERVE, |m| m as usize);
         let budget = (self.config.llm.context_window_tokens as usize).saturating_sub(reserve + tools_tokens);
@@ -1137,6 +1157,23 @@ pub fn fit_context(system: WireMessage, units: Vec<Unit>, budget: usize) -> Vec<
         out.extend(unit.messages);
     }
     out
+}
+
+/// Append `event` to the turn's log (for replay) and pass it to live listeners.
+fn emit_to(events: &broadcast::Sender<TurnEventEnvelope>, turn: &TurnHandle, event: TurnEvent) {
+    let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
+    let envelope = TurnEventEnvelope {
+        turn_id: turn.id.clone(),
+        session_id: turn.session_id.clone(),
+        seq: log.len() as u64,
+        event,
+    };
+    // Every delta passes here: copy it for `events.subscribe` only when someone listens.
+    if events.receiver_count() > 0 {
+        let _ = events.send(envelope.clone());
+    }
+    log.push(envelope);
+    turn.progress.send_replace(log.len());
 }
 
 #[cfg(test)]

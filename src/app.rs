@@ -49,7 +49,15 @@ impl RunningAgent {
 
 /// Bind, start the supervisor thread and return once the agent serves. With `announce`,
 /// print the `pryx listening on` line and write `server.json` so clients can find it.
-pub fn start(config: Config, data: DataDir, token: Token, announce: bool) -> anyhow::Result<RunningAgent> {
+/// `config_path` is the file `config` came from: `[mcp]` edits in it apply while running,
+/// and `mcp.add`/`mcp.remove` write to it.
+pub fn start(
+    config: Config,
+    config_path: Option<PathBuf>,
+    data: DataDir,
+    token: Token,
+    announce: bool,
+) -> anyhow::Result<RunningAgent> {
     data.ensure()?;
     let bind = SocketAddr::new(config.server.bind, config.server.port);
     let listener = std::net::TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
@@ -71,7 +79,14 @@ pub fn start(config: Config, data: DataDir, token: Token, announce: bool) -> any
         }
         let _ = ready_tx.send(());
     });
-    let launch = Launch { config: Arc::new(config), data_dir: PathBuf::from(data.path()), token, listener, on_ready };
+    let launch = Launch {
+        config: Arc::new(config),
+        config_path,
+        data_dir: PathBuf::from(data.path()),
+        token,
+        listener,
+        on_ready,
+    };
     let stop = CancellationToken::new();
     let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()

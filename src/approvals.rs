@@ -75,11 +75,13 @@ impl Policy {
         Duration::from_secs(self.config.approval_timeout_secs)
     }
 
-    /// Decide a call. `allowed_for_session` holds the tools a person allowed for this session.
+    /// Decide a call. `trusted_by_user` is the user's own trust in the tool (an MCP server
+    /// marked trusted); `allowed_for_session` holds the tools a person allowed for this session.
     pub fn decide(
         &self,
         tool: &str,
         risk: Risk,
+        trusted_by_user: bool,
         arguments: &serde_json::Value,
         allowed_for_session: &HashSet<String>,
     ) -> Rule {
@@ -106,8 +108,10 @@ impl Policy {
                 return Rule::Allow;
             }
         }
+        // A rule for this very tool beats trust in its whole server.
         match (configured, risk) {
             (Some(rule), _) => rule,
+            (None, _) if trusted_by_user => Rule::Allow,
             (None, Risk::Read) => Rule::Allow,
             (None, _) => Rule::Ask,
         }
@@ -416,20 +420,23 @@ mod tests {
     fn defaults_allow_reads_and_ask_for_everything_else() {
         let p = policy("");
         let none = HashSet::new();
-        assert_eq!(p.decide("fs_read", Risk::Read, &json!({}), &none), Rule::Allow);
-        assert_eq!(p.decide("fs_write", Risk::Write, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("shell_execute", Risk::Execute, &json!({"command": "ls"}), &none), Rule::Ask);
+        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("shell_execute", Risk::Execute, false, &json!({"command": "ls"}), &none), Rule::Ask);
     }
 
     #[test]
     fn deny_wins_over_every_allow() {
         let p = policy("shell_allow = ['git']\nshell_deny = ['push']\n[tools]\nfs_delete = 'deny'\n");
         let session = HashSet::from(["fs_delete".to_owned(), "shell_execute".to_owned()]);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &session), Rule::Deny);
-        assert_eq!(p.decide("shell_execute", Risk::Execute, &json!({"command": "git push"}), &session), Rule::Deny);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &session), Rule::Deny);
         assert_eq!(
-            p.decide("shell_execute", Risk::Execute, &json!({"command": "git status"}), &HashSet::new()),
+            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git push"}), &session),
+            Rule::Deny
+        );
+        assert_eq!(
+            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git status"}), &HashSet::new()),
             Rule::Allow
         );
     }
@@ -438,7 +445,7 @@ mod tests {
     fn shell_prefixes_cannot_be_smuggled_past() {
         let p = policy("shell_allow = ['git status', 'ls']");
         let none = HashSet::new();
-        let decide = |c: &str| p.decide("shell_execute", Risk::Execute, &json!({"command": c}), &none);
+        let decide = |c: &str| p.decide("shell_execute", Risk::Execute, false, &json!({"command": c}), &none);
         assert_eq!(decide("git status"), Rule::Allow);
         assert_eq!(decide("git status --short"), Rule::Allow);
         assert_eq!(decide("ls -la"), Rule::Allow);
@@ -459,9 +466,20 @@ mod tests {
     fn loosening_per_tool_and_per_session() {
         let p = policy("[tools]\nfs_write = 'allow'\nfs_read = 'ask'\n");
         let none = HashSet::new();
-        assert_eq!(p.decide("fs_write", Risk::Write, &json!({}), &none), Rule::Allow);
-        assert_eq!(p.decide("fs_read", Risk::Read, &json!({}), &none), Rule::Ask, "tightening works too");
+        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), &none), Rule::Ask, "tightening works too");
         let session = HashSet::from(["fs_delete".to_owned()]);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, &json!({}), &session), Rule::Allow);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &session), Rule::Allow);
+    }
+
+    #[test]
+    fn user_trust_allows_but_specific_rules_and_denies_win() {
+        let p = policy("[tools]\nfiles__delete = 'deny'\nfiles__move = 'ask'\n");
+        let none = HashSet::new();
+        assert_eq!(p.decide("files__write", Risk::Destructive, true, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("files__write", Risk::Destructive, false, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("files__delete", Risk::Destructive, true, &json!({}), &none), Rule::Deny);
+        assert_eq!(p.decide("files__move", Risk::Write, true, &json!({}), &none), Rule::Ask);
+        assert_eq!(p.decide("files__read", Risk::Read, false, &json!({}), &none), Rule::Allow);
     }
 }

@@ -36,7 +36,7 @@ pub fn run(
                 Some(t) => t,
                 None => data.load_or_create_token()?,
             };
-            let agent = app::start(config, data.clone(), Token::new(token.clone()), false)?;
+            let agent = app::start(config, None, data.clone(), Token::new(token.clone()), false)?;
             (format!("http://{}", agent.address), token, Some(agent))
         }
     };
@@ -125,6 +125,10 @@ async fn ask(client: &WsClient, session_id: &str, text: String) -> anyhow::Resul
                 id = approval.id
             ),
             TurnEvent::ApprovalSettled { approval } => eprintln!("[approval {:?}]", approval.status),
+            TurnEvent::ToolProgress { progress, total, message, .. } => {
+                let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+                eprintln!("[progress {progress}{total}{}]", message.map(|m| format!(": {m}")).unwrap_or_default());
+            }
             TurnEvent::ToolResult { .. } | TurnEvent::Usage { .. } => {}
             TurnEvent::Done { status, .. } => {
                 writeln!(out)?;

@@ -144,3 +144,117 @@ fn read_secret_value(name: &SecretName) -> anyhow::Result<SecretString> {
     anyhow::ensure!(!value.is_empty(), "no value given; nothing stored");
     Ok(SecretString::new(value))
 }
+
+/// What `pryx mcp` was asked to do.
+pub enum McpCommand {
+    List,
+    Tools { server: Option<String> },
+    Add { name: String, server: pryx_api::McpServerConfig, replace: bool },
+    Remove { name: String },
+    Import { file: std::path::PathBuf, replace: bool },
+}
+
+/// `pryx mcp …`: through the running Pryx when there is one (changes apply at once),
+/// otherwise by editing the config file (they apply when Pryx starts).
+pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: McpCommand) -> anyhow::Result<ExitCode> {
+    use crate::mcp::config_file;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let running = client::find_running(data, token).await;
+        let client = match &running {
+            Some((url, token)) => Some(client::connect(url, token).await?),
+            None => None,
+        };
+        let report = |result: Result<(), jsonrpsee::core::ClientError>| match result {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(jsonrpsee::core::ClientError::Call(e)) => {
+                eprintln!("pryx: {}", e.message());
+                Ok(ExitCode::FAILURE)
+            }
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        match (command, client) {
+            (McpCommand::List, Some(client)) => {
+                let overview = client.mcp_list().await?;
+                if let Some(error) = &overview.config_error {
+                    eprintln!("pryx: the config file has an error, servers run as before: {error}");
+                }
+                if overview.servers.is_empty() {
+                    println!("no MCP servers configured (add one with `pryx mcp add`)");
+                }
+                for s in overview.servers {
+                    let state = pryx_api::wire_name(&s.state);
+                    let detail = s.reason.or(s.server_info).unwrap_or_default();
+                    println!("{:<16} {:<8} {:<5} {:>3} tools  {detail}", s.name, state, s.transport, s.tools);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::List, None) => {
+                let config = Config::load(config_path, false)?;
+                for (name, server) in &config.mcp.servers {
+                    let target = server.url.clone().or(server.command.clone()).unwrap_or_default();
+                    println!("{name:<16} {target}  (Pryx is not running)");
+                }
+                if config.mcp.servers.is_empty() {
+                    println!("no MCP servers configured (add one with `pryx mcp add`)");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::Tools { server }, Some(client)) => {
+                for tool in client.mcp_tools(server).await? {
+                    let hints = if tool.hints.read_only == Some(true) { " read-only" } else { "" };
+                    println!("{:<40} {:<5}{hints}  {}", tool.name, tool.rule, tool.description);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::Tools { .. }, None) => {
+                anyhow::bail!("tools are known only while Pryx runs (start it with `pryx --serve`)")
+            }
+            (McpCommand::Add { name, server, replace }, Some(client)) => {
+                match client.mcp_add(name, server, Some(replace)).await {
+                    Ok(status) => {
+                        let state = pryx_api::wire_name(&status.state);
+                        let reason = status.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                        println!("{} {state} with {} tools{reason}", status.name, status.tools);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => report(Err(e)),
+                }
+            }
+            (McpCommand::Add { name, server, replace }, None) => {
+                config_file::add_servers(config_path, &[(name.clone(), server)], replace)?;
+                println!("added {name} to {}; it starts with Pryx", config_path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::Remove { name }, Some(client)) => report(client.mcp_remove(name).await),
+            (McpCommand::Remove { name }, None) => {
+                config_file::remove_server(config_path, &name)?;
+                println!("removed {name} from {}", config_path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::Import { file, replace }, client) => {
+                let json = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let added = match client {
+                    Some(client) => match client.mcp_import(json, Some(replace)).await {
+                        Ok(added) => added,
+                        Err(e) => return report(Err(e)),
+                    },
+                    None => {
+                        let servers = config_file::parse_mcp_servers_json(&json)?;
+                        let existing = Config::load(config_path, false)?.mcp.servers;
+                        let new: Vec<_> =
+                            servers.into_iter().filter(|(n, _)| replace || !existing.contains_key(n)).collect();
+                        config_file::add_servers(config_path, &new, replace)?;
+                        new.into_iter().map(|(n, _)| n).collect()
+                    }
+                };
+                if added.is_empty() {
+                    println!("nothing new to import (use --replace to overwrite servers with the same names)");
+                } else {
+                    println!("imported: {}", added.join(", "));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}

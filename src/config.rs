@@ -28,7 +28,31 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub secrets: SecretsConfig,
     pub telemetry: TelemetryConfig,
+    pub mcp: McpConfig,
 }
+
+/// `[mcp]`: MCP servers whose tools the agent offers the model. This section is reloaded
+/// while Pryx runs: edit the file (or use `pryx mcp add|remove`, `mcp.add`…) and the
+/// servers are started, stopped or restarted to match, with no restart of Pryx.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// `[mcp.servers.NAME]`, one per server (fields: see [`McpServerConfig`]). NAME is
+    /// 1-32 letters, digits, `_` or `-`; the model sees its tools as `NAME__TOOL`.
+    pub servers: std::collections::BTreeMap<String, McpServerConfig>,
+    /// Largest tool result handed to the model, bytes (the rest is cut with a note).
+    pub max_output_bytes: usize,
+    /// Watch the config file and apply `[mcp]` changes at once.
+    pub watch_config: bool,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig { servers: Default::default(), max_output_bytes: 64 * 1024, watch_config: true }
+    }
+}
+
+pub use pryx_api::McpServerConfig;
 
 /// The one loopback port that serves the UI, `/rpc`, webhooks and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +264,10 @@ impl Config {
         };
         shown.llm.api_key.iter_mut().for_each(redact);
         shown.telemetry.otlp.headers.values_mut().for_each(redact);
+        for server in shown.mcp.servers.values_mut() {
+            server.headers.values_mut().for_each(redact);
+            server.env.values_mut().for_each(redact);
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
@@ -266,6 +294,15 @@ impl Config {
         if self.policy.approval_timeout_secs == 0 {
             return Err(("policy.approval_timeout_secs".into(), "must be at least 1".into()));
         }
+        for (name, server) in &self.mcp.servers {
+            if !crate::mcp::is_valid_server_name(name) {
+                return Err((format!("mcp.servers.{name}"), "use 1-32 letters, digits, `_` or `-` in names".into()));
+            }
+            check_mcp_server(server).map_err(|m| (format!("mcp.servers.{name}"), m))?;
+        }
+        if self.mcp.max_output_bytes < 1024 {
+            return Err(("mcp.max_output_bytes".into(), "must be at least 1024".into()));
+        }
         if self.server.max_request_bytes < 1024 {
             return Err(("server.max_request_bytes".into(), "must be at least 1024".into()));
         }
@@ -286,6 +323,24 @@ impl ConfigError {
             other => other,
         }
     }
+}
+
+/// What one MCP server entry must satisfy (also used before `mcp.add` writes the file).
+pub fn check_mcp_server(server: &McpServerConfig) -> Result<(), String> {
+    match (&server.command, &server.url) {
+        (Some(command), None) if !command.trim().is_empty() => {}
+        (None, Some(url)) => check_url(url)?,
+        _ => return Err("set exactly one of `command` (a local program) and `url` (a streamable-HTTP server)".into()),
+    }
+    if server.call_timeout_secs == 0 || server.startup_timeout_secs == 0 {
+        return Err("`call_timeout_secs` and `startup_timeout_secs` must be at least 1".into());
+    }
+    for value in server.env.values().chain(server.headers.values()) {
+        if let Some(Err(e)) = crate::secrets::reference(value) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
 }
 
 fn check_url(url: &str) -> Result<(), String> {

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod llm;
+pub mod mcp;
 pub mod panics;
 pub mod rpc;
 pub mod sandbox;

@@ -67,6 +67,49 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// MCP servers: list them and their tools, add, remove, import from other apps.
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum McpAction {
+    /// Servers and their status.
+    List,
+    /// The tools the model can call, with the approval rule of each.
+    Tools { server: Option<String> },
+    /// Add a server: `pryx mcp add NAME -- COMMAND ARGS…` or `pryx mcp add NAME --url URL`.
+    Add {
+        name: String,
+        /// A streamable-HTTP server instead of a command.
+        #[arg(long)]
+        url: Option<String>,
+        /// Environment for the command, `KEY=VALUE` (VALUE may be `secret:NAME`).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// HTTP header, `NAME=VALUE` (VALUE may be `secret:NAME`).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// Run every tool of this server without asking.
+        #[arg(long)]
+        trusted: bool,
+        /// Overwrite a server with the same name.
+        #[arg(long)]
+        replace: bool,
+        /// The program and its arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Remove a server.
+    Remove { name: String },
+    /// Add the servers of an `mcpServers` JSON file (Claude Desktop, Cursor, OpenClaw).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +213,8 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exp
         .add_directive("reqwest=info".parse()?)
         .add_directive("hyper=info".parse()?)
         .add_directive("zbus=info".parse()?)
+        // The MCP SDK logs every handshake and notification at info.
+        .add_directive("rmcp=warn".parse()?)
         .add_directive("opentelemetry=warn".parse()?)
         .add_directive("opentelemetry_sdk=warn".parse()?)
         .add_directive("opentelemetry_otlp=warn".parse()?)
@@ -257,6 +302,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             cli_tools::secret(&config, command)
         }
+        Some(Command::Mcp { ref action }) => {
+            let data = DataDir::resolve(cli.data_dir.clone())?;
+            cli_tools::mcp(&data, &config_path, cli.token.clone(), mcp_command(action)?)
+        }
         Some(Command::Doctor) => {
             let config = load_config(&cli, &config_path)?;
             let data = DataDir::resolve(cli.data_dir.clone())?;
@@ -272,6 +321,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn mcp_command(action: &McpAction) -> anyhow::Result<cli_tools::McpCommand> {
+    use cli_tools::McpCommand;
+    Ok(match action {
+        McpAction::List => McpCommand::List,
+        McpAction::Tools { server } => McpCommand::Tools { server: server.clone() },
+        McpAction::Remove { name } => McpCommand::Remove { name: name.clone() },
+        McpAction::Import { file, replace } => McpCommand::Import { file: file.clone(), replace: *replace },
+        McpAction::Add { name, url, env, headers, trusted, replace, command } => {
+            let pairs = |items: &[String], what: &str| -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+                items
+                    .iter()
+                    .map(|item| match item.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                        _ => anyhow::bail!("--{what} `{item}` must look like KEY=VALUE"),
+                    })
+                    .collect()
+            };
+            let (program, args) = match command.split_first() {
+                Some((program, args)) => (Some(program.clone()), args.to_vec()),
+                None => (None, Vec::new()),
+            };
+            let server = pryx_api::McpServerConfig {
+                command: program,
+                args,
+                env: pairs(env, "env")?,
+                url: url.clone(),
+                headers: pairs(headers, "header")?,
+                trusted: *trusted,
+                ..Default::default()
+            };
+            McpCommand::Add { name: name.clone(), server, replace: *replace }
+        }
+    })
 }
 
 /// The config file (a missing default file is fine, a missing named one is not), then the
@@ -316,7 +400,8 @@ fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         Some(_) => anyhow::bail!("--token must be at least 16 characters"),
         None => data.load_or_create_token()?,
     };
-    let agent = app::start(config, data, Token::new(token), true).context("cannot start the agent")?;
+    let agent = app::start(config, Some(config_path.to_owned()), data, Token::new(token), true)
+        .context("cannot start the agent")?;
     app::stop_on_signals(agent.stop_token());
     agent.wait()?;
     Ok(ExitCode::SUCCESS)

@@ -9,12 +9,14 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, Approval, ApprovalDecision, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
-    TurnEventEnvelope, TurnStarted,
+    error_code, rpc_error, wire_name, Approval, ApprovalDecision, McpOverview, McpServerConfig, McpServerStatus,
+    McpToolInfo, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Agent, AgentError};
+use crate::mcp::config_file::{parse_mcp_servers_json, EditError};
+use crate::mcp::McpError;
 
 /// The server-side implementation of [`PryxApiServer`].
 pub struct RpcApi {
@@ -24,6 +26,18 @@ pub struct RpcApi {
 impl RpcApi {
     pub fn new(agent: Arc<Agent>) -> Self {
         RpcApi { agent }
+    }
+}
+
+impl From<McpError> for ErrorObjectOwned {
+    fn from(e: McpError) -> Self {
+        let code = match &e {
+            McpError::NotFound(_) | McpError::Edit(EditError::NotFound(_)) => error_code::NOT_FOUND,
+            McpError::Edit(EditError::Exists(_)) => error_code::CONFLICT,
+            McpError::Edit(EditError::Invalid(_) | EditError::Config(_)) => error_code::INVALID_INPUT,
+            McpError::NoConfigFile | McpError::Edit(EditError::File { .. }) => error_code::UNAVAILABLE,
+        };
+        rpc_error(code, e.to_string())
     }
 }
 
@@ -157,6 +171,52 @@ impl PryxApiServer for RpcApi {
 
     async fn secret_list(&self) -> Result<Vec<String>, ErrorObjectOwned> {
         Ok(self.agent.secret_names().await?)
+    }
+
+    async fn mcp_list(&self) -> Result<McpOverview, ErrorObjectOwned> {
+        Ok(self.agent.mcp().overview())
+    }
+
+    async fn mcp_tools(&self, server: Option<String>) -> Result<Vec<McpToolInfo>, ErrorObjectOwned> {
+        let mut tools = self.agent.mcp().tools(server.as_deref())?;
+        for tool in &mut tools {
+            tool.rule = self.agent.rule_for(&tool.name).map(|r| wire_name(&r)).unwrap_or_default();
+        }
+        Ok(tools)
+    }
+
+    async fn mcp_add(
+        &self,
+        name: String,
+        server: McpServerConfig,
+        replace: Option<bool>,
+    ) -> Result<McpServerStatus, ErrorObjectOwned> {
+        let mut statuses = self.agent.mcp().add(vec![(name.clone(), server)], replace.unwrap_or(false)).await?;
+        statuses.pop().ok_or_else(|| rpc_error(error_code::INTERNAL, format!("`{name}` was not started")))
+    }
+
+    async fn mcp_remove(&self, name: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.mcp().remove(&name).await?)
+    }
+
+    async fn mcp_restart(&self, name: String) -> Result<McpServerStatus, ErrorObjectOwned> {
+        Ok(self.agent.mcp().restart(&name).await?)
+    }
+
+    async fn mcp_import(&self, json: String, replace: Option<bool>) -> Result<Vec<String>, ErrorObjectOwned> {
+        let servers = parse_mcp_servers_json(&json).map_err(McpError::from)?;
+        let replace = replace.unwrap_or(false);
+        let existing: Vec<String> = self.agent.mcp().overview().servers.into_iter().map(|s| s.name).collect();
+        let new: Vec<_> = servers.into_iter().filter(|(name, _)| replace || !existing.contains(name)).collect();
+        let names = new.iter().map(|(name, _)| name.clone()).collect();
+        if !new.is_empty() {
+            self.agent.mcp().add(new, replace).await?;
+        }
+        Ok(names)
+    }
+
+    async fn mcp_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        forward(pending, self.agent.mcp().subscribe(), |_: &McpServerStatus| true).await
     }
 
     async fn debug_fault(&self, kind: String) -> Result<(), ErrorObjectOwned> {

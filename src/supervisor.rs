@@ -37,6 +37,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Everything prepared before the agent starts.
 pub struct Launch {
     pub config: Arc<Config>,
+    /// The file the config came from; `[mcp]` changes in it are applied while running.
+    pub config_path: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub token: Token,
     /// Bound and non-blocking; shared by every runtime incarnation.
@@ -151,6 +153,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         launch.data_dir.clone(),
         restarts,
         Faults::new(runtime_panic_tx),
+        launch.config_path.clone(),
     )?;
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;

@@ -243,6 +243,8 @@ pub enum TurnEvent {
     ToolCall { call: ToolCall },
     /// A tool call finished; `output` is what the model will read.
     ToolResult { call_id: String, name: String, output: String, is_error: bool },
+    /// A running tool call reported progress (MCP servers do this for long operations).
+    ToolProgress { call_id: String, progress: f64, total: Option<f64>, message: Option<String> },
     /// A tool call waits for a person's decision (answer with `approval.answer`).
     ApprovalRequested { approval: Approval },
     /// The decision was taken (or the request timed out or was cancelled).
@@ -262,6 +264,7 @@ impl TurnEvent {
             TurnEvent::Delta { .. } => "delta",
             TurnEvent::ToolCall { .. } => "tool_call",
             TurnEvent::ToolResult { .. } => "tool_result",
+            TurnEvent::ToolProgress { .. } => "tool_progress",
             TurnEvent::ApprovalRequested { .. } => "approval_requested",
             TurnEvent::ApprovalSettled { .. } => "approval_settled",
             TurnEvent::Usage { .. } => "usage",
@@ -358,6 +361,126 @@ pub struct SystemInfo {
     pub export: Option<ExportStatus>,
 }
 
+/// One MCP server as the user configures it: `[mcp.servers.NAME]` in the config file,
+/// `mcp.add` in the API. Exactly one of `command` (a local stdio server) or `url` (a
+/// streamable-HTTP server) is set. Values in `env` and `headers` may be `secret:NAME`
+/// references to the keychain instead of the secret itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Program to start (stdio transport), found on `PATH` unless it is a path.
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    /// Extra environment for the program (it otherwise gets only `PATH`, `HOME`, locale and
+    /// temp-dir variables, never Pryx's own secrets).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Working directory of the program (default: Pryx's data directory).
+    pub cwd: Option<String>,
+    /// Endpoint of a streamable-HTTP server, e.g. `https://example.com/mcp`.
+    pub url: Option<String>,
+    /// HTTP headers sent with every request (e.g. `Authorization = "secret:github/token"`).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// `false` keeps the entry but does not start the server.
+    pub enabled: bool,
+    /// Every tool of this server runs without asking (deny rules in `[policy]` still win).
+    pub trusted: bool,
+    /// Tools (their names on the server, e.g. `read_file`) that run without asking.
+    pub trusted_tools: Vec<String>,
+    /// A call without an answer or progress for this long is cancelled, seconds.
+    pub call_timeout_secs: u64,
+    /// How long start-up (spawn or connect, then the MCP handshake) may take, seconds.
+    pub startup_timeout_secs: u64,
+}
+
+impl Default for McpServerConfig {
+    fn default() -> Self {
+        McpServerConfig {
+            command: None,
+            args: Vec::new(),
+            env: Default::default(),
+            cwd: None,
+            url: None,
+            headers: Default::default(),
+            enabled: true,
+            trusted: false,
+            trusted_tools: Vec::new(),
+            call_timeout_secs: 120,
+            startup_timeout_secs: 30,
+        }
+    }
+}
+
+/// Where an MCP server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpServerState {
+    /// Being spawned or connected, or handshaking.
+    Starting,
+    /// Connected; its tools are offered to the model.
+    Ready,
+    /// Not connected; `reason` says why. Pryx retries with back-off.
+    Failed,
+    /// `enabled = false` in the config.
+    Disabled,
+}
+
+/// The live status of one configured MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpServerStatus {
+    pub name: String,
+    pub state: McpServerState,
+    /// Why it failed, in words a person can act on.
+    pub reason: Option<String>,
+    /// `stdio` or `http`.
+    pub transport: String,
+    /// Process id of a running stdio server.
+    pub pid: Option<u32>,
+    /// The server's own name and version, from the handshake.
+    pub server_info: Option<String>,
+    pub protocol_version: Option<String>,
+    /// How many tools it offers now.
+    pub tools: usize,
+    /// Times it was started again after it failed or exited.
+    pub restarts: u64,
+}
+
+/// What the server says about a tool's behaviour (hints, trusted only as far as the
+/// policy allows: `read_only` loosens "ask" to "allow", nothing else loosens anything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct McpToolHints {
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+/// One tool an MCP server offers, as the model sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpToolInfo {
+    pub server: String,
+    /// The function name the model calls (`SERVER__TOOL`, sanitised and de-duplicated).
+    pub name: String,
+    /// The tool's name on its server.
+    pub tool: String,
+    pub title: Option<String>,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+    pub hints: McpToolHints,
+    /// What the approval policy does with a call: `allow`, `ask` or `deny`.
+    pub rule: String,
+}
+
+/// What `mcp.list` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpOverview {
+    pub servers: Vec<McpServerStatus>,
+    /// Set when the config file was edited into something that does not load; the servers
+    /// keep running as they were until it is fixed.
+    pub config_error: Option<String>,
+    /// The file `mcp.add`/`mcp.remove` write to.
+    pub config_path: Option<String>,
+}
+
 /// The Pryx JSON-RPC API.
 #[rpc(server, client)]
 pub trait PryxApi {
@@ -450,6 +573,41 @@ pub trait PryxApi {
     /// Names of the stored secrets, never their values.
     #[method(name = "secret.list")]
     async fn secret_list(&self) -> Result<Vec<String>, ErrorObjectOwned>;
+
+    /// MCP servers: their configuration state and live status.
+    #[method(name = "mcp.list")]
+    async fn mcp_list(&self) -> Result<McpOverview, ErrorObjectOwned>;
+
+    /// The tools MCP servers offer now (one server, or all).
+    #[method(name = "mcp.tools")]
+    async fn mcp_tools(&self, server: Option<String>) -> Result<Vec<McpToolInfo>, ErrorObjectOwned>;
+
+    /// Add (or replace) a server in the config file and start it; its tools are offered from
+    /// the next model request. Secrets in `env`/`headers` should be `secret:NAME` references.
+    #[method(name = "mcp.add")]
+    async fn mcp_add(
+        &self,
+        name: String,
+        server: McpServerConfig,
+        replace: Option<bool>,
+    ) -> Result<McpServerStatus, ErrorObjectOwned>;
+
+    /// Remove a server from the config file and stop it.
+    #[method(name = "mcp.remove")]
+    async fn mcp_remove(&self, name: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Stop and start a server again (e.g. after updating it).
+    #[method(name = "mcp.restart")]
+    async fn mcp_restart(&self, name: String) -> Result<McpServerStatus, ErrorObjectOwned>;
+
+    /// Add every server of an `mcpServers` JSON document (Claude Desktop, Cursor, OpenClaw).
+    /// Returns the names added; existing names are skipped unless `replace`.
+    #[method(name = "mcp.import")]
+    async fn mcp_import(&self, json: String, replace: Option<bool>) -> Result<Vec<String>, ErrorObjectOwned>;
+
+    /// Status changes of MCP servers, live.
+    #[subscription(name = "mcp.subscribe", unsubscribe = "mcp.unsubscribe", item = McpServerStatus)]
+    async fn mcp_subscribe(&self) -> SubscriptionResult;
 
     /// Test-only fault injection (`runtime_panic` or `turn_panic`). Answers an error unless
     /// the binary is a debug build started with `PRYX_FAULT_INJECTION=1`.

@@ -46,11 +46,16 @@ pub enum Risk {
     Execute,
 }
 
+/// Receives progress reports of a running call: progress, total (if known), message.
+pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
+
 /// What a running call may need from its turn.
 #[derive(Clone, Default)]
 pub struct ToolContext {
     /// Fires when the turn is cancelled or the agent stops; long tools must stop then.
     pub cancel: CancellationToken,
+    /// Where to report progress, if anyone listens.
+    pub progress: Option<ProgressSink>,
 }
 
 /// Something the model can do.
@@ -66,6 +71,11 @@ pub trait Tool: Send + Sync {
     fn risk(&self) -> Risk;
     /// One line a person can read to decide whether to allow a call.
     fn summary(&self, arguments: &Value) -> String;
+    /// Whether the user's configuration trusts this tool to run without asking (MCP tools
+    /// of a server marked `trusted`). Never set from anything a tool says about itself.
+    fn trusted_by_user(&self) -> bool {
+        false
+    }
     /// Run the call. The output is text the model will read.
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError>;
 }
@@ -113,6 +123,20 @@ impl ToolRegistry {
 
     /// Add a tool. Refuses names providers would reject and duplicates.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+        self.insert(tool)?;
+        self.rebuild_specs();
+        Ok(())
+    }
+
+    /// Add several tools, building the request's `tools` array once. Returns why each
+    /// refused tool was refused.
+    pub fn register_many(&mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Vec<String> {
+        let refused = tools.into_iter().filter_map(|tool| self.insert(tool).err()).collect();
+        self.rebuild_specs();
+        refused
+    }
+
+    fn insert(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
         let name = tool.name().to_owned();
         if !is_valid_tool_name(&name) {
             return Err(format!("tool name `{name}` must match [a-zA-Z0-9_-]{{1,64}}"));
@@ -121,6 +145,10 @@ impl ToolRegistry {
             return Err(format!("tool `{name}` is already registered"));
         }
         self.tools.insert(name, tool);
+        Ok(())
+    }
+
+    fn rebuild_specs(&mut self) {
         self.specs = Arc::new(
             self.tools
                 .values()
@@ -131,7 +159,6 @@ impl ToolRegistry {
                 })
                 .collect(),
         );
-        Ok(())
     }
 
     /// The `tools` array for a Chat Completions request.
@@ -143,6 +170,35 @@ impl ToolRegistry {
     pub async fn call(&self, name: &str, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         let tool = self.tools.get(name).ok_or_else(|| ToolError::Unknown(name.to_owned()))?;
         tool.call(arguments, ctx).await
+    }
+}
+
+/// The tools offered right now: the built-ins plus whatever MCP servers add, swapped as a
+/// whole when servers come and go, so a turn step always sees one consistent set.
+pub struct LiveTools {
+    builtins: ToolRegistry,
+    current: std::sync::RwLock<Arc<ToolRegistry>>,
+}
+
+impl LiveTools {
+    pub fn new(builtins: ToolRegistry) -> Self {
+        let current = std::sync::RwLock::new(Arc::new(builtins.clone()));
+        LiveTools { builtins, current }
+    }
+
+    /// The set to use for the next model request.
+    pub fn current(&self) -> Arc<ToolRegistry> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Offer the built-ins plus `extra`. Extra tools whose names clash with a built-in or
+    /// with each other are left out (and logged); callers give them unique names.
+    pub fn replace_extra(&self, extra: Vec<Arc<dyn Tool>>) {
+        let mut registry = self.builtins.clone();
+        for refused in registry.register_many(extra) {
+            tracing::warn!("{refused}; not offered");
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
     }
 }
 

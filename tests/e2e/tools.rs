@@ -215,7 +215,7 @@ async fn cancelling_the_turn_kills_the_command() {
     let f = fixture();
     let marker = "4712.0815";
     let cancel = tokio_util::sync::CancellationToken::new();
-    let ctx = ToolContext { cancel: cancel.clone() };
+    let ctx = ToolContext { cancel: cancel.clone(), ..ToolContext::default() };
     let arguments =
         parse_arguments(&json!({"command": format!("sleep {marker} & sleep {marker}")}).to_string()).unwrap();
     let call = f.tools.call("shell_execute", arguments, &ctx);

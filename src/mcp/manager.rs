@@ -1,0 +1,519 @@
+//! The MCP manager: keeps the running servers in line with the `[mcp]` config, and their
+//! tools in the agent's [`LiveTools`].
+//!
+//! Each enabled server has a supervisor task: connect, list tools (all pages), offer them,
+//! then wait for a stop, a restart request, a `tools/list_changed`, or the server going away.
+//! A server that fails or exits is reported (`failed` with the reason), its tools are
+//! withdrawn, and it is started again after a back-off (1 s doubling to 60 s, reset after a
+//! minute of health). [`McpManager::apply`] diffs a new config against the running set:
+//! removed or changed servers are stopped, new or changed ones started, the rest untouched.
+//! The config file is watched, so an edit takes effect within about 100 ms.
+//!
+//! Invariant: the tools offered are exactly those of servers in `ready` state, named by one
+//! [`NameAllocator`] pass over all of them in server-name order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pryx_api::{McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo};
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config_file::{self, EditError};
+use super::connection::{Connection, ServerSignals};
+use super::names::NameAllocator;
+use super::tool::{McpTool, SharedTool};
+use crate::config::{Config, McpConfig};
+use crate::secrets::SecretsHandle;
+use crate::tools::{LiveTools, Tool};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Edits arrive as bursts of file events; wait this long for the burst to end.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long one `tools/list` may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an MCP request from the API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("there is no MCP server named `{0}`")]
+    NotFound(String),
+    #[error("Pryx was started without a config file to write to")]
+    NoConfigFile,
+    #[error(transparent)]
+    Edit(#[from] EditError),
+}
+
+/// Owns every MCP server of one agent runtime.
+pub struct McpManager {
+    live: Arc<LiveTools>,
+    secrets: SecretsHandle,
+    /// Working directory for stdio servers without their own `cwd`.
+    default_cwd: PathBuf,
+    config_path: Option<PathBuf>,
+    state: Mutex<State>,
+    /// Serialises config applications (file watcher and API calls).
+    applying: tokio::sync::Mutex<()>,
+    status_events: broadcast::Sender<McpServerStatus>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Default)]
+struct State {
+    servers: BTreeMap<String, Server>,
+    max_output_bytes: usize,
+    config_error: Option<String>,
+    /// Keeps the file watcher alive.
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+struct Server {
+    config: McpServerConfig,
+    status: McpServerStatus,
+    tools: Vec<SharedTool>,
+    stop: CancellationToken,
+    restart: Arc<Notify>,
+    /// Fires when the supervisor task has stopped the server.
+    stopped: Arc<tokio::sync::Semaphore>,
+}
+
+impl McpManager {
+    /// Start the configured servers (in the background) and, if asked, watch the file.
+    pub fn start(
+        config: &McpConfig,
+        live: Arc<LiveTools>,
+        secrets: SecretsHandle,
+        default_cwd: PathBuf,
+        config_path: Option<PathBuf>,
+    ) -> Arc<McpManager> {
+        let (status_events, _) = broadcast::channel(256);
+        let manager = Arc::new(McpManager {
+            live,
+            secrets,
+            default_cwd,
+            config_path,
+            state: Mutex::new(State { max_output_bytes: config.max_output_bytes, ..State::default() }),
+            applying: tokio::sync::Mutex::new(()),
+            status_events,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        manager.apply_now(config);
+        if config.watch_config {
+            manager.watch_config_file();
+        }
+        manager
+    }
+
+    /// Make the running servers match `config`.
+    pub async fn apply(self: &Arc<Self>, config: &McpConfig) {
+        let _one_at_a_time = self.applying.lock().await;
+        let stopping = self.apply_now(config);
+        for stopped in stopping {
+            let _ = stopped.acquire().await;
+        }
+    }
+
+    /// Start what is new or changed, signal the rest to stop; returns what to wait for.
+    fn apply_now(self: &Arc<Self>, config: &McpConfig) -> Vec<Arc<tokio::sync::Semaphore>> {
+        let mut stopping = Vec::new();
+        let mut state = self.lock();
+        state.max_output_bytes = config.max_output_bytes;
+        state.config_error = None;
+        let gone: Vec<String> = state
+            .servers
+            .iter()
+            .filter(|(name, server)| config.servers.get(*name) != Some(&server.config))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(server) = state.servers.remove(&name) {
+                tracing::info!(target: "pryx::mcp", server = %name, "stopping (configuration changed or removed)");
+                server.stop.cancel();
+                stopping.push(server.stopped);
+            }
+        }
+        for (name, server_config) in &config.servers {
+            if state.servers.contains_key(name) {
+                continue;
+            }
+            let server = self.launch(name, server_config.clone());
+            let _ = self.status_events.send(server.status.clone());
+            state.servers.insert(name.clone(), server);
+        }
+        self.publish_tools(&mut state);
+        stopping
+    }
+
+    fn launch(self: &Arc<Self>, name: &str, config: McpServerConfig) -> Server {
+        let transport = if config.url.is_some() { "http" } else { "stdio" };
+        let status = McpServerStatus {
+            name: name.to_owned(),
+            state: if config.enabled { McpServerState::Starting } else { McpServerState::Disabled },
+            reason: None,
+            transport: transport.into(),
+            pid: None,
+            server_info: None,
+            protocol_version: None,
+            tools: 0,
+            restarts: 0,
+        };
+        let stop = self.shutdown.child_token();
+        let restart = Arc::new(Notify::new());
+        let stopped = Arc::new(tokio::sync::Semaphore::new(0));
+        if config.enabled {
+            let supervisor = Supervisor {
+                manager: Arc::downgrade(self),
+                name: name.to_owned(),
+                config: config.clone(),
+                stop: stop.clone(),
+                restart: restart.clone(),
+            };
+            let done = stopped.clone();
+            self.tasks.spawn(async move {
+                supervisor.run().await;
+                done.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+            });
+        } else {
+            stopped.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+        Server { config, status, tools: Vec::new(), stop, restart, stopped }
+    }
+
+    /// Re-read the config file and apply its `[mcp]` section. A file that does not load is
+    /// reported (in `mcp.list` and the log) and changes nothing.
+    pub async fn reload_from_file(self: &Arc<Self>) -> Result<(), McpError> {
+        let path = self.config_path.as_ref().ok_or(McpError::NoConfigFile)?;
+        match Config::load(path, false) {
+            Ok(config) => {
+                self.apply(&config.mcp).await;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(target: "pryx::mcp", "the config file no longer loads; MCP servers left as they were: {e}");
+                self.lock().config_error = Some(e.to_string());
+                Err(McpError::Edit(EditError::Config(e)))
+            }
+        }
+    }
+
+    fn watch_config_file(self: &Arc<Self>) {
+        use notify::Watcher;
+        let Some(path) = self.config_path.clone() else { return };
+        let Some(dir) = path.parent().map(PathBuf::from) else { return };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(target: "pryx::mcp", "not watching {}: {e}", dir.display());
+            return;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let file_name = path.file_name().map(|n| n.to_owned());
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let ours = event.paths.iter().any(|p| p.file_name() == file_name.as_deref());
+                if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                    let _ = tx.send(());
+                }
+            }
+        };
+        let watcher = notify::recommended_watcher(handler)
+            .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+        match watcher {
+            Ok(watcher) => self.lock().watcher = Some(watcher),
+            Err(e) => {
+                tracing::warn!(target: "pryx::mcp", "not watching {} for changes: {e}", path.display());
+                return;
+            }
+        }
+        let manager = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = rx.recv() => if event.is_none() { return },
+                }
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+                let Some(manager) = manager.upgrade() else { return };
+                let _ = manager.reload_from_file().await;
+            }
+        });
+    }
+
+    // ---- what the API asks ----
+
+    pub fn overview(&self) -> McpOverview {
+        let state = self.lock();
+        McpOverview {
+            servers: state.servers.values().map(|s| s.status.clone()).collect(),
+            config_error: state.config_error.clone(),
+            config_path: self.config_path.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+
+    pub fn status(&self, name: &str) -> Result<McpServerStatus, McpError> {
+        self.lock().servers.get(name).map(|s| s.status.clone()).ok_or_else(|| McpError::NotFound(name.to_owned()))
+    }
+
+    /// The tools offered now; `rule` is left for the caller (the agent knows the policy).
+    pub fn tools(&self, server: Option<&str>) -> Result<Vec<McpToolInfo>, McpError> {
+        let state = self.lock();
+        if let Some(name) = server {
+            if !state.servers.contains_key(name) {
+                return Err(McpError::NotFound(name.to_owned()));
+            }
+        }
+        Ok(state
+            .servers
+            .iter()
+            .filter(|(name, _)| server.is_none_or(|s| s == name.as_str()))
+            .flat_map(|(_, s)| s.tools.iter())
+            .map(|t| McpToolInfo {
+                server: t.server.clone(),
+                name: t.exposed.clone(),
+                tool: t.tool.clone(),
+                title: t.title.clone(),
+                description: t.description.clone(),
+                input_schema: t.input_schema.clone(),
+                hints: t.hints.clone(),
+                rule: String::new(),
+            })
+            .collect())
+    }
+
+    /// The offered tool behind an exposed name (for the policy's view of it).
+    pub fn tool(&self, exposed: &str) -> Option<Arc<dyn Tool>> {
+        self.live.current().get(exposed).cloned()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<McpServerStatus> {
+        self.status_events.subscribe()
+    }
+
+    /// Write servers into the config file and apply it; waits until each has started or
+    /// failed, so the answer says how it went.
+    pub async fn add(
+        self: &Arc<Self>,
+        servers: Vec<(String, McpServerConfig)>,
+        replace: bool,
+    ) -> Result<Vec<McpServerStatus>, McpError> {
+        let path = self.config_path.as_ref().ok_or(McpError::NoConfigFile)?;
+        config_file::add_servers(path, &servers, replace)?;
+        self.reload_from_file().await?;
+        let mut statuses = Vec::new();
+        for (name, config) in servers {
+            statuses.push(self.settled_status(&name, &config).await?);
+        }
+        Ok(statuses)
+    }
+
+    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<(), McpError> {
+        let path = self.config_path.as_ref().ok_or(McpError::NoConfigFile)?;
+        config_file::remove_server(path, name)?;
+        self.reload_from_file().await
+    }
+
+    pub async fn restart(self: &Arc<Self>, name: &str) -> Result<McpServerStatus, McpError> {
+        let (restart, config) = {
+            let state = self.lock();
+            let server = state.servers.get(name).ok_or_else(|| McpError::NotFound(name.to_owned()))?;
+            (server.restart.clone(), server.config.clone())
+        };
+        restart.notify_one();
+        // Let the supervisor take the request before waiting for the new start to settle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.settled_status(name, &config).await
+    }
+
+    /// The status once the server is no longer `starting` (or its start-up time is over).
+    async fn settled_status(&self, name: &str, config: &McpServerConfig) -> Result<McpServerStatus, McpError> {
+        let mut events = self.subscribe();
+        let deadline = Instant::now() + Duration::from_secs(config.startup_timeout_secs + 2);
+        loop {
+            let status = self.status(name)?;
+            if status.state != McpServerState::Starting {
+                return Ok(status);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(status);
+            }
+            let _ = tokio::time::timeout(remaining, events.recv()).await;
+        }
+    }
+
+    /// Stop every server (politely, then by force) and wait for them.
+    pub async fn shutdown(&self) {
+        self.lock().watcher = None;
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.live.replace_extra(Vec::new());
+    }
+
+    // ---- helpers for the supervisors ----
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Update one server's status and tools (if it is still the configured one).
+    /// `restart` identifies the supervisor: a server removed and added again under the same
+    /// name has a new one, and the old supervisor must not touch it.
+    fn update(&self, name: &str, restart: &Arc<Notify>, change: impl FnOnce(&mut Server)) {
+        let mut state = self.lock();
+        let Some(server) = state.servers.get_mut(name) else { return };
+        if !Arc::ptr_eq(&server.restart, restart) || server.stop.is_cancelled() {
+            return;
+        }
+        change(server);
+        server.status.tools = server.tools.len();
+        let _ = self.status_events.send(server.status.clone());
+        self.publish_tools(&mut state);
+    }
+
+    /// Name every ready server's tools in one pass and offer them.
+    fn publish_tools(&self, state: &mut State) {
+        let mut names = NameAllocator::default();
+        let mut offered: Vec<Arc<dyn Tool>> = Vec::new();
+        for server in state.servers.values_mut() {
+            for tool in &mut server.tools {
+                let exposed = names.allocate(&tool.server, &tool.tool);
+                if exposed != tool.exposed {
+                    *tool = Arc::new(tool.renamed(exposed));
+                }
+                offered.push(tool.clone());
+            }
+        }
+        self.live.replace_extra(offered);
+    }
+}
+
+/// Runs one server for as long as it is configured.
+struct Supervisor {
+    manager: std::sync::Weak<McpManager>,
+    name: String,
+    config: McpServerConfig,
+    stop: CancellationToken,
+    restart: Arc<Notify>,
+}
+
+/// How a connected period ended.
+enum Ended {
+    Stopped,
+    RestartRequested,
+    Failed(String),
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut restarts = 0u64;
+        loop {
+            let Some(manager) = self.manager.upgrade() else { return };
+            self.set(&manager, |s| {
+                s.status.state = McpServerState::Starting;
+                s.status.restarts = restarts;
+            });
+            let signals = ServerSignals::new(&self.name);
+            let opened = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                opened = Connection::open(&self.name, &self.config, &manager.default_cwd, &manager.secrets, signals.clone()) => opened,
+            };
+            let started = Instant::now();
+            let ended = match opened {
+                Ok(connection) => self.serve(&manager, connection, signals).await,
+                Err(e) => Ended::Failed(e.to_string()),
+            };
+            self.set(&manager, |s| s.tools.clear());
+            drop(manager);
+            match ended {
+                Ended::Stopped => return,
+                Ended::RestartRequested => backoff = FIRST_BACKOFF,
+                Ended::Failed(reason) => {
+                    tracing::warn!(target: "pryx::mcp", server = %self.name, "failed: {reason}; retrying in {}s", backoff.as_secs());
+                    if let Some(manager) = self.manager.upgrade() {
+                        self.set(&manager, |s| {
+                            s.status.state = McpServerState::Failed;
+                            s.status.reason = Some(reason);
+                            s.status.pid = None;
+                        });
+                    }
+                    if started.elapsed() >= HEALTHY_AFTER {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = self.restart.notified() => backoff = FIRST_BACKOFF,
+                        _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+                    }
+                }
+            }
+            restarts += 1;
+        }
+    }
+
+    /// List tools, offer them, and keep them current until the connection ends.
+    async fn serve(&self, manager: &Arc<McpManager>, mut connection: Connection, signals: ServerSignals) -> Ended {
+        let peer_info = connection.service.peer_info();
+        let server_info =
+            peer_info.as_ref().and_then(|i| i.server_info.as_ref()).map(|i| format!("{} {}", i.name, i.version));
+        let protocol = peer_info.as_ref().map(|i| i.protocol_version.to_string());
+        let pid = connection.pid();
+        let ended = loop {
+            let listed = tokio::time::timeout(LIST_TIMEOUT, connection.service.list_all_tools()).await;
+            let tools = match listed {
+                Ok(Ok(tools)) => tools,
+                Ok(Err(e)) => break Ended::Failed(format!("cannot list its tools: {e}")),
+                Err(_) => break Ended::Failed("did not list its tools within 30s".into()),
+            };
+            let max_output_bytes = manager.lock().max_output_bytes;
+            let tools: Vec<SharedTool> = tools
+                .iter()
+                .map(|tool| {
+                    Arc::new(McpTool {
+                        server: self.name.clone(),
+                        exposed: super::names::exposed_name(&self.name, &tool.name),
+                        tool: tool.name.to_string(),
+                        title: tool.title.clone(),
+                        description: McpTool::model_description(&self.name, tool),
+                        input_schema: McpTool::schema_of(tool),
+                        hints: McpTool::hints_of(tool),
+                        trusted: self.config.trusted || self.config.trusted_tools.iter().any(|t| t == &*tool.name),
+                        peer: connection.service.peer().clone(),
+                        signals: signals.clone(),
+                        call_timeout: Duration::from_secs(self.config.call_timeout_secs),
+                        max_output_bytes,
+                    })
+                })
+                .collect();
+            tracing::info!(target: "pryx::mcp", server = %self.name, tools = tools.len(), "ready");
+            self.set(manager, |s| {
+                s.tools = tools;
+                s.status.state = McpServerState::Ready;
+                s.status.reason = None;
+                s.status.pid = pid;
+                s.status.server_info = server_info.clone();
+                s.status.protocol_version = protocol.clone();
+            });
+            tokio::select! {
+                _ = self.stop.cancelled() => break Ended::Stopped,
+                _ = self.restart.notified() => break Ended::RestartRequested,
+                _ = signals.tools_changed.notified() => continue,
+                reason = connection.closed() => break Ended::Failed(reason),
+            }
+        };
+        connection.shutdown().await;
+        ended
+    }
+
+    fn set(&self, manager: &McpManager, change: impl FnOnce(&mut Server)) {
+        manager.update(&self.name, &self.restart, change);
+    }
+}
