@@ -17,15 +17,26 @@ pub fn render(result: &Value, max_bytes: usize) -> (String, bool) {
         parts.push(render_block(block));
     }
     if let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null()) {
-        // Servers often send the same JSON as a text block too; do not repeat it.
-        let json = structured.to_string();
-        if !parts.iter().any(|p| serde_json::from_str::<Value>(p).is_ok_and(|v| &v == structured)) {
-            parts.push(format!("structured result: {json}"));
+        // Servers usually say the same in a text block too; add it only if it says more.
+        let text = parts.join("\n");
+        if !said_in(structured, &text) {
+            parts.push(format!("structured result: {structured}"));
         }
     }
     let is_error = result["isError"].as_bool().unwrap_or(false);
     let text = if parts.is_empty() { "(the tool returned no content)".to_owned() } else { parts.join("\n") };
     (cap(text, max_bytes), is_error)
+}
+
+/// Whether every value in `structured` already appears in `text`.
+fn said_in(structured: &Value, text: &str) -> bool {
+    match structured {
+        Value::Null => true,
+        Value::String(s) => text.contains(s.as_str()),
+        Value::Number(_) | Value::Bool(_) => text.contains(&structured.to_string()),
+        Value::Array(items) => items.iter().all(|v| said_in(v, text)),
+        Value::Object(fields) => fields.values().all(|v| said_in(v, text)),
+    }
 }
 
 fn render_block(block: &Value) -> String {
@@ -103,6 +114,8 @@ mod tests {
     fn structured_content_is_kept_once() {
         let same = json!({"content": [{"type": "text", "text": "{\"t\":1}"}], "structuredContent": {"t": 1}});
         assert_eq!(render(&same, 1000).0, "{\"t\":1}");
+        let wrapped = json!({"content": [{"type": "text", "text": "milk"}], "structuredContent": {"content": "milk"}});
+        assert_eq!(render(&wrapped, 1000).0, "milk");
         let extra = json!({"content": [{"type": "text", "text": "done"}], "structuredContent": {"t": 1}});
         assert_eq!(render(&extra, 1000).0, "done\nstructured result: {\"t\":1}");
     }

@@ -112,6 +112,33 @@ impl Tool for McpTool {
     }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        use tracing::Instrument;
+        // Nested in the agent's `execute_tool` span: this one is the MCP request itself.
+        let span = tracing::info_span!(
+            target: crate::telemetry::SPAN_TARGET,
+            "mcp.tools_call",
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = %self.tool,
+            pryx.mcp.server = %self.server,
+            pryx.tool.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self.call_server(arguments, ctx).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ToolError::Failed(m)) if m == "cancelled" => "cancelled",
+            Err(_) => "error",
+        };
+        span.record("pryx.tool.outcome", outcome);
+        if result.is_err() {
+            span.record("error.type", outcome);
+        }
+        result
+    }
+}
+
+impl McpTool {
+    async fn call_server(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         let Value::Object(arguments) = arguments else {
             return Err(ToolError::InvalidArguments("arguments must be a JSON object".into()));
         };

@@ -8,6 +8,7 @@ mod approvals;
 mod chat;
 mod cli;
 mod durability;
+mod mcp;
 mod providers;
 mod secrets;
 mod security;

@@ -1,0 +1,325 @@
+//! MCP against real servers from the npm registry and PyPI (installed by `./x setup
+//! for-tests` into `$PRYX_TEST_PEERS`): turns that call their tools, servers added and
+//! removed while Pryx serves, and servers that crash, hang or print garbage.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use jsonrpsee::ws_client::WsClient;
+use pryx::client::PryxApiClient;
+use pryx_api::{McpServerConfig, McpServerState, McpServerStatus, TurnEvent};
+
+use crate::support::{chat, eventually, MockLlm, Options, Pryx, Reply, PATIENCE};
+
+fn peers() -> PathBuf {
+    let dir = std::env::var_os("PRYX_TEST_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/pryx-peers"));
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/server-everything").exists(),
+        "the MCP test servers are missing from {}: run `./x setup for-tests`",
+        dir.display()
+    );
+    dir
+}
+
+fn server_js(package: &str) -> String {
+    peers().join("node_modules/@modelcontextprotocol").join(package).join("dist/index.js").display().to_string()
+}
+
+/// `[mcp.servers.NAME]` for the reference "everything" server over stdio.
+fn everything_stdio(name: &str) -> String {
+    format!("[mcp.servers.{name}]\ncommand = \"node\"\nargs = [\"{}\", \"stdio\"]\n", server_js("server-everything"))
+}
+
+async fn status(client: &WsClient, name: &str) -> Option<McpServerStatus> {
+    client.mcp_list().await.unwrap().servers.into_iter().find(|s| s.name == name)
+}
+
+async fn wait_for_state(client: &WsClient, name: &str, state: McpServerState) -> McpServerStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let current = status(client, name).await;
+        if let Some(s) = current.as_ref().filter(|s| s.state == state) {
+            return s.clone();
+        }
+        assert!(Instant::now() < deadline, "{name} never became {state:?}: {current:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn tool_output(log: &crate::support::TurnLog) -> (String, bool) {
+    log.events
+        .iter()
+        .find_map(|e| match &e.event {
+            TurnEvent::ToolResult { output, is_error, .. } => Some((output.clone(), *is_error)),
+            _ => None,
+        })
+        .expect("the turn ran no tool")
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only a running process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&everything_stdio("everything"))).await;
+    let client = pryx.client().await;
+    let ready = wait_for_state(&client, "everything", McpServerState::Ready).await;
+    assert!(ready.tools >= 5, "{ready:?}");
+    assert!(ready.pid.is_some() && ready.server_info.is_some(), "{ready:?}");
+
+    let tools = client.mcp_tools(Some("everything".into())).await.unwrap();
+    let echo = tools.iter().find(|t| t.name == "everything__echo").expect("echo is offered");
+    assert_eq!((echo.hints.read_only, echo.rule.as_str()), (Some(true), "allow"), "read-only tools run unasked");
+
+    llm.script([
+        Reply::tool_call("c1", "everything__echo", r#"{"message": "hello through MCP"}"#),
+        Reply::text(&["The server said hello."]),
+    ]);
+    let (started, log) = chat(&client, "echo something").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(!is_error && output.contains("hello through MCP"), "{output}");
+    // The MCP request is its own span, inside the agent's tool span.
+    let deadline = Instant::now() + PATIENCE;
+    let spans = loop {
+        let spans = client.spans_query(Some(started.session_id.clone()), None, None).await.unwrap();
+        if spans.iter().any(|s| s.name == "mcp.tools_call") {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "no MCP call span stored: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let call = spans.iter().find(|s| s.name == "mcp.tools_call").unwrap();
+    let tool = spans.iter().find(|s| s.name == "execute_tool").unwrap();
+    assert_eq!(call.parent_span_id.as_ref(), Some(&tool.span_id));
+    assert_eq!(call.attributes["pryx.mcp.server"], "everything");
+    assert_eq!(call.attributes["pryx.tool.outcome"], "ok");
+    assert!(!call.attributes.values().any(|v| v.to_string().contains("hello through MCP")), "no content captured");
+    assert!(matches!(log.last(), TurnEvent::Done { .. }), "{:?}", log.last());
+    // The model saw the tool (name, schema) and got the result back.
+    let requests = llm.requests();
+    let offered = requests[0]["tools"].as_array().unwrap();
+    assert!(offered.iter().any(|t| t["function"]["name"] == "everything__echo"));
+    assert!(requests[1].to_string().contains("hello through MCP"));
+}
+
+#[tokio::test]
+async fn filesystem_and_python_time_servers_work_with_their_own_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("note.txt"), "remember the milk").unwrap();
+    let config = format!(
+        "[mcp.servers.files]\ncommand = \"node\"\nargs = [\"{}\", \"{}\"]\n\n[mcp.servers.time]\ncommand = \"mcp-server-time\"\n",
+        server_js("server-filesystem"),
+        dir.path().display()
+    );
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "files", McpServerState::Ready).await;
+    wait_for_state(&client, "time", McpServerState::Ready).await;
+
+    let tools = client.mcp_tools(None).await.unwrap();
+    let rule = |name: &str| tools.iter().find(|t| t.name == name).map(|t| t.rule.clone()).unwrap();
+    assert_eq!(rule("files__read_text_file"), "allow");
+    assert_eq!(rule("files__write_file"), "ask", "a tool that is not read-only asks");
+
+    let path = dir.path().join("note.txt").display().to_string();
+    llm.script([
+        Reply::tool_call("c1", "files__read_text_file", &serde_json::json!({"path": path}).to_string()),
+        Reply::text(&["Milk."]),
+        Reply::tool_call("c2", "time__get_current_time", r#"{"timezone": "Europe/Paris"}"#),
+        Reply::text(&["It is late."]),
+    ]);
+    let (_, log) = chat(&client, "what is in my note?").await;
+    assert_eq!(tool_output(&log), ("remember the milk".to_owned(), false));
+    let (_, log) = chat(&client, "what time is it in Paris?").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(!is_error && output.contains("Europe/Paris"), "{output}");
+}
+
+#[tokio::test]
+async fn servers_are_added_and_removed_while_serving_through_the_api_and_the_file() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let client = pryx.client().await;
+    assert!(client.mcp_list().await.unwrap().servers.is_empty());
+
+    // Over streamable HTTP, added through the API.
+    let port = free_port();
+    let mut http_server = tokio::process::Command::new("node")
+        .args([server_js("server-everything").as_str(), "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    eventually("the HTTP server to listen", || async { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() })
+        .await;
+    let server = McpServerConfig { url: Some(url.clone()), ..McpServerConfig::default() };
+    let added = client.mcp_add("remote".into(), server.clone(), None).await.unwrap();
+    assert_eq!((added.state, added.transport.as_str()), (McpServerState::Ready, "http"), "{added:?}");
+    let conflict = client.mcp_add("remote".into(), server, None).await.unwrap_err().to_string();
+    assert!(conflict.contains("already exists"), "{conflict}");
+    let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(file.contains("[mcp.servers.remote]") && file.contains(&url), "the config file is the record: {file}");
+
+    llm.script([Reply::tool_call("c1", "remote__get-sum", r#"{"a": 2, "b": 40}"#), Reply::text(&["42"])]);
+    let (_, log) = chat(&client, "add 2 and 40").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(!is_error && output.contains("42"), "{output}");
+
+    // Over stdio, added by editing the config file by hand.
+    let started = Instant::now();
+    std::fs::write(pryx.home.join("config.toml"), format!("{file}\n{}", everything_stdio("local"))).unwrap();
+    wait_for_state(&client, "local", McpServerState::Ready).await;
+    eprintln!("config edit to tools ready: {:?}", started.elapsed());
+    assert!(client.mcp_tools(Some("local".into())).await.unwrap().iter().any(|t| t.name == "local__echo"));
+
+    // A broken edit changes nothing and says why.
+    std::fs::write(pryx.home.join("config.toml"), "[mcp.servers.local\n").unwrap();
+    eventually("the config error to show", || async { client.mcp_list().await.unwrap().config_error.is_some() }).await;
+    assert_eq!(status(&client, "local").await.unwrap().state, McpServerState::Ready);
+
+    // Removing through the API stops the server and withdraws its tools.
+    std::fs::write(pryx.home.join("config.toml"), format!("{file}\n{}", everything_stdio("local"))).unwrap();
+    eventually("the fixed config to load", || async { client.mcp_list().await.unwrap().config_error.is_none() }).await;
+    let pid = status(&client, "local").await.unwrap().pid.unwrap();
+    client.mcp_remove("local".into()).await.unwrap();
+    assert!(status(&client, "local").await.is_none());
+    assert!(client.mcp_tools(None).await.unwrap().iter().all(|t| t.server != "local"));
+    eventually("the removed server's process to end", || async { !alive(pid) }).await;
+    let missing = client.mcp_remove("local".into()).await.unwrap_err().to_string();
+    assert!(missing.contains("no MCP server named"), "{missing}");
+    let _ = http_server.kill().await;
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_call_fails_that_call_and_is_restarted() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&everything_stdio("everything"))).await;
+    let client = pryx.client().await;
+    let first = wait_for_state(&client, "everything", McpServerState::Ready).await;
+
+    llm.script([
+        Reply::tool_call("c1", "everything__trigger-long-running-operation", r#"{"duration": 30, "steps": 30}"#),
+        Reply::text(&["It broke."]),
+    ]);
+    let session = client.session_create(None).await.unwrap();
+    let started = client.message_send(session.id, "run the long thing".into()).await.unwrap();
+    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+    // Progress arrives while it runs; then the server dies under the call.
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.next()).await.unwrap().unwrap().unwrap();
+        if let TurnEvent::ToolProgress { progress, total, .. } = event.event {
+            assert!(progress >= 1.0 && total == Some(30.0));
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the server process this test's Pryx started.
+    unsafe { libc::kill(first.pid.unwrap() as i32, libc::SIGKILL) };
+    let log = crate::support::follow(&client, &started.turn_id).await;
+    let (output, is_error) = tool_output(&log);
+    assert!(is_error && output.contains("not connected"), "{output}");
+    assert!(matches!(log.last(), TurnEvent::Done { .. }), "the turn goes on: {:?}", log.last());
+
+    let again = wait_for_state(&client, "everything", McpServerState::Ready).await;
+    assert!(again.restarts >= 1 && again.pid != first.pid, "{again:?}");
+}
+
+#[tokio::test]
+async fn hanging_and_garbage_printing_servers_fail_clearly_and_calls_time_out() {
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "[mcp.servers.silent]\ncommand = \"sleep\"\nargs = [\"600\"]\nstartup_timeout_secs = 1\n\n\
+         [mcp.servers.noisy]\ncommand = \"sh\"\nargs = [\"-c\", \"while true; do echo 'Server starting... not JSON'; sleep 0.1; done\"]\nstartup_timeout_secs = 1\n\n\
+         {}call_timeout_secs = 1\n",
+        everything_stdio("slow")
+    );
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+
+    let silent = wait_for_state(&client, "silent", McpServerState::Failed).await;
+    assert!(silent.reason.as_deref().unwrap().contains("no answer to the MCP handshake within 1s"), "{silent:?}");
+    let noisy = wait_for_state(&client, "noisy", McpServerState::Failed).await;
+    let reason = noisy.reason.unwrap();
+    assert!(reason.contains("not MCP messages") && reason.contains("Server starting"), "{reason}");
+
+    // A call that neither answers nor reports progress within call_timeout_secs is cancelled.
+    wait_for_state(&client, "slow", McpServerState::Ready).await;
+    llm.script([
+        Reply::tool_call("c1", "slow__trigger-long-running-operation", r#"{"duration": 20, "steps": 1}"#),
+        Reply::text(&["Too slow."]),
+    ]);
+    let (_, log) = chat(&client, "run it").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(is_error && output.contains("within 1s"), "{output}");
+    assert_eq!(status(&client, "slow").await.unwrap().state, McpServerState::Ready, "the server itself is fine");
+}
+
+#[tokio::test]
+async fn shutdown_with_three_servers_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[mcp.servers.files]\ncommand = \"node\"\nargs = [\"{}\", \"{}\"]\n\n[mcp.servers.time]\ncommand = \"mcp-server-time\"\n",
+        everything_stdio("everything"),
+        server_js("server-filesystem"),
+        dir.path().display()
+    );
+    for how in ["SIGTERM", "SIGKILL"] {
+        let pryx = Pryx::start(Options::default().config(&config)).await;
+        let client = pryx.client().await;
+        let mut pids = Vec::new();
+        for name in ["everything", "files", "time"] {
+            pids.push(wait_for_state(&client, name, McpServerState::Ready).await.pid.unwrap());
+        }
+        assert!(pids.iter().all(|&pid| alive(pid)));
+        drop(client);
+        if how == "SIGTERM" {
+            assert_eq!(pryx.terminate().await, 0);
+            let left: Vec<_> = pids.iter().filter(|&&pid| alive(pid)).collect();
+            assert!(left.is_empty(), "still running after a clean exit: {left:?}");
+        } else {
+            pryx.kill9().await;
+            // The parent-death signal takes them; give the kernel a moment to deliver it.
+            eventually("servers to die with Pryx", || async { pids.iter().all(|&pid| !alive(pid)) }).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn mcp_import_reads_claude_desktop_config_and_the_cli_shows_servers() {
+    let pryx = Pryx::start(Options::default()).await;
+    let client = pryx.client().await;
+    let json = serde_json::json!({"mcpServers": {
+        "Everything Server": {"command": "node", "args": [server_js("server-everything"), "stdio"]},
+        "broken": {"command": "node", "url": "http://x"}
+    }});
+    let error = client.mcp_import(json.to_string(), None).await.unwrap_err().to_string();
+    assert!(error.contains("broken") && error.contains("exactly one"), "{error}");
+    assert!(client.mcp_list().await.unwrap().servers.is_empty(), "a bad import adds nothing");
+
+    let good = serde_json::json!({"mcpServers": {
+        "Everything Server": {"command": "node", "args": [server_js("server-everything"), "stdio"]}
+    }});
+    assert_eq!(client.mcp_import(good.to_string(), None).await.unwrap(), ["Everything-Server"]);
+    wait_for_state(&client, "Everything-Server", McpServerState::Ready).await;
+    assert!(client.mcp_import(good.to_string(), None).await.unwrap().is_empty(), "existing names are skipped");
+
+    let output = crate::support::base_command(&pryx.home).args(["mcp", "list"]).output().await.unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(listed.contains("Everything-Server") && listed.contains("ready"), "{listed}");
+    let output = crate::support::base_command(&pryx.home).args(["mcp", "tools"]).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Everything-Server__echo"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
