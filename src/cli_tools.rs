@@ -258,3 +258,70 @@ pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: M
         }
     })
 }
+
+/// `pryx __mcp-probe URL`: what the MCP conformance suite runs. The server goes through the
+/// same manager and tools a turn uses; each tool is called once with arguments made from its
+/// schema (defaults, else the first enum value, else a plain value of the right type).
+pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
+    use crate::mcp::McpManager;
+    use crate::tools::{LiveTools, ToolContext, ToolRegistry};
+    use pryx_api::{McpServerConfig, McpServerState};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let live = std::sync::Arc::new(LiveTools::new(ToolRegistry::default()));
+        let server = McpServerConfig { url: Some(url.to_owned()), startup_timeout_secs: 20, ..Default::default() };
+        let config = crate::config::McpConfig {
+            servers: [("probe".to_owned(), server)].into(),
+            watch_config: false,
+            ..Default::default()
+        };
+        let secrets = SecretsHandle::new(crate::secrets::BackendChoice::Injected);
+        let manager = McpManager::start(&config, live.clone(), secrets, std::env::temp_dir(), None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+        let status = loop {
+            let status = manager.status("probe")?;
+            if status.state != McpServerState::Starting || std::time::Instant::now() > deadline {
+                break status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let mut failed = status.state != McpServerState::Ready;
+        if failed {
+            eprintln!("pryx: {url}: {}", status.reason.unwrap_or_else(|| "not ready".into()));
+        }
+        for tool in manager.tools(Some("probe"))? {
+            let arguments = example_arguments(&tool.input_schema);
+            match live.current().call(&tool.name, arguments, &ToolContext::default()).await {
+                Ok(output) => println!("{}: {output}", tool.tool),
+                Err(e) => {
+                    eprintln!("pryx: {}: {e}", tool.tool);
+                    failed = true;
+                }
+            }
+        }
+        manager.shutdown().await;
+        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    })
+}
+
+/// Arguments that satisfy a JSON schema's required shape, for probing a tool.
+fn example_arguments(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    fn example(property: &Value) -> Value {
+        if let Some(default) = property.get("default") {
+            return default.clone();
+        }
+        if let Some(first) = property.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+            return first.clone();
+        }
+        match property.get("type").and_then(Value::as_str) {
+            Some("number") | Some("integer") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!([]),
+            Some("object") => example_arguments(property),
+            _ => json!("test"),
+        }
+    }
+    let properties = schema.get("properties").and_then(Value::as_object);
+    Value::Object(properties.into_iter().flatten().map(|(name, property)| (name.clone(), example(property))).collect())
+}

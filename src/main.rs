@@ -67,6 +67,10 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// For the MCP conformance suite: connect to one streamable-HTTP server with Pryx's MCP
+    /// client, list its tools, call each once, exit.
+    #[command(name = "__mcp-probe", hide = true)]
+    McpProbe { url: String },
     /// MCP servers: list them and their tools, add, remove, import from other apps.
     Mcp {
         #[command(subcommand)]
@@ -302,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             cli_tools::secret(&config, command)
         }
+        Some(Command::McpProbe { ref url }) => cli_tools::mcp_probe(url),
         Some(Command::Mcp { ref action }) => {
             let data = DataDir::resolve(cli.data_dir.clone())?;
             cli_tools::mcp(&data, &config_path, cli.token.clone(), mcp_command(action)?)

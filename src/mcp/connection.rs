@@ -18,7 +18,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pryx_api::McpServerConfig;
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken, ProtocolVersion,
+};
 #[allow(deprecated)] // Log notifications are deprecated (SEP-2577) but servers still send them.
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
@@ -122,8 +124,12 @@ impl ClientHandler for ServerSignals {
         }
     }
 
+    /// Pryx offers protocol 2025-11-25, the newest with the `initialize` handshake, which
+    /// every server tested here speaks. 2026-07-28 moves `list_changed` to `listen` streams
+    /// that Pryx does not open yet, so offering it would lose tool-list updates.
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(ClientCapabilities::default(), Implementation::new("pryx", env!("CARGO_PKG_VERSION")))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 }
 
