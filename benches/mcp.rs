@@ -83,6 +83,7 @@ impl ThroughPryx {
             &config,
             live.clone(),
             SecretsHandle::new(BackendChoice::Injected),
+            pryx::mcp::oauth::CredentialsAt::memory(),
             std::env::temp_dir(),
             None,
         );

@@ -186,7 +186,9 @@ impl Agent {
         let policy = Policy::new(config.policy.clone());
         let secrets = SecretsHandle::new(config.secrets.backend);
         let tools = Arc::new(LiveTools::new(ToolRegistry::with_builtins(workspace.clone(), shell)));
-        let mcp = McpManager::start(&config.mcp, tools.clone(), secrets.clone(), data_dir.clone(), config_path);
+        let credentials = crate::mcp::oauth::CredentialsAt::Keychain(secrets.clone());
+        let mcp =
+            McpManager::start(&config.mcp, tools.clone(), secrets.clone(), credentials, data_dir.clone(), config_path);
         Ok(Arc::new(Agent {
             approvals: Broker::new(store.clone(), policy.approval_timeout()),
             store,

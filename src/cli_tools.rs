@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use pryx_api::{Approval, ApprovalDecision, PryxApiClient};
@@ -149,9 +150,11 @@ fn read_secret_value(name: &SecretName) -> anyhow::Result<SecretString> {
 pub enum McpCommand {
     List,
     Tools { server: Option<String> },
-    Add { name: String, server: pryx_api::McpServerConfig, replace: bool },
+    Add { name: String, server: Box<pryx_api::McpServerConfig>, replace: bool },
     Remove { name: String },
     Import { file: std::path::PathBuf, replace: bool },
+    Login { name: String },
+    Logout { name: String },
 }
 
 /// `pryx mcp …`: through the running Pryx when there is one (changes apply at once),
@@ -211,7 +214,7 @@ pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: M
                 anyhow::bail!("tools are known only while Pryx runs (start it with `pryx --serve`)")
             }
             (McpCommand::Add { name, server, replace }, Some(client)) => {
-                match client.mcp_add(name, server, Some(replace)).await {
+                match client.mcp_add(name, *server, Some(replace)).await {
                     Ok(status) => {
                         let state = pryx_api::wire_name(&status.state);
                         let reason = status.reason.map(|r| format!(": {r}")).unwrap_or_default();
@@ -222,7 +225,7 @@ pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: M
                 }
             }
             (McpCommand::Add { name, server, replace }, None) => {
-                config_file::add_servers(config_path, &[(name.clone(), server)], replace)?;
+                config_file::add_servers(config_path, &[(name.clone(), *server)], replace)?;
                 println!("added {name} to {}; it starts with Pryx", config_path.display());
                 Ok(ExitCode::SUCCESS)
             }
@@ -231,6 +234,45 @@ pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: M
                 config_file::remove_server(config_path, &name)?;
                 println!("removed {name} from {}", config_path.display());
                 Ok(ExitCode::SUCCESS)
+            }
+            (McpCommand::Login { name }, Some(client)) => {
+                let mut changes = client.mcp_subscribe().await?;
+                let url = match client.mcp_login(name.clone()).await {
+                    Ok(url) => url,
+                    Err(e) => return report(Err(e)),
+                };
+                println!("Sign in to {name} in your browser:\n\n    {url}\n");
+                // Best effort: a desktop session opens it; a server prints it only.
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+                println!("waiting for the sign-in to finish (Ctrl-C to stop waiting)…");
+                let wait = async {
+                    while let Some(status) = changes.next().await {
+                        let status = status?;
+                        if status.name == name && status.state == pryx_api::McpServerState::Ready {
+                            return Ok::<_, anyhow::Error>(status);
+                        }
+                    }
+                    anyhow::bail!("Pryx stopped while waiting")
+                };
+                match tokio::time::timeout(Duration::from_secs(600), wait).await {
+                    Ok(status) => {
+                        let status = status?;
+                        println!("{name} is signed in and ready with {} tools", status.tools);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(_) => {
+                        eprintln!("pryx: no sign-in within 10 minutes; run the command again to get a new link");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+            (McpCommand::Logout { name }, Some(client)) => report(client.mcp_logout(name).await),
+            (McpCommand::Login { .. } | McpCommand::Logout { .. }, None) => {
+                anyhow::bail!("signing in needs a running Pryx (start it with `pryx --serve`)")
             }
             (McpCommand::Import { file, replace }, client) => {
                 let json = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -261,47 +303,109 @@ pub fn mcp(data: &DataDir, config_path: &Path, token: Option<String>, command: M
 
 /// `pryx __mcp-probe URL`: what the MCP conformance suite runs. The server goes through the
 /// same manager and tools a turn uses; each tool is called once with arguments made from its
-/// schema (defaults, else the first enum value, else a plain value of the right type).
+/// schema (defaults, else the first enum value, else a plain value of the right type). A
+/// server that wants OAuth is signed in to as a user would, except that the "browser" is an
+/// HTTP client that reads the authorization server's redirect instead of following it.
+/// `MCP_CONFORMANCE_CONTEXT` may name a pre-registered client (`client_id`, `client_secret`).
 pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
     use crate::mcp::McpManager;
     use crate::tools::{LiveTools, ToolContext, ToolRegistry};
     use pryx_api::{McpServerConfig, McpServerState};
+    let mut server = McpServerConfig { url: Some(url.to_owned()), startup_timeout_secs: 20, ..Default::default() };
+    let context: serde_json::Value =
+        std::env::var("MCP_CONFORMANCE_CONTEXT").ok().and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
+    if let Some(client_id) = context["client_id"].as_str() {
+        server.oauth_client_id = Some(client_id.to_owned());
+    }
+    if let Some(secret) = context["client_secret"].as_str() {
+        // Injected the way a service manager would (PRYX_SECRET_NAME), before any thread runs.
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("PRYX_SECRET_PROBE_CLIENT", secret) };
+        server.oauth_client_secret = Some("secret:probe/client".into());
+    }
+    if std::env::var("MCP_CONFORMANCE_SCENARIO").is_ok_and(|s| s == "auth/basic-cimd") {
+        server.oauth_client_metadata_url = Some("https://conformance-test.local/client-metadata.json".into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let live = std::sync::Arc::new(LiveTools::new(ToolRegistry::default()));
-        let server = McpServerConfig { url: Some(url.to_owned()), startup_timeout_secs: 20, ..Default::default() };
         let config = crate::config::McpConfig {
             servers: [("probe".to_owned(), server)].into(),
             watch_config: false,
             ..Default::default()
         };
         let secrets = SecretsHandle::new(crate::secrets::BackendChoice::Injected);
-        let manager = McpManager::start(&config, live.clone(), secrets, std::env::temp_dir(), None);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
-        let status = loop {
-            let status = manager.status("probe")?;
-            if status.state != McpServerState::Starting || std::time::Instant::now() > deadline {
-                break status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let credentials = crate::mcp::oauth::CredentialsAt::memory();
+        let manager = McpManager::start(&config, live.clone(), secrets, credentials, std::env::temp_dir(), None);
+        let mut sign_ins = 0;
+        let mut status = settle(&manager, &[McpServerState::Starting], Duration::from_secs(25)).await?;
+        if status.state == McpServerState::NeedsAuth {
+            status = probe_sign_in(&manager, &mut sign_ins).await?;
+        }
         let mut failed = status.state != McpServerState::Ready;
         if failed {
             eprintln!("pryx: {url}: {}", status.reason.unwrap_or_else(|| "not ready".into()));
         }
         for tool in manager.tools(Some("probe"))? {
             let arguments = example_arguments(&tool.input_schema);
-            match live.current().call(&tool.name, arguments, &ToolContext::default()).await {
-                Ok(output) => println!("{}: {output}", tool.tool),
-                Err(e) => {
-                    eprintln!("pryx: {}: {e}", tool.tool);
-                    failed = true;
+            loop {
+                match live.current().call(&tool.name, arguments.clone(), &ToolContext::default()).await {
+                    Ok(output) => println!("{}: {output}", tool.tool),
+                    Err(e) => {
+                        // A refusal for want of scope: sign in again (step-up), at most three
+                        // sign-ins in all, then call again.
+                        let status = settle(&manager, &[McpServerState::Ready], Duration::from_millis(500)).await?;
+                        if status.state == McpServerState::NeedsAuth && sign_ins < 3 {
+                            probe_sign_in(&manager, &mut sign_ins).await?;
+                            continue;
+                        }
+                        eprintln!("pryx: {}: {e}", tool.tool);
+                        failed = true;
+                    }
                 }
+                break;
             }
         }
         manager.shutdown().await;
         Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     })
+}
+
+/// Sign the probe server in, reading the authorization server's redirect instead of
+/// following it the way a browser would.
+async fn probe_sign_in(
+    manager: &crate::mcp::McpManager,
+    sign_ins: &mut u32,
+) -> anyhow::Result<pryx_api::McpServerStatus> {
+    use pryx_api::McpServerState;
+    *sign_ins += 1;
+    let authorization_url = manager.login_with_redirect("probe", "http://127.0.0.1:9/callback").await?;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let answer = no_redirects.get(&authorization_url).send().await?;
+    let location = answer
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .context("the authorization server did not redirect back")?;
+    let callback = url::Url::parse(location)?;
+    manager.complete_login(&callback.query_pairs().into_owned().collect()).await?;
+    settle(manager, &[McpServerState::Starting, McpServerState::NeedsAuth], Duration::from_secs(25)).await
+}
+
+/// The probe server's status once it has left the `passing` states (or after `limit`).
+async fn settle(
+    manager: &crate::mcp::McpManager,
+    passing: &[pryx_api::McpServerState],
+    limit: Duration,
+) -> anyhow::Result<pryx_api::McpServerStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let status = manager.status("probe")?;
+        if !passing.contains(&status.state) || std::time::Instant::now() > deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Arguments that satisfy a JSON schema's required shape, for probing a tool.

@@ -335,6 +335,23 @@ pub fn check_mcp_server(server: &McpServerConfig) -> Result<(), String> {
     if server.call_timeout_secs == 0 || server.startup_timeout_secs == 0 {
         return Err("`call_timeout_secs` and `startup_timeout_secs` must be at least 1".into());
     }
+    if server.command.is_some()
+        && (server.oauth_client_id.is_some()
+            || server.oauth_client_secret.is_some()
+            || server.oauth_client_metadata_url.is_some()
+            || !server.oauth_scopes.is_empty())
+    {
+        return Err("`oauth_*` settings apply to `url` servers only".into());
+    }
+    if let Some(secret) = &server.oauth_client_secret {
+        match crate::secrets::reference(secret) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {
+                return Err("`oauth_client_secret` must be a `secret:NAME` reference (see `pryx secret set`)".into())
+            }
+        }
+    }
     for value in server.env.values().chain(server.headers.values()) {
         if let Some(Err(e)) = crate::secrets::reference(value) {
             return Err(e.to_string());

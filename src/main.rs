@@ -108,6 +108,11 @@ enum McpAction {
     },
     /// Remove a server.
     Remove { name: String },
+    /// Sign in to an HTTP server that asks for OAuth: opens the browser (or prints the link)
+    /// and waits until the server is connected.
+    Login { name: String },
+    /// Forget a server's OAuth tokens.
+    Logout { name: String },
     /// Add the servers of an `mcpServers` JSON file (Claude Desktop, Cursor, OpenClaw).
     Import {
         file: PathBuf,
@@ -334,6 +339,8 @@ fn mcp_command(action: &McpAction) -> anyhow::Result<cli_tools::McpCommand> {
         McpAction::List => McpCommand::List,
         McpAction::Tools { server } => McpCommand::Tools { server: server.clone() },
         McpAction::Remove { name } => McpCommand::Remove { name: name.clone() },
+        McpAction::Login { name } => McpCommand::Login { name: name.clone() },
+        McpAction::Logout { name } => McpCommand::Logout { name: name.clone() },
         McpAction::Import { file, replace } => McpCommand::Import { file: file.clone(), replace: *replace },
         McpAction::Add { name, url, env, headers, trusted, replace, command } => {
             let pairs = |items: &[String], what: &str| -> anyhow::Result<std::collections::BTreeMap<String, String>> {
@@ -358,7 +365,7 @@ fn mcp_command(action: &McpAction) -> anyhow::Result<cli_tools::McpCommand> {
                 trusted: *trusted,
                 ..Default::default()
             };
-            McpCommand::Add { name: name.clone(), server, replace: *replace }
+            McpCommand::Add { name: name.clone(), server: Box::new(server), replace: *replace }
         }
     })
 }

@@ -35,7 +35,10 @@ impl From<McpError> for ErrorObjectOwned {
             McpError::NotFound(_) | McpError::Edit(EditError::NotFound(_)) => error_code::NOT_FOUND,
             McpError::Edit(EditError::Exists(_)) => error_code::CONFLICT,
             McpError::Edit(EditError::Invalid(_) | EditError::Config(_)) => error_code::INVALID_INPUT,
-            McpError::NoConfigFile | McpError::Edit(EditError::File { .. }) => error_code::UNAVAILABLE,
+            McpError::NotHttp(_) | McpError::Login(_) => error_code::INVALID_INPUT,
+            McpError::NoConfigFile | McpError::NoRedirect | McpError::Edit(EditError::File { .. }) => {
+                error_code::UNAVAILABLE
+            }
         };
         rpc_error(code, e.to_string())
     }
@@ -213,6 +216,14 @@ impl PryxApiServer for RpcApi {
             self.agent.mcp().add(new, replace).await?;
         }
         Ok(names)
+    }
+
+    async fn mcp_login(&self, name: String) -> Result<String, ErrorObjectOwned> {
+        Ok(self.agent.mcp().login(&name).await?)
+    }
+
+    async fn mcp_logout(&self, name: String) -> Result<(), ErrorObjectOwned> {
+        Ok(self.agent.mcp().logout(&name).await?)
     }
 
     async fn mcp_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -5,7 +5,9 @@
 //! - `Host` must name this machine (loopback names, the bind address, configured extras),
 //!   so a DNS-rebinding page cannot reach the agent under a foreign name;
 //! - `Origin`, when a browser sends one, must be the agent's own origin or a configured one;
-//! - everything but `/healthz` needs the bearer token: an `Authorization: Bearer` header, a
+//! - everything but `/healthz` and `/oauth/callback` (where a browser returns from an MCP
+//!   server's sign-in, honoured only with the one-time `state` of a sign-in started here)
+//!   needs the bearer token: an `Authorization: Bearer` header, a
 //!   `Sec-WebSocket-Protocol` entry `pryx.token.<token>` (browsers cannot set headers on a
 //!   WebSocket; offer `pryx` too and it is echoed back), or a `token` query parameter.
 //!
@@ -34,6 +36,9 @@ use crate::config::ServerConfig;
 /// The WebSocket subprotocol browsers offer alongside their `pryx.token.` entry.
 pub const WS_PROTOCOL: &str = "pryx";
 const WS_TOKEN_PREFIX: &str = "pryx.token.";
+/// Paths served without the bearer token: the health check, and the OAuth callback a
+/// browser is redirected to (it is only honoured with the `state` of a sign-in started here).
+const TOKEN_FREE_PATHS: &[&str] = &["/healthz", "/oauth/callback"];
 /// Largest response the API sends (a long session's history).
 const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
 
@@ -118,11 +123,14 @@ struct AppState {
 }
 
 /// Serve until `shutdown` fires, then close every connection, WebSockets included.
+/// `public` holds the few routes a browser reaches without the token (each authenticates
+/// its own way, like the OAuth callback's one-time `state`); Host and Origin still apply.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ServerConfig,
     token: Token,
     methods: impl Into<Methods>,
+    public: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
@@ -147,10 +155,11 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/rpc", any(rpc))
+        .with_state(state.clone())
+        .merge(public)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .layer(axum::extract::DefaultBodyLimit::max(config.max_request_bytes as usize))
-        .with_state(state);
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_request_bytes as usize));
 
     let ws_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -193,7 +202,8 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
             return error_response(StatusCode::FORBIDDEN, "this Origin is not allowed (see server.allowed_origins)");
         }
     }
-    if request.uri().path() != "/healthz" && !presents_token(&state.token, headers, request.uri().query()) {
+    let token_free = TOKEN_FREE_PATHS.contains(&request.uri().path());
+    if !token_free && !presents_token(&state.token, headers, request.uri().query()) {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong token (see <data-dir>/token)");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;

@@ -133,6 +133,16 @@ fn record_runtime_crash(launch: &Launch, message: &str, backtrace: &str) -> anyh
     })
 }
 
+/// The address a browser on this machine uses to reach `address` (a wildcard bind is
+/// reached on loopback).
+fn loopback_address(address: std::net::SocketAddr) -> std::net::SocketAddr {
+    if address.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+    } else {
+        address
+    }
+}
+
 /// One runtime incarnation: open the store, serve, and on `stop` shut down in order.
 async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&launch.db_path())
@@ -158,12 +168,14 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;
     let address = listener.local_addr()?;
+    agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
     let mut server = tokio::spawn(server::serve(
         listener,
         launch.config.server.clone(),
         launch.token.clone(),
         RpcApi::new(agent.clone()).into_rpc(),
+        crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())),
         server_stop.clone(),
     ));
     let spans_stop = CancellationToken::new();

@@ -380,6 +380,16 @@ pub struct McpServerConfig {
     pub url: Option<String>,
     /// HTTP headers sent with every request (e.g. `Authorization = "secret:github/token"`).
     pub headers: std::collections::BTreeMap<String, String>,
+    /// OAuth (HTTP servers that answer 401, signed in with `pryx mcp login`): a client id
+    /// registered with the authorization server beforehand. Unset: Pryx registers itself.
+    pub oauth_client_id: Option<String>,
+    /// The secret of that client, as a `secret:NAME` reference.
+    pub oauth_client_secret: Option<String>,
+    /// Scopes to ask for. Unset: what the server's challenge or metadata says.
+    pub oauth_scopes: Vec<String>,
+    /// An `https` URL where a Client ID Metadata Document for Pryx is published, used as the
+    /// client id with authorization servers that support them.
+    pub oauth_client_metadata_url: Option<String>,
     /// `false` keeps the entry but does not start the server.
     pub enabled: bool,
     /// Every tool of this server runs without asking (deny rules in `[policy]` still win).
@@ -401,6 +411,10 @@ impl Default for McpServerConfig {
             cwd: None,
             url: None,
             headers: Default::default(),
+            oauth_client_id: None,
+            oauth_client_secret: None,
+            oauth_scopes: Vec::new(),
+            oauth_client_metadata_url: None,
             enabled: true,
             trusted: false,
             trusted_tools: Vec::new(),
@@ -420,6 +434,8 @@ pub enum McpServerState {
     Ready,
     /// Not connected; `reason` says why. Pryx retries with back-off.
     Failed,
+    /// The server wants an OAuth sign-in (`mcp.login`); nothing is retried until then.
+    NeedsAuth,
     /// `enabled = false` in the config.
     Disabled,
 }
@@ -604,6 +620,16 @@ pub trait PryxApi {
     /// Returns the names added; existing names are skipped unless `replace`.
     #[method(name = "mcp.import")]
     async fn mcp_import(&self, json: String, replace: Option<bool>) -> Result<Vec<String>, ErrorObjectOwned>;
+
+    /// Start an OAuth sign-in for an HTTP server: answers the URL to open in a browser. When
+    /// the browser comes back to `/oauth/callback`, the tokens go to the keychain and the
+    /// server reconnects (watch `mcp.subscribe`).
+    #[method(name = "mcp.login")]
+    async fn mcp_login(&self, name: String) -> Result<String, ErrorObjectOwned>;
+
+    /// Forget a server's OAuth tokens and reconnect it (it will need a new sign-in).
+    #[method(name = "mcp.logout")]
+    async fn mcp_logout(&self, name: String) -> Result<(), ErrorObjectOwned>;
 
     /// Status changes of MCP servers, live.
     #[subscription(name = "mcp.subscribe", unsubscribe = "mcp.unsubscribe", item = McpServerStatus)]

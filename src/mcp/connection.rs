@@ -24,12 +24,14 @@ use rmcp::model::{
 #[allow(deprecated)] // Log notifications are deprecated (SEP-2577) but servers still send them.
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::auth::AuthClient;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 
+use super::oauth::ServerCredentials;
 use crate::secrets::SecretsHandle;
 
 /// Environment variables a stdio server inherits from Pryx (everything else is dropped).
@@ -51,6 +53,10 @@ pub enum ConnectError {
     Secret(String),
     #[error("{0}")]
     Handshake(String),
+    /// The server answered 401 (or its tokens were refused): a sign-in is needed. Carries
+    /// the server's `WWW-Authenticate` challenge for the sign-in to start from.
+    #[error("the server needs you to sign in (run `pryx mcp login {server}`)")]
+    AuthRequired { server: String, challenge: Option<String> },
 }
 
 /// A progress report of a running call.
@@ -67,6 +73,10 @@ pub struct ServerSignals {
     server: Arc<str>,
     /// Fires on `notifications/tools/list_changed`.
     pub tools_changed: Arc<Notify>,
+    /// Fires when a request was refused for want of (enough) authorization; the server's
+    /// challenge is kept for the next sign-in.
+    pub auth_lost: Arc<Notify>,
+    challenge: Arc<Mutex<Option<String>>>,
     /// Running calls that want progress reports, by progress token.
     progress: Arc<Mutex<HashMap<ProgressToken, mpsc::UnboundedSender<Progress>>>>,
 }
@@ -76,8 +86,21 @@ impl ServerSignals {
         ServerSignals {
             server: server.into(),
             tools_changed: Arc::new(Notify::new()),
+            auth_lost: Arc::new(Notify::new()),
+            challenge: Arc::new(Mutex::new(None)),
             progress: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A request was refused with this challenge: the server needs a (new) sign-in.
+    pub fn report_auth_lost(&self, challenge: Option<String>) {
+        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge;
+        self.auth_lost.notify_one();
+    }
+
+    /// The challenge of the last refusal, if any.
+    pub fn take_challenge(&self) -> Option<String> {
+        self.challenge.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Deliver progress for `token` to `sender` until [`Self::stop_watching`].
@@ -163,11 +186,13 @@ pub struct Connection {
 
 impl Connection {
     /// Spawn or connect, then handshake, within the server's start-up timeout.
+    /// `credentials` is where an HTTP server's OAuth tokens are kept, if it has any.
     pub async fn open(
         name: &str,
         config: &McpServerConfig,
         default_cwd: &std::path::Path,
         secrets: &SecretsHandle,
+        credentials: ServerCredentials,
         signals: ServerSignals,
     ) -> Result<Connection, ConnectError> {
         let witness = Arc::new(Mutex::new(OutputWitness::default()));
@@ -210,11 +235,27 @@ impl Connection {
                         .map_err(|e| ConnectError::Config(format!("header `{key}`: {e}")))?;
                     custom.insert(key, value);
                 }
-                let transport = StreamableHttpClientTransport::from_config(
-                    StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
-                );
-                match tokio::time::timeout(timeout, signals.serve(transport)).await {
+                let transport_config =
+                    StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
+                let signed_in = super::oauth::stored_authorization(url, credentials)
+                    .await
+                    .map_err(|e| ConnectError::Handshake(format!("cannot use the stored sign-in: {e}")))?;
+                let handshake = async {
+                    match signed_in {
+                        Some(manager) => {
+                            let client = AuthClient::new(reqwest::Client::new(), manager);
+                            let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+                            signals.serve(transport).await
+                        }
+                        None => signals.serve(StreamableHttpClientTransport::from_config(transport_config)).await,
+                    }
+                };
+                match tokio::time::timeout(timeout, handshake).await {
                     Ok(Ok(service)) => Ok(Connection { service, child: None, witness }),
+                    Ok(Err(e)) if e.is_authorization_required() => Err(ConnectError::AuthRequired {
+                        server: name.to_owned(),
+                        challenge: e.auth_challenge().map(str::to_owned),
+                    }),
                     Ok(Err(e)) => Err(ConnectError::Handshake(format!("cannot connect to {url}: {e}"))),
                     Err(_) => Err(ConnectError::Handshake(format!(
                         "{url} did not complete the MCP handshake within {}s",

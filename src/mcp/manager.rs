@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config_file::{self, EditError};
-use super::connection::{Connection, ServerSignals};
+use super::connection::{ConnectError, Connection, ServerSignals};
 use super::names::NameAllocator;
+use super::oauth::{CredentialsAt, LoginError, PendingLogins};
 use super::tool::{McpTool, SharedTool};
 use crate::config::{Config, McpConfig};
 use crate::secrets::SecretsHandle;
@@ -47,12 +48,23 @@ pub enum McpError {
     NoConfigFile,
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error("`{0}` is not an HTTP server; only those sign in")]
+    NotHttp(String),
+    #[error("sign-in needs Pryx's own address for the browser to come back to, and it is not serving yet")]
+    NoRedirect,
+    #[error(transparent)]
+    Login(#[from] LoginError),
 }
 
 /// Owns every MCP server of one agent runtime.
 pub struct McpManager {
     live: Arc<LiveTools>,
     secrets: SecretsHandle,
+    /// Where HTTP servers' OAuth tokens are kept.
+    credentials: CredentialsAt,
+    logins: PendingLogins,
+    /// `http://127.0.0.1:PORT`: OAuth sign-ins come back to `/oauth/callback` under it.
+    redirect_base: Mutex<Option<String>>,
     /// Working directory for stdio servers without their own `cwd`.
     default_cwd: PathBuf,
     config_path: Option<PathBuf>,
@@ -81,6 +93,8 @@ struct Server {
     restart: Arc<Notify>,
     /// Fires when the supervisor task has stopped the server.
     stopped: Arc<tokio::sync::Semaphore>,
+    /// The last `WWW-Authenticate` challenge, where a sign-in starts from.
+    challenge: Option<String>,
 }
 
 impl McpManager {
@@ -89,6 +103,7 @@ impl McpManager {
         config: &McpConfig,
         live: Arc<LiveTools>,
         secrets: SecretsHandle,
+        credentials: CredentialsAt,
         default_cwd: PathBuf,
         config_path: Option<PathBuf>,
     ) -> Arc<McpManager> {
@@ -96,6 +111,9 @@ impl McpManager {
         let manager = Arc::new(McpManager {
             live,
             secrets,
+            credentials,
+            logins: PendingLogins::default(),
+            redirect_base: Mutex::new(None),
             default_cwd,
             config_path,
             state: Mutex::new(State { max_output_bytes: config.max_output_bytes, ..State::default() }),
@@ -183,7 +201,7 @@ impl McpManager {
         } else {
             stopped.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
         }
-        Server { config, status, tools: Vec::new(), stop, restart, stopped }
+        Server { config, status, tools: Vec::new(), stop, restart, stopped, challenge: None }
     }
 
     /// Re-read the config file and apply its `[mcp]` section. A file that does not load is
@@ -348,6 +366,55 @@ impl McpManager {
         }
     }
 
+    /// Where Pryx serves, so OAuth sign-ins can come back to it.
+    pub fn set_redirect_base(&self, base_url: String) {
+        *self.redirect_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base_url);
+    }
+
+    /// Start an OAuth sign-in for an HTTP server; answers the URL for the browser.
+    pub async fn login(&self, name: &str) -> Result<String, McpError> {
+        let redirect_uri = self.redirect_base.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let redirect_uri = format!("{}/oauth/callback", redirect_uri.ok_or(McpError::NoRedirect)?);
+        self.login_with_redirect(name, &redirect_uri).await
+    }
+
+    /// [`Self::login`] with a given redirect URI (the conformance probe has no server).
+    pub async fn login_with_redirect(&self, name: &str, redirect_uri: &str) -> Result<String, McpError> {
+        let (config, challenge) = {
+            let state = self.lock();
+            let server = state.servers.get(name).ok_or_else(|| McpError::NotFound(name.to_owned()))?;
+            (server.config.clone(), server.challenge.clone())
+        };
+        if config.url.is_none() {
+            return Err(McpError::NotHttp(name.to_owned()));
+        }
+        let credentials = self.credentials.for_server(name);
+        Ok(self.logins.begin(name, &config, credentials, redirect_uri, challenge, &self.secrets).await?)
+    }
+
+    /// The browser came back: store the tokens and reconnect the server. Answers its name.
+    pub async fn complete_login(&self, query: &std::collections::HashMap<String, String>) -> Result<String, McpError> {
+        let server = self.logins.complete(query).await?;
+        tracing::info!(target: "pryx::mcp", server = %server, "signed in");
+        if let Some(restart) = self.lock().servers.get(&server).map(|s| s.restart.clone()) {
+            restart.notify_one();
+        }
+        Ok(server)
+    }
+
+    /// Forget a server's tokens and reconnect it.
+    pub async fn logout(&self, name: &str) -> Result<(), McpError> {
+        let restart = self.lock().servers.get(name).map(|s| s.restart.clone());
+        let restart = restart.ok_or_else(|| McpError::NotFound(name.to_owned()))?;
+        self.credentials
+            .for_server(name)
+            .forget()
+            .await
+            .map_err(|e| McpError::Login(LoginError::Failed(e.to_string())))?;
+        restart.notify_one();
+        Ok(())
+    }
+
     /// Stop every server (politely, then by force) and wait for them.
     pub async fn shutdown(&self) {
         self.lock().watcher = None;
@@ -409,6 +476,7 @@ enum Ended {
     Stopped,
     RestartRequested,
     Failed(String),
+    NeedsAuth { reason: String, challenge: Option<String> },
 }
 
 impl Supervisor {
@@ -424,11 +492,23 @@ impl Supervisor {
             let signals = ServerSignals::new(&self.name);
             let opened = tokio::select! {
                 _ = self.stop.cancelled() => return,
-                opened = Connection::open(&self.name, &self.config, &manager.default_cwd, &manager.secrets, signals.clone()) => opened,
+                opened = Connection::open(
+                    &self.name,
+                    &self.config,
+                    &manager.default_cwd,
+                    &manager.secrets,
+                    manager.credentials.for_server(&self.name),
+                    signals.clone(),
+                ) => opened,
             };
             let started = Instant::now();
             let ended = match opened {
                 Ok(connection) => self.serve(&manager, connection, signals).await,
+                Err(e @ ConnectError::AuthRequired { .. }) => {
+                    let reason = e.to_string();
+                    let ConnectError::AuthRequired { challenge, .. } = e else { unreachable!() };
+                    Ended::NeedsAuth { reason, challenge }
+                }
                 Err(e) => Ended::Failed(e.to_string()),
             };
             self.set(&manager, |s| s.tools.clear());
@@ -436,6 +516,22 @@ impl Supervisor {
             match ended {
                 Ended::Stopped => return,
                 Ended::RestartRequested => backoff = FIRST_BACKOFF,
+                Ended::NeedsAuth { reason, challenge } => {
+                    tracing::warn!(target: "pryx::mcp", server = %self.name, "{reason}");
+                    if let Some(manager) = self.manager.upgrade() {
+                        self.set(&manager, |s| {
+                            s.status.state = McpServerState::NeedsAuth;
+                            s.status.reason = Some(reason);
+                            s.status.pid = None;
+                            s.challenge = challenge;
+                        });
+                    }
+                    // Nothing to retry until someone signs in (which asks for a restart).
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = self.restart.notified() => backoff = FIRST_BACKOFF,
+                    }
+                }
                 Ended::Failed(reason) => {
                     tracing::warn!(target: "pryx::mcp", server = %self.name, "failed: {reason}; retrying in {}s", backoff.as_secs());
                     if let Some(manager) = self.manager.upgrade() {
@@ -470,6 +566,12 @@ impl Supervisor {
             let listed = tokio::time::timeout(LIST_TIMEOUT, connection.service.list_all_tools()).await;
             let tools = match listed {
                 Ok(Ok(tools)) => tools,
+                Ok(Err(e)) if e.is_authorization_required() || e.auth_challenge().is_some() => {
+                    break Ended::NeedsAuth {
+                        reason: format!("the server needs you to sign in (run `pryx mcp login {}`)", self.name),
+                        challenge: e.auth_challenge().map(str::to_owned),
+                    };
+                }
                 Ok(Err(e)) => break Ended::Failed(format!("cannot list its tools: {e}")),
                 Err(_) => break Ended::Failed("did not list its tools within 30s".into()),
             };
@@ -506,6 +608,10 @@ impl Supervisor {
                 _ = self.stop.cancelled() => break Ended::Stopped,
                 _ = self.restart.notified() => break Ended::RestartRequested,
                 _ = signals.tools_changed.notified() => continue,
+                _ = signals.auth_lost.notified() => break Ended::NeedsAuth {
+                    reason: format!("the server asks for a new sign-in (run `pryx mcp login {}`)", self.name),
+                    challenge: signals.take_challenge(),
+                },
                 reason = connection.closed() => break Ended::Failed(reason),
             }
         };

@@ -19,6 +19,7 @@ pub mod connection;
 pub mod content;
 pub mod manager;
 pub mod names;
+pub mod oauth;
 pub mod tool;
 
 pub use manager::{McpError, McpManager};

@@ -189,6 +189,13 @@ impl McpTool {
 impl McpTool {
     fn failure(&self, error: ServiceError) -> ToolError {
         let server = &self.server;
+        if error.is_authorization_required() || error.auth_challenge().is_some() {
+            self.signals.report_auth_lost(error.auth_challenge().map(str::to_owned));
+            return ToolError::Failed(format!(
+                "the MCP server `{server}` refused the call until the user signs in (again): \
+                 they can run `pryx mcp login {server}`"
+            ));
+        }
         ToolError::Failed(match error {
             ServiceError::McpError(e) => format!("the MCP server `{server}` answered with an error: {}", e.message),
             ServiceError::Timeout { timeout } => format!(

@@ -110,6 +110,64 @@ async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
 }
 
 #[tokio::test]
+async fn a_stdio_server_gets_its_keychain_secrets_but_none_of_pryxs_environment() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "[secrets]\nbackend = \"keychain\"\n\n{}env = {{ SERVICE_TOKEN = \"secret:mcp/everything/token\", PLAIN = \"visible\" }}\n",
+        everything_stdio("everything")
+    );
+    let mut options = Options::with_llm(&llm).config(&config);
+    options.env = keyring.env();
+    let pryx = Pryx::start(options).await;
+    let client = pryx.client().await;
+    // The secret does not exist yet: the server cannot start, and says why.
+    let failed = wait_for_state(&client, "everything", McpServerState::Failed).await;
+    assert!(failed.reason.as_deref().unwrap().contains("mcp/everything/token"), "{failed:?}");
+
+    client.secret_set("mcp/everything/token".into(), "tok-from-keychain-31".into()).await.unwrap();
+    client.mcp_restart("everything".into()).await.unwrap();
+    wait_for_state(&client, "everything", McpServerState::Ready).await;
+    llm.script([Reply::tool_call("c1", "everything__get-env", "{}"), Reply::text(&["Here."])]);
+    let (_, log) = chat(&client, "what is your environment?").await;
+    let (output, _) = tool_output(&log);
+    assert!(output.contains("tok-from-keychain-31") && output.contains("visible"), "{output}");
+    // Pryx's own provider key (PRYX_LLM_API_KEY in its environment) never reaches a server.
+    assert!(!output.contains("test-key-123") && !output.contains("PRYX_LLM"), "{output}");
+    assert!(!pryx.stderr().contains("tok-from-keychain-31"), "the secret is not logged");
+}
+
+#[tokio::test]
+async fn cancelling_a_turn_stops_its_mcp_call_and_the_server_stays_usable() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&everything_stdio("everything"))).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "everything", McpServerState::Ready).await;
+    llm.script([
+        // The cancelled turn asks the model nothing more; the next turn gets the echo.
+        Reply::tool_call("c1", "everything__trigger-long-running-operation", r#"{"duration": 60, "steps": 60}"#),
+        Reply::tool_call("c2", "everything__echo", r#"{"message": "still here"}"#),
+        Reply::text(&["Yes."]),
+    ]);
+    let session = client.session_create(None).await.unwrap();
+    let started = client.message_send(session.id, "run the long thing".into()).await.unwrap();
+    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.next()).await.unwrap().unwrap().unwrap();
+        if matches!(event.event, TurnEvent::ToolProgress { .. }) {
+            break;
+        }
+    }
+    let cancelled_at = Instant::now();
+    assert!(client.turn_cancel(started.turn_id.clone()).await.unwrap());
+    let log = crate::support::follow(&client, &started.turn_id).await;
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10), "the 60 s call did not hold the turn");
+    assert!(matches!(log.last(), TurnEvent::Done { status: pryx_api::TurnStatus::Cancelled, .. }), "{:?}", log.last());
+    let (_, log) = chat(&client, "are you there?").await;
+    assert_eq!(tool_output(&log).0, "Echo: still here");
+}
+
+#[tokio::test]
 async fn filesystem_and_python_time_servers_work_with_their_own_policies() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("note.txt"), "remember the milk").unwrap();
@@ -318,6 +376,112 @@ async fn mcp_import_reads_claude_desktop_config_and_the_cli_shows_servers() {
     assert!(listed.contains("Everything-Server") && listed.contains("ready"), "{listed}");
     let output = crate::support::base_command(&pryx.home).args(["mcp", "tools"]).output().await.unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains("Everything-Server__echo"));
+}
+
+/// The official TypeScript SDK's example server with its demo OAuth provider (which approves
+/// every authorization at once): the MCP endpoint and the authorization server.
+async fn oauth_example_server() -> (tokio::process::Child, u16) {
+    let (mcp_port, auth_port) = (free_port(), free_port());
+    let script =
+        peers().join("node_modules/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js");
+    let child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg("--oauth")
+        .env("MCP_PORT", mcp_port.to_string())
+        .env("MCP_AUTH_PORT", auth_port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for port in [mcp_port, auth_port] {
+        eventually("the OAuth example server to listen", || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+    }
+    (child, mcp_port)
+}
+
+/// What a browser does with the demo authorization server: it approves at once and
+/// redirects; the redirect target is returned (not followed).
+async fn approve_in_browser(authorization_url: &str) -> String {
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let answer = browser.get(authorization_url).send().await.unwrap();
+    assert!(answer.status().is_redirection(), "{}", answer.status());
+    answer.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_oauth_server_is_signed_in_through_pryx_and_its_tokens_stay_in_the_keychain() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let (_server, mcp_port) = oauth_example_server().await;
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "[secrets]\nbackend = \"keychain\"\n\n[mcp.servers.secure]\nurl = \"http://localhost:{mcp_port}/mcp\"\ntrusted_tools = [\"greet\"]\n"
+    );
+    let mut options = Options::with_llm(&llm).config(&config);
+    options.env = keyring.env();
+    let pryx = Pryx::start(options.clone()).await;
+    let client = pryx.client().await;
+    let waiting = wait_for_state(&client, "secure", McpServerState::NeedsAuth).await;
+    assert!(waiting.reason.unwrap().contains("pryx mcp login secure"));
+
+    // A callback Pryx did not start is refused, and changes nothing.
+    let forged = reqwest::get(format!("{}/oauth/callback?code=stolen&state=made-up", pryx.url)).await.unwrap();
+    assert_eq!(forged.status(), 400);
+
+    let authorization_url = client.mcp_login("secure".into()).await.unwrap();
+    assert!(authorization_url.contains("code_challenge_method=S256"), "PKCE: {authorization_url}");
+    let callback = approve_in_browser(&authorization_url).await;
+    assert!(callback.starts_with(&format!("{}/oauth/callback?", pryx.url)), "{callback}");
+    // The browser lands on Pryx's own page (no API token needed, the one-time state is).
+    let page = reqwest::get(&callback).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("signed in to secure"));
+    let replayed = reqwest::get(&callback).await.unwrap();
+    assert_eq!(replayed.status(), 400, "a callback works once");
+
+    wait_for_state(&client, "secure", McpServerState::Ready).await;
+    llm.script([Reply::tool_call("c1", "secure__greet", r#"{"name": "Ada"}"#), Reply::text(&["Greeted."])]);
+    let (_, log) = chat(&client, "greet Ada").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(!is_error && output.contains("Ada"), "{output}");
+
+    // The tokens are in the keychain, and nowhere in Pryx's files or log.
+    let stored = keyring.lookup("mcp/oauth/secure").await.expect("the tokens are in the keychain");
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let access_token = stored["token_response"]["access_token"].as_str().unwrap().to_owned();
+    assert!(access_token.len() >= 16);
+    drop(client);
+    let home = pryx.home.clone();
+    let log = pryx.stderr();
+    assert_eq!(pryx.terminate().await, 0);
+    assert!(!log.contains(&access_token), "the token is not logged");
+    assert!(files_containing(&home, &access_token).is_empty(), "the token is in no file under {}", home.display());
+
+    // Started again, Pryx connects with the stored sign-in; signing out forgets it.
+    let pryx = Pryx::start_in(&home, options).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "secure", McpServerState::Ready).await;
+    client.mcp_logout("secure".into()).await.unwrap();
+    wait_for_state(&client, "secure", McpServerState::NeedsAuth).await;
+    assert_eq!(keyring.lookup("mcp/oauth/secure").await, None);
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+            found.push(path);
+        }
+    }
+    found
 }
 
 fn free_port() -> u16 {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod keyring;
 pub mod mock_llm;
 
 use std::path::{Path, PathBuf};
