@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use pryx::config::McpConfig;
-use pryx::mcp::McpManager;
+use pryx::mcp::{McpEnvironment, McpManager};
 use pryx::secrets::{BackendChoice, SecretsHandle};
 use pryx::tools::{LiveTools, ToolContext, ToolRegistry};
 use pryx_api::{McpServerConfig, McpServerState};
@@ -79,14 +79,13 @@ impl ThroughPryx {
     async fn start(server: McpServerConfig) -> ThroughPryx {
         let live = Arc::new(LiveTools::new(ToolRegistry::default()));
         let config = McpConfig { servers: BTreeMap::from([("bench".to_owned(), server)]), ..McpConfig::default() };
-        let manager = McpManager::start(
-            &config,
-            live.clone(),
-            SecretsHandle::new(BackendChoice::Injected),
-            pryx::mcp::oauth::CredentialsAt::memory(),
-            std::env::temp_dir(),
-            None,
-        );
+        let environment = McpEnvironment {
+            secrets: SecretsHandle::new(BackendChoice::Injected),
+            credentials: pryx::mcp::oauth::CredentialsAt::memory(),
+            roots: vec![std::env::temp_dir()],
+            config_path: None,
+        };
+        let manager = McpManager::start(&config, live.clone(), environment);
         let deadline = Instant::now() + Duration::from_secs(30);
         while manager.status("bench").map(|s| s.state).ok() != Some(McpServerState::Ready) {
             assert!(Instant::now() < deadline, "the server did not get ready: {:?}", manager.overview());

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -186,9 +186,16 @@ impl Agent {
         let policy = Policy::new(config.policy.clone());
         let secrets = SecretsHandle::new(config.secrets.backend);
         let tools = Arc::new(LiveTools::new(ToolRegistry::with_builtins(workspace.clone(), shell)));
-        let credentials = crate::mcp::oauth::CredentialsAt::Keychain(secrets.clone());
-        let mcp =
-            McpManager::start(&config.mcp, tools.clone(), secrets.clone(), credentials, data_dir.clone(), config_path);
+        let mcp = McpManager::start(
+            &config.mcp,
+            tools.clone(),
+            crate::mcp::McpEnvironment {
+                secrets: secrets.clone(),
+                credentials: crate::mcp::oauth::CredentialsAt::Keychain(secrets.clone()),
+                roots: workspace.roots().map(Path::to_path_buf).collect(),
+                config_path,
+            },
+        );
         Ok(Arc::new(Agent {
             approvals: Broker::new(store.clone(), policy.approval_timeout()),
             store,

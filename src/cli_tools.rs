@@ -335,8 +335,13 @@ pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
             ..Default::default()
         };
         let secrets = SecretsHandle::new(crate::secrets::BackendChoice::Injected);
-        let credentials = crate::mcp::oauth::CredentialsAt::memory();
-        let manager = McpManager::start(&config, live.clone(), secrets, credentials, std::env::temp_dir(), None);
+        let environment = crate::mcp::McpEnvironment {
+            secrets,
+            credentials: crate::mcp::oauth::CredentialsAt::memory(),
+            roots: Vec::new(),
+            config_path: None,
+        };
+        let manager = McpManager::start(&config, live.clone(), environment);
         let mut sign_ins = 0;
         let mut status = settle(&manager, &[McpServerState::Starting], Duration::from_secs(25)).await?;
         if status.state == McpServerState::NeedsAuth {

@@ -390,6 +390,10 @@ pub struct McpServerConfig {
     /// An `https` URL where a Client ID Metadata Document for Pryx is published, used as the
     /// client id with authorization servers that support them.
     pub oauth_client_metadata_url: Option<String>,
+    /// Offer Pryx's workspace to the server as its MCP root. Servers that honour roots (such
+    /// as server-filesystem) then work in the workspace instead of the directories in their
+    /// arguments, which is why this is off unless asked for.
+    pub workspace_root: bool,
     /// `false` keeps the entry but does not start the server.
     pub enabled: bool,
     /// Every tool of this server runs without asking (deny rules in `[policy]` still win).
@@ -415,6 +419,7 @@ impl Default for McpServerConfig {
             oauth_client_secret: None,
             oauth_scopes: Vec::new(),
             oauth_client_metadata_url: None,
+            workspace_root: false,
             enabled: true,
             trusted: false,
             trusted_tools: Vec::new(),

@@ -21,8 +21,10 @@ use pryx_api::McpServerConfig;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken, ProtocolVersion,
 };
-#[allow(deprecated)] // Log notifications are deprecated (SEP-2577) but servers still send them.
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
+// Logging and roots are deprecated by SEP-2577 (protocol 2026-07-28) but are how 2025-11-25
+// servers, which Pryx speaks to, log and learn where the user's files are.
+#[allow(deprecated)]
+use rmcp::model::{ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, Root};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::auth::AuthClient;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -79,11 +81,15 @@ pub struct ServerSignals {
     challenge: Arc<Mutex<Option<String>>>,
     /// Running calls that want progress reports, by progress token.
     progress: Arc<Mutex<HashMap<ProgressToken, mpsc::UnboundedSender<Progress>>>>,
+    /// `file://` URIs answered to `roots/list` (the workspace, when the server's config asks
+    /// for it; otherwise empty and the capability is not offered).
+    roots: Arc<Vec<String>>,
 }
 
 impl ServerSignals {
-    pub fn new(server: &str) -> Self {
+    pub fn new(server: &str, roots: Arc<Vec<String>>) -> Self {
         ServerSignals {
+            roots,
             server: server.into(),
             tools_changed: Arc::new(Notify::new()),
             auth_lost: Arc::new(Notify::new()),
@@ -147,11 +153,26 @@ impl ClientHandler for ServerSignals {
         }
     }
 
+    /// The workspace, so servers that work on files know where the user's files are.
+    #[allow(deprecated)]
+    async fn list_roots(
+        &self,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, rmcp::ErrorData> {
+        let roots = self.roots.iter().map(|uri| Root::new(uri.clone()).with_name("Pryx workspace")).collect();
+        Ok(ListRootsResult::new(roots))
+    }
+
     /// Pryx offers protocol 2025-11-25, the newest with the `initialize` handshake, which
     /// every server tested here speaks. 2026-07-28 moves `list_changed` to `listen` streams
     /// that Pryx does not open yet, so offering it would lose tool-list updates.
+    #[allow(deprecated)]
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(ClientCapabilities::default(), Implementation::new("pryx", env!("CARGO_PKG_VERSION")))
+        let mut capabilities = ClientCapabilities::default();
+        if !self.roots.is_empty() {
+            capabilities.roots = Some(rmcp::model::RootsCapabilities::default());
+        }
+        ClientConfig::new(capabilities, Implementation::new("pryx", env!("CARGO_PKG_VERSION")))
             .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 }

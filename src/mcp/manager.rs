@@ -56,16 +56,29 @@ pub enum McpError {
     Login(#[from] LoginError),
 }
 
+/// What the servers of one runtime get from the rest of Pryx.
+pub struct McpEnvironment {
+    /// Resolves `secret:NAME` values in `env` and `headers`.
+    pub secrets: SecretsHandle,
+    /// Where HTTP servers' OAuth tokens are kept.
+    pub credentials: CredentialsAt,
+    /// Directories offered to servers as MCP roots (the workspace); the first is also the
+    /// working directory of stdio servers without their own `cwd`.
+    pub roots: Vec<PathBuf>,
+    /// The config file to watch and to write `mcp.add`/`mcp.remove` to.
+    pub config_path: Option<PathBuf>,
+}
+
 /// Owns every MCP server of one agent runtime.
 pub struct McpManager {
     live: Arc<LiveTools>,
     secrets: SecretsHandle,
-    /// Where HTTP servers' OAuth tokens are kept.
     credentials: CredentialsAt,
     logins: PendingLogins,
     /// `http://127.0.0.1:PORT`: OAuth sign-ins come back to `/oauth/callback` under it.
     redirect_base: Mutex<Option<String>>,
-    /// Working directory for stdio servers without their own `cwd`.
+    /// `file://` URIs of the roots.
+    roots: Arc<Vec<String>>,
     default_cwd: PathBuf,
     config_path: Option<PathBuf>,
     state: Mutex<State>,
@@ -99,21 +112,18 @@ struct Server {
 
 impl McpManager {
     /// Start the configured servers (in the background) and, if asked, watch the file.
-    pub fn start(
-        config: &McpConfig,
-        live: Arc<LiveTools>,
-        secrets: SecretsHandle,
-        credentials: CredentialsAt,
-        default_cwd: PathBuf,
-        config_path: Option<PathBuf>,
-    ) -> Arc<McpManager> {
+    pub fn start(config: &McpConfig, live: Arc<LiveTools>, environment: McpEnvironment) -> Arc<McpManager> {
         let (status_events, _) = broadcast::channel(256);
+        let McpEnvironment { secrets, credentials, roots, config_path } = environment;
+        let default_cwd = roots.first().cloned().unwrap_or_else(std::env::temp_dir);
+        let roots = roots.iter().filter_map(|r| url::Url::from_directory_path(r).ok()).map(String::from).collect();
         let manager = Arc::new(McpManager {
             live,
             secrets,
             credentials,
             logins: PendingLogins::default(),
             redirect_base: Mutex::new(None),
+            roots: Arc::new(roots),
             default_cwd,
             config_path,
             state: Mutex::new(State { max_output_bytes: config.max_output_bytes, ..State::default() }),
@@ -489,7 +499,8 @@ impl Supervisor {
                 s.status.state = McpServerState::Starting;
                 s.status.restarts = restarts;
             });
-            let signals = ServerSignals::new(&self.name);
+            let roots = if self.config.workspace_root { manager.roots.clone() } else { Arc::default() };
+            let signals = ServerSignals::new(&self.name, roots);
             let opened = tokio::select! {
                 _ = self.stop.cancelled() => return,
                 opened = Connection::open(

@@ -22,5 +22,5 @@ pub mod names;
 pub mod oauth;
 pub mod tool;
 
-pub use manager::{McpError, McpManager};
+pub use manager::{McpEnvironment, McpError, McpManager};
 pub use names::is_valid_server_name;

@@ -75,6 +75,7 @@ async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
     assert!(ready.pid.is_some() && ready.server_info.is_some(), "{ready:?}");
 
     let tools = client.mcp_tools(Some("everything".into())).await.unwrap();
+    assert!(tools.iter().all(|t| t.name != "everything__get-roots-list"), "no roots unless configured");
     let echo = tools.iter().find(|t| t.name == "everything__echo").expect("echo is offered");
     assert_eq!((echo.hints.read_only, echo.rule.as_str()), (Some(true), "allow"), "read-only tools run unasked");
 
@@ -107,6 +108,54 @@ async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
     let offered = requests[0]["tools"].as_array().unwrap();
     assert!(offered.iter().any(|t| t["function"]["name"] == "everything__echo"));
     assert!(requests[1].to_string().contains("hello through MCP"));
+}
+
+#[tokio::test]
+async fn tools_a_server_adds_while_running_are_offered_from_the_next_request() {
+    let llm = MockLlm::start().await;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/growing_server.cjs");
+    let config = format!(
+        "[mcp.servers.grow]\ncommand = \"node\"\nargs = [\"{fixture}\"]\nenv = {{ NODE_PATH = \"{}\" }}\n",
+        peers().join("node_modules").display()
+    );
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "grow", McpServerState::Ready).await;
+    let names = |tools: Vec<pryx_api::McpToolInfo>| tools.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(names(client.mcp_tools(None).await.unwrap()), ["grow__unlock"]);
+
+    llm.script([
+        Reply::tool_call("c1", "grow__unlock", "{}"),
+        Reply::text(&["Unlocked."]),
+        Reply::tool_call("c2", "grow__open_door", "{}"),
+        Reply::text(&["Open."]),
+    ]);
+    chat(&client, "unlock it").await;
+    // notifications/tools/list_changed: Pryx lists again and offers the new tool.
+    eventually("the new tool to be offered", || async {
+        names(client.mcp_tools(None).await.unwrap()).contains(&"grow__open_door".to_owned())
+    })
+    .await;
+    let (_, log) = chat(&client, "open the door").await;
+    assert_eq!(tool_output(&log), ("the door is open".to_owned(), false));
+    let offered = &llm.requests()[2]["tools"];
+    assert!(offered.to_string().contains("grow__open_door"), "the model saw it: {offered}");
+}
+
+#[tokio::test]
+async fn a_server_can_be_given_the_workspace_as_its_root() {
+    let llm = MockLlm::start().await;
+    let config = format!("{}workspace_root = true\n", everything_stdio("everything"));
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "everything", McpServerState::Ready).await;
+    // server-everything offers get-roots-list only to clients that offer roots.
+    assert!(client.mcp_tools(None).await.unwrap().iter().any(|t| t.name == "everything__get-roots-list"));
+    llm.script([Reply::tool_call("c1", "everything__get-roots-list", "{}"), Reply::text(&["Your workspace."])]);
+    let (_, log) = chat(&client, "where do you work?").await;
+    let (output, is_error) = tool_output(&log);
+    let workspace = pryx.data_dir().join("workspace").canonicalize().unwrap();
+    assert!(!is_error && output.contains(&format!("file://{}", workspace.display())), "{output}");
 }
 
 #[tokio::test]
