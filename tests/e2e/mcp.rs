@@ -58,6 +58,20 @@ fn tool_output(log: &crate::support::TurnLog) -> (String, bool) {
         .expect("the turn ran no tool")
 }
 
+/// Send a message whose (scripted) turn runs a long MCP operation; return the turn id once
+/// the first progress report (progress, total) arrives.
+async fn start_long_operation(client: &WsClient) -> (String, (f64, Option<f64>)) {
+    let session = client.session_create(None).await.unwrap();
+    let started = client.message_send(session.id, "run the long thing".into()).await.unwrap();
+    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.next()).await.unwrap().unwrap().unwrap();
+        if let TurnEvent::ToolProgress { progress, total, .. } = event.event {
+            return (started.turn_id, (progress, total));
+        }
+    }
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie has exited; only a running process counts.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -198,18 +212,10 @@ async fn cancelling_a_turn_stops_its_mcp_call_and_the_server_stays_usable() {
         Reply::tool_call("c2", "everything__echo", r#"{"message": "still here"}"#),
         Reply::text(&["Yes."]),
     ]);
-    let session = client.session_create(None).await.unwrap();
-    let started = client.message_send(session.id, "run the long thing".into()).await.unwrap();
-    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
-    loop {
-        let event = tokio::time::timeout(PATIENCE, events.next()).await.unwrap().unwrap().unwrap();
-        if matches!(event.event, TurnEvent::ToolProgress { .. }) {
-            break;
-        }
-    }
+    let (turn_id, _) = start_long_operation(&client).await;
     let cancelled_at = Instant::now();
-    assert!(client.turn_cancel(started.turn_id.clone()).await.unwrap());
-    let log = crate::support::follow(&client, &started.turn_id).await;
+    assert!(client.turn_cancel(turn_id.clone()).await.unwrap());
+    let log = crate::support::follow(&client, &turn_id).await;
     assert!(cancelled_at.elapsed() < Duration::from_secs(10), "the 60 s call did not hold the turn");
     assert!(matches!(log.last(), TurnEvent::Done { status: pryx_api::TurnStatus::Cancelled, .. }), "{:?}", log.last());
     let (_, log) = chat(&client, "are you there?").await;
@@ -319,20 +325,12 @@ async fn a_server_killed_mid_call_fails_that_call_and_is_restarted() {
         Reply::tool_call("c1", "everything__trigger-long-running-operation", r#"{"duration": 30, "steps": 30}"#),
         Reply::text(&["It broke."]),
     ]);
-    let session = client.session_create(None).await.unwrap();
-    let started = client.message_send(session.id, "run the long thing".into()).await.unwrap();
-    let mut events = client.turn_subscribe(started.turn_id.clone()).await.unwrap();
     // Progress arrives while it runs; then the server dies under the call.
-    loop {
-        let event = tokio::time::timeout(PATIENCE, events.next()).await.unwrap().unwrap().unwrap();
-        if let TurnEvent::ToolProgress { progress, total, .. } = event.event {
-            assert!(progress >= 1.0 && total == Some(30.0));
-            break;
-        }
-    }
+    let (turn_id, (progress, total)) = start_long_operation(&client).await;
+    assert!(progress >= 1.0 && total == Some(30.0));
     // SAFETY: kill(2) on the server process this test's Pryx started.
     unsafe { libc::kill(first.pid.unwrap() as i32, libc::SIGKILL) };
-    let log = crate::support::follow(&client, &started.turn_id).await;
+    let log = crate::support::follow(&client, &turn_id).await;
     let (output, is_error) = tool_output(&log);
     assert!(is_error && output.contains("not connected"), "{output}");
     assert!(matches!(log.last(), TurnEvent::Done { .. }), "the turn goes on: {:?}", log.last());
