@@ -856,6 +856,8 @@ impl Agent {
                 })
             }),
         };
+        // MCP calls time out on silence themselves; a cancelled turn still stops them.
+        let timeout = if tool.limits_its_own_time() { Duration::MAX } else { timeout };
         match tokio::time::timeout(timeout, tool.call(arguments, &ctx)).await {
             Ok(Ok(output)) => (output, false, "ok"),
             Ok(Err(e)) => (format!("error: {e}"), true, "error"),

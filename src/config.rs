@@ -148,7 +148,9 @@ pub struct AgentConfig {
     pub system_prompt: String,
     /// Most model requests in one turn (each tool round is one more).
     pub max_steps: u32,
-    /// Longest a single tool call may run, seconds.
+    /// Longest a single built-in tool call may run, seconds. MCP calls instead time out on
+    /// silence (`call_timeout_secs` of their server), so long operations that report
+    /// progress can finish.
     pub tool_timeout_secs: u64,
 }
 

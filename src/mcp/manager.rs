@@ -336,7 +336,7 @@ impl McpManager {
         self.reload_from_file().await?;
         let mut statuses = Vec::new();
         for (name, config) in servers {
-            statuses.push(self.settled_status(&name, &config).await?);
+            statuses.push(self.settled_status(&name, &config, 0).await?);
         }
         Ok(statuses)
     }
@@ -348,24 +348,33 @@ impl McpManager {
     }
 
     pub async fn restart(self: &Arc<Self>, name: &str) -> Result<McpServerStatus, McpError> {
-        let (restart, config) = {
+        let (restart, config, status) = {
             let state = self.lock();
             let server = state.servers.get(name).ok_or_else(|| McpError::NotFound(name.to_owned()))?;
-            (server.restart.clone(), server.config.clone())
+            (server.restart.clone(), server.config.clone(), server.status.clone())
         };
+        if status.state == McpServerState::Disabled {
+            return Ok(status);
+        }
         restart.notify_one();
-        // Let the supervisor take the request before waiting for the new start to settle.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.settled_status(name, &config).await
+        // The next start counts one more restart: wait for that one to settle.
+        self.settled_status(name, &config, status.restarts + 1).await
     }
 
-    /// The status once the server is no longer `starting` (or its start-up time is over).
-    async fn settled_status(&self, name: &str, config: &McpServerConfig) -> Result<McpServerStatus, McpError> {
+    /// The status once a start counted at least `restarts` is no longer `starting` (or the
+    /// start-up time is over).
+    async fn settled_status(
+        &self,
+        name: &str,
+        config: &McpServerConfig,
+        restarts: u64,
+    ) -> Result<McpServerStatus, McpError> {
         let mut events = self.subscribe();
         let deadline = Instant::now() + Duration::from_secs(config.startup_timeout_secs + 2);
         loop {
             let status = self.status(name)?;
-            if status.state != McpServerState::Starting {
+            let settled = status.restarts >= restarts && status.state != McpServerState::Starting;
+            if settled || status.state == McpServerState::Disabled {
                 return Ok(status);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());

@@ -110,6 +110,9 @@ impl Tool for McpTool {
     fn trusted_by_user(&self) -> bool {
         self.trusted
     }
+    fn limits_its_own_time(&self) -> bool {
+        true
+    }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         use tracing::Instrument;

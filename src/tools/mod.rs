@@ -76,6 +76,11 @@ pub trait Tool: Send + Sync {
     fn trusted_by_user(&self) -> bool {
         false
     }
+    /// Whether the tool enforces its own time limit (an MCP call: silence-based, so a long
+    /// operation that keeps reporting progress may run past `agent.tool_timeout_secs`).
+    fn limits_its_own_time(&self) -> bool {
+        false
+    }
     /// Run the call. The output is text the model will read.
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError>;
 }

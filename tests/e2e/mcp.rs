@@ -370,6 +370,25 @@ async fn hanging_and_garbage_printing_servers_fail_clearly_and_calls_time_out() 
 }
 
 #[tokio::test]
+async fn a_long_mcp_call_that_reports_progress_may_outlast_the_generic_tool_timeout() {
+    let llm = MockLlm::start().await;
+    let config = format!("[agent]\ntool_timeout_secs = 1\n\n{}call_timeout_secs = 2\n", everything_stdio("slow"));
+    let pryx = Pryx::start(Options::with_llm(&llm).config(&config)).await;
+    let client = pryx.client().await;
+    wait_for_state(&client, "slow", McpServerState::Ready).await;
+    llm.script([
+        // Three seconds in all, progress every half second: never two seconds of silence.
+        Reply::tool_call("c1", "slow__trigger-long-running-operation", r#"{"duration": 3, "steps": 6}"#),
+        Reply::text(&["Done."]),
+    ]);
+    let (_, log) = chat(&client, "run it").await;
+    let (output, is_error) = tool_output(&log);
+    assert!(!is_error && output.contains("completed"), "{output}");
+    let progress = log.events.iter().filter(|e| matches!(e.event, TurnEvent::ToolProgress { .. })).count();
+    assert!(progress >= 5, "{progress} progress events");
+}
+
+#[tokio::test]
 async fn shutdown_with_three_servers_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
