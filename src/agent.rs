@@ -194,6 +194,7 @@ impl Agent {
                 credentials: crate::mcp::oauth::CredentialsAt::Keychain(secrets.clone()),
                 roots: workspace.roots().map(Path::to_path_buf).collect(),
                 config_path,
+                helper: std::env::current_exe().ok(),
             },
         );
         Ok(Arc::new(Agent {

@@ -340,6 +340,7 @@ pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
             credentials: crate::mcp::oauth::CredentialsAt::memory(),
             roots: Vec::new(),
             config_path: None,
+            helper: None,
         };
         let manager = McpManager::start(&config, live.clone(), environment);
         let mut sign_ins = 0;

@@ -11,6 +11,11 @@
 //!    the temp dir and a few device files;
 //! 3. execs `/bin/sh -c COMMAND`.
 //!
+//! MCP stdio servers use the same helper in its containing mode,
+//! `pryx __sandbox-exec --unrestricted --program -- PROGRAM ARGS…`: step 1 only (no
+//! Landlock: a server writes where its user configured it to), then PROGRAM is executed
+//! directly. So a server started through `npx` leaves nothing behind either.
+//!
 //! Each layer is best effort and reported (`pryx doctor`, `system.info`): where Landlock or
 //! namespaces are missing the command still runs in its process group, which Pryx kills on
 //! timeout, cancel and shutdown. macOS and Windows get the process group / job and the
@@ -50,22 +55,34 @@ impl Protection {
     }
 }
 
-/// Parsed helper arguments: `--write DIR` (repeatable), `--probe`, then `--` and the command.
+/// Parsed helper arguments: `--write DIR` (repeatable), `--unrestricted` (no Landlock),
+/// `--program` (run argv directly, not a shell line), `--probe`, then `--` and the command.
 struct HelperArgs {
     write: Vec<PathBuf>,
+    unrestricted: bool,
+    program: bool,
     probe: bool,
-    command: Option<OsString>,
+    command: Vec<OsString>,
 }
 
 fn parse_helper_args(args: &[OsString]) -> Result<HelperArgs, String> {
-    let mut parsed = HelperArgs { write: Vec::new(), probe: false, command: None };
+    let mut parsed =
+        HelperArgs { write: Vec::new(), unrestricted: false, program: false, probe: false, command: Vec::new() };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.to_str() {
             Some("--write") => parsed.write.push(iter.next().ok_or("--write needs a directory")?.into()),
+            Some("--unrestricted") => parsed.unrestricted = true,
+            Some("--program") => parsed.program = true,
             Some("--probe") => parsed.probe = true,
             Some("--") => {
-                parsed.command = Some(iter.next().ok_or("-- needs a command")?.clone());
+                parsed.command = iter.cloned().collect();
+                if parsed.command.is_empty() {
+                    return Err("-- needs a command".into());
+                }
+                if !parsed.program && parsed.command.len() > 1 {
+                    return Err("a shell command is one argument".into());
+                }
                 break;
             }
             _ => return Err(format!("unexpected argument {arg:?}")),
@@ -85,17 +102,22 @@ pub fn helper_main(args: &[OsString]) -> ! {
         }
     };
     let pid_namespace = enter_pid_namespace();
-    let landlock = restrict_writes(&args.write);
+    let landlock = if args.unrestricted { "none".into() } else { restrict_writes(&args.write) };
     if args.probe {
         let protection = Protection { landlock, pid_namespace };
         println!("{}", serde_json::to_string(&protection).unwrap_or_default());
         std::process::exit(0);
     }
-    let Some(command) = args.command else {
+    let mut command = args.command.into_iter();
+    let Some(first) = command.next() else {
         eprintln!("pryx sandbox: no command");
         std::process::exit(125);
     };
-    exec_shell(command)
+    if args.program {
+        exec_program(first, command.collect())
+    } else {
+        exec_shell(first)
+    }
 }
 
 /// Enter new user + PID namespaces and fork; the child continues as PID 1, the parent
@@ -176,6 +198,20 @@ fn exec_shell(command: OsString) -> ! {
     std::process::exit(127);
 }
 
+#[cfg(unix)]
+fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
+    use std::os::unix::process::CommandExt;
+    let error = std::process::Command::new(&program).args(args).exec();
+    eprintln!("pryx sandbox: cannot run {}: {error}", program.to_string_lossy());
+    std::process::exit(127);
+}
+
+#[cfg(not(unix))]
+fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
+    let status = std::process::Command::new(program).args(args).status();
+    std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));
+}
+
 #[cfg(not(unix))]
 fn exec_shell(command: OsString) -> ! {
     let status = std::process::Command::new("cmd").arg("/C").arg(command).status();
@@ -206,7 +242,15 @@ mod tests {
         let args: Vec<OsString> = ["--write", "/ws", "--write", "/x", "--", "echo hi"].map(OsString::from).to_vec();
         let parsed = parse_helper_args(&args).unwrap();
         assert_eq!(parsed.write, [PathBuf::from("/ws"), PathBuf::from("/x")]);
-        assert_eq!(parsed.command, Some(OsString::from("echo hi")));
+        assert_eq!(parsed.command, [OsString::from("echo hi")]);
+        assert!(!parsed.program && !parsed.unrestricted);
+        let program: Vec<OsString> =
+            ["--unrestricted", "--program", "--", "node", "server.js", "--", "x"].map(OsString::from).to_vec();
+        let parsed = parse_helper_args(&program).unwrap();
+        assert!(parsed.program && parsed.unrestricted);
+        assert_eq!(parsed.command, ["node", "server.js", "--", "x"].map(OsString::from));
+        let two_shell_args: Vec<OsString> = ["--", "echo", "hi"].map(OsString::from).to_vec();
+        assert!(parse_helper_args(&two_shell_args).is_err(), "a shell line is one argument");
         assert!(parse_helper_args(&[OsString::from("--bogus")]).is_err());
         assert!(parse_helper_args(&[OsString::from("--write")]).is_err());
     }

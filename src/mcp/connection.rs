@@ -198,6 +198,19 @@ impl OutputWitness {
     }
 }
 
+/// What opening a connection needs from the rest of Pryx.
+pub struct ConnectContext<'a> {
+    /// Working directory of a stdio server without its own `cwd`.
+    pub default_cwd: &'a std::path::Path,
+    /// Resolves `secret:NAME` values.
+    pub secrets: &'a SecretsHandle,
+    /// Where this server's OAuth tokens are kept (HTTP servers).
+    pub credentials: ServerCredentials,
+    /// The `pryx` binary whose sandbox helper contains a stdio server in its own PID
+    /// namespace (see `sandbox.rs`); `None` starts it directly.
+    pub helper: Option<&'a std::path::Path>,
+}
+
 /// A connected server.
 pub struct Connection {
     pub service: RunningService<RoleClient, ServerSignals>,
@@ -207,15 +220,13 @@ pub struct Connection {
 
 impl Connection {
     /// Spawn or connect, then handshake, within the server's start-up timeout.
-    /// `credentials` is where an HTTP server's OAuth tokens are kept, if it has any.
     pub async fn open(
         name: &str,
         config: &McpServerConfig,
-        default_cwd: &std::path::Path,
-        secrets: &SecretsHandle,
-        credentials: ServerCredentials,
+        context: ConnectContext<'_>,
         signals: ServerSignals,
     ) -> Result<Connection, ConnectError> {
+        let ConnectContext { default_cwd, secrets, credentials, helper } = context;
         let witness = Arc::new(Mutex::new(OutputWitness::default()));
         let timeout = Duration::from_secs(config.startup_timeout_secs.max(1));
         let explain = |witness: &Arc<Mutex<OutputWitness>>, what: String| {
@@ -229,7 +240,8 @@ impl Connection {
             (Some(command), None) => {
                 let env = resolve_values(&config.env, secrets).await?;
                 let cwd = config.cwd.as_deref().map(std::path::PathBuf::from).unwrap_or_else(|| default_cwd.to_owned());
-                let (process, stdout, stdin) = ServerProcess::spawn(name, command, &config.args, &env, &cwd, &witness)?;
+                let (process, stdout, stdin) =
+                    ServerProcess::spawn(name, helper, command, &config.args, &env, &cwd, &witness)?;
                 let stdout =
                     WatchedStdout { inner: stdout, witness: witness.clone(), line: Vec::new(), server: name.into() };
                 let handshake = signals.serve((stdout, stdin));
@@ -373,13 +385,21 @@ struct ServerProcess {
 impl ServerProcess {
     fn spawn(
         name: &str,
+        helper: Option<&std::path::Path>,
         command: &str,
         args: &[String],
         env: &[(String, String)],
         cwd: &std::path::Path,
         witness: &Arc<Mutex<OutputWitness>>,
     ) -> Result<(ServerProcess, tokio::process::ChildStdout, tokio::process::ChildStdin), ConnectError> {
-        let mut cmd = tokio::process::Command::new(command);
+        let mut cmd = match helper {
+            Some(helper) => {
+                let mut cmd = tokio::process::Command::new(helper);
+                cmd.args([crate::sandbox::HELPER_SUBCOMMAND, "--unrestricted", "--program", "--", command]);
+                cmd
+            }
+            None => tokio::process::Command::new(command),
+        };
         cmd.args(args).current_dir(cwd).env_clear();
         for key in INHERITED_ENV {
             if let Ok(value) = std::env::var(key) {

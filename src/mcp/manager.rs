@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config_file::{self, EditError};
-use super::connection::{ConnectError, Connection, ServerSignals};
+use super::connection::{ConnectContext, ConnectError, Connection, ServerSignals};
 use super::names::NameAllocator;
 use super::oauth::{CredentialsAt, LoginError, PendingLogins};
 use super::tool::{McpTool, SharedTool};
@@ -67,6 +67,9 @@ pub struct McpEnvironment {
     pub roots: Vec<PathBuf>,
     /// The config file to watch and to write `mcp.add`/`mcp.remove` to.
     pub config_path: Option<PathBuf>,
+    /// The `pryx` binary whose sandbox helper runs stdio servers in their own PID namespace
+    /// (so nothing they start outlives Pryx); `None` starts them directly.
+    pub helper: Option<PathBuf>,
 }
 
 /// Owns every MCP server of one agent runtime.
@@ -81,6 +84,7 @@ pub struct McpManager {
     roots: Arc<Vec<String>>,
     default_cwd: PathBuf,
     config_path: Option<PathBuf>,
+    helper: Option<PathBuf>,
     state: Mutex<State>,
     /// Serialises config applications (file watcher and API calls).
     applying: tokio::sync::Mutex<()>,
@@ -114,7 +118,7 @@ impl McpManager {
     /// Start the configured servers (in the background) and, if asked, watch the file.
     pub fn start(config: &McpConfig, live: Arc<LiveTools>, environment: McpEnvironment) -> Arc<McpManager> {
         let (status_events, _) = broadcast::channel(256);
-        let McpEnvironment { secrets, credentials, roots, config_path } = environment;
+        let McpEnvironment { secrets, credentials, roots, config_path, helper } = environment;
         let default_cwd = roots.first().cloned().unwrap_or_else(std::env::temp_dir);
         let roots = roots.iter().filter_map(|r| url::Url::from_directory_path(r).ok()).map(String::from).collect();
         let manager = Arc::new(McpManager {
@@ -126,6 +130,7 @@ impl McpManager {
             roots: Arc::new(roots),
             default_cwd,
             config_path,
+            helper,
             state: Mutex::new(State { max_output_bytes: config.max_output_bytes, ..State::default() }),
             applying: tokio::sync::Mutex::new(()),
             status_events,
@@ -445,6 +450,15 @@ impl McpManager {
 
     // ---- helpers for the supervisors ----
 
+    fn connect_context(&self, server: &str) -> ConnectContext<'_> {
+        ConnectContext {
+            default_cwd: &self.default_cwd,
+            secrets: &self.secrets,
+            credentials: self.credentials.for_server(server),
+            helper: self.helper.as_deref(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -512,14 +526,7 @@ impl Supervisor {
             let signals = ServerSignals::new(&self.name, roots);
             let opened = tokio::select! {
                 _ = self.stop.cancelled() => return,
-                opened = Connection::open(
-                    &self.name,
-                    &self.config,
-                    &manager.default_cwd,
-                    &manager.secrets,
-                    manager.credentials.for_server(&self.name),
-                    signals.clone(),
-                ) => opened,
+                opened = Connection::open(&self.name, &self.config, manager.connect_context(&self.name), signals.clone()) => opened,
             };
             let started = Instant::now();
             let ended = match opened {

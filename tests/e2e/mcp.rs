@@ -391,31 +391,57 @@ async fn a_long_mcp_call_that_reports_progress_may_outlast_the_generic_tool_time
 #[tokio::test]
 async fn shutdown_with_three_servers_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
+    // `everything` runs through npx, as most users start servers (npm, a shell, node); `files`
+    // leaves a helper behind that ignores stdin, the kind of process that would be orphaned.
     let config = format!(
-        "{}\n[mcp.servers.files]\ncommand = \"node\"\nargs = [\"{}\", \"{}\"]\n\n[mcp.servers.time]\ncommand = \"mcp-server-time\"\n",
-        everything_stdio("everything"),
+        "[mcp.servers.everything]\ncommand = \"npx\"\nargs = [\"--no-install\", \"mcp-server-everything\", \"stdio\"]\ncwd = \"{}\"\n\n\
+         [mcp.servers.files]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 300 & exec node {} {}\"]\n\n[mcp.servers.time]\ncommand = \"mcp-server-time\"\n",
+        peers().display(),
         server_js("server-filesystem"),
         dir.path().display()
     );
     for how in ["SIGTERM", "SIGKILL"] {
         let pryx = Pryx::start(Options::default().config(&config)).await;
         let client = pryx.client().await;
-        let mut pids = Vec::new();
+        let mut processes = Vec::new();
         for name in ["everything", "files", "time"] {
-            pids.push(wait_for_state(&client, name, McpServerState::Ready).await.pid.unwrap());
+            let pid = wait_for_state(&client, name, McpServerState::Ready).await.pid.unwrap();
+            processes.extend(process_tree(pid));
         }
-        assert!(pids.iter().all(|&pid| alive(pid)));
+        assert!(processes.len() > 3, "npx starts more than one process: {processes:?}");
+        assert!(processes.iter().all(|&pid| alive(pid)));
         drop(client);
         if how == "SIGTERM" {
             assert_eq!(pryx.terminate().await, 0);
-            let left: Vec<_> = pids.iter().filter(|&&pid| alive(pid)).collect();
+            let left: Vec<_> = processes.iter().filter(|&&pid| alive(pid)).collect();
             assert!(left.is_empty(), "still running after a clean exit: {left:?}");
         } else {
             pryx.kill9().await;
-            // The parent-death signal takes them; give the kernel a moment to deliver it.
-            eventually("servers to die with Pryx", || async { pids.iter().all(|&pid| !alive(pid)) }).await;
+            // The parent-death signal and the PID namespaces take them all.
+            eventually("servers to die with Pryx", || async { processes.iter().all(|&pid| !alive(pid)) }).await;
         }
     }
+}
+
+/// `pid` and every process below it, from /proc.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let parent_of = |child: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().copied().filter(|&p| parent_of(p) == Some(parent)));
+        i += 1;
+    }
+    tree
 }
 
 #[tokio::test]
