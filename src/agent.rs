@@ -531,6 +531,11 @@ impl Agent {
         self.mcp.shutdown().await;
     }
 
+    /// The keychain (or what stands in for it).
+    pub fn secrets(&self) -> &SecretsHandle {
+        &self.secrets
+    }
+
     /// The MCP servers of this runtime.
     pub fn mcp(&self) -> &Arc<McpManager> {
         &self.mcp

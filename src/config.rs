@@ -29,6 +29,61 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub telemetry: TelemetryConfig,
     pub mcp: McpConfig,
+    pub telegram: TelegramConfig,
+}
+
+/// `[telegram]`: talk to Pryx from Telegram. Off until `bot_token` is set.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The bot token from @BotFather, as `secret:NAME`; a plain value found here is moved
+    /// into the keychain at start (as `telegram/bot`).
+    pub bot_token: Option<String>,
+    /// `polling`: Pryx asks Telegram for messages (works without a public address).
+    /// `webhook`: Telegram posts them to `public_url` + `/webhooks/telegram`.
+    pub mode: TelegramMode,
+    /// The public `https` base URL that reaches this Pryx (webhook mode); Pryx registers the
+    /// webhook there with `setWebhook` at start.
+    pub public_url: Option<String>,
+    /// The secret Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` (webhook mode),
+    /// as `secret:NAME`. Requests without it are refused.
+    pub webhook_secret: Option<String>,
+    /// The Bot API base URL (tests point it at a local stand-in).
+    pub api_base: String,
+    /// Chat ids that may talk to Pryx without pairing (the owner's own chat, say).
+    pub allowed_chats: Vec<i64>,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            bot_token: None,
+            mode: TelegramMode::Polling,
+            public_url: None,
+            webhook_secret: None,
+            api_base: "https://api.telegram.org".into(),
+            allowed_chats: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("bot_token", &self.bot_token.as_ref().map(|_| REDACTED))
+            .field("mode", &self.mode)
+            .field("public_url", &self.public_url)
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How Telegram messages reach Pryx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    Polling,
+    Webhook,
 }
 
 /// `[mcp]`: MCP servers whose tools the agent offers the model. This section is reloaded
@@ -266,6 +321,8 @@ impl Config {
         };
         shown.llm.api_key.iter_mut().for_each(redact);
         shown.telemetry.otlp.headers.values_mut().for_each(redact);
+        shown.telegram.bot_token.iter_mut().for_each(redact);
+        shown.telegram.webhook_secret.iter_mut().for_each(redact);
         for server in shown.mcp.servers.values_mut() {
             server.headers.values_mut().for_each(redact);
             server.env.values_mut().for_each(redact);
@@ -301,6 +358,27 @@ impl Config {
                 return Err((format!("mcp.servers.{name}"), "use 1-32 letters, digits, `_` or `-` in names".into()));
             }
             check_mcp_server(server).map_err(|m| (format!("mcp.servers.{name}"), m))?;
+        }
+        check_url(&self.telegram.api_base).map_err(|m| ("telegram.api_base".to_owned(), m))?;
+        for (key, value) in [("bot_token", &self.telegram.bot_token), ("webhook_secret", &self.telegram.webhook_secret)]
+        {
+            if let Some(Err(e)) = value.as_deref().and_then(crate::secrets::reference) {
+                return Err((format!("telegram.{key}"), e.to_string()));
+            }
+        }
+        if self.telegram.mode == TelegramMode::Webhook && self.telegram.bot_token.is_some() {
+            let url = self.telegram.public_url.as_deref().ok_or_else(|| {
+                ("telegram.public_url".to_owned(), "webhook mode needs the public https URL of this Pryx".to_owned())
+            })?;
+            check_url(url).map_err(|m| ("telegram.public_url".to_owned(), m))?;
+            if self.telegram.webhook_secret.is_none() {
+                return Err((
+                    "telegram.webhook_secret".into(),
+                    "webhook mode needs a secret (e.g. `pryx secret set telegram/webhook`, then \
+                     webhook_secret = \"secret:telegram/webhook\")"
+                        .into(),
+                ));
+            }
         }
         if self.mcp.max_output_bytes < 1024 {
             return Err(("mcp.max_output_bytes".into(), "must be at least 1024".into()));

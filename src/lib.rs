@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod app;
 pub mod approvals;
+pub mod channels;
 pub mod chat;
 pub mod cli_tools;
 pub mod client;

@@ -9,23 +9,36 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, wire_name, Approval, ApprovalDecision, McpOverview, McpServerConfig, McpServerStatus,
-    McpToolInfo, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, TurnEventEnvelope, TurnStarted,
+    error_code, rpc_error, wire_name, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
+    McpServerStatus, McpToolInfo, PairingCode, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
+    TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Agent, AgentError};
+use crate::channels::{ChannelError, Channels};
 use crate::mcp::config_file::{parse_mcp_servers_json, EditError};
 use crate::mcp::McpError;
 
 /// The server-side implementation of [`PryxApiServer`].
 pub struct RpcApi {
     agent: Arc<Agent>,
+    channels: Arc<Channels>,
 }
 
 impl RpcApi {
-    pub fn new(agent: Arc<Agent>) -> Self {
-        RpcApi { agent }
+    pub fn new(agent: Arc<Agent>, channels: Arc<Channels>) -> Self {
+        RpcApi { agent, channels }
+    }
+}
+
+impl From<ChannelError> for ErrorObjectOwned {
+    fn from(e: ChannelError) -> Self {
+        let code = match &e {
+            ChannelError::NotConfigured(_) => error_code::UNAVAILABLE,
+            ChannelError::Store(_) => error_code::INTERNAL,
+        };
+        rpc_error(code, e.to_string())
     }
 }
 
@@ -224,6 +237,18 @@ impl PryxApiServer for RpcApi {
 
     async fn mcp_logout(&self, name: String) -> Result<(), ErrorObjectOwned> {
         Ok(self.agent.mcp().logout(&name).await?)
+    }
+
+    async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned> {
+        Ok(self.channels.pairing_code(&channel).await?)
+    }
+
+    async fn channel_replies(
+        &self,
+        channel: String,
+        limit: Option<u32>,
+    ) -> Result<Vec<ChannelReply>, ErrorObjectOwned> {
+        Ok(self.channels.replies(&channel, limit.unwrap_or(100)).await?)
     }
 
     async fn mcp_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

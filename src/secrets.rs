@@ -18,7 +18,11 @@ const SERVICE: &str = "pryx";
 /// The entry that lists the names of stored secrets (names only, never values).
 const INDEX: &str = "__index__";
 /// Config keys that hold secrets, with the name their value moves to in the keychain.
-pub const SECRET_CONFIG_KEYS: &[(&str, &str, &str)] = &[("llm", "api_key", "llm/api_key")];
+pub const SECRET_CONFIG_KEYS: &[(&str, &str, &str)] = &[
+    ("llm", "api_key", "llm/api_key"),
+    ("telegram", "bot_token", "telegram/bot"),
+    ("telegram", "webhook_secret", "telegram/webhook"),
+];
 
 /// The prefix of a config value that refers to a secret.
 pub const REFERENCE_PREFIX: &str = "secret:";

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, Faults};
+use crate::channels::Channels;
 use crate::config::Config;
 use crate::panics;
 use crate::rpc::RpcApi;
@@ -133,6 +134,18 @@ fn record_runtime_crash(launch: &Launch, message: &str, backtrace: &str) -> anyh
     })
 }
 
+/// The server settings, plus the public host Telegram's webhooks arrive under.
+fn server_config(config: &Config) -> crate::config::ServerConfig {
+    let mut server = config.server.clone();
+    let public = config.telegram.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+    if let Some(host) = public.as_ref().and_then(|u| u.host_str()) {
+        if config.telegram.mode == crate::config::TelegramMode::Webhook && config.telegram.bot_token.is_some() {
+            server.allowed_hosts.push(host.to_owned());
+        }
+    }
+    server
+}
+
 /// The address a browser on this machine uses to reach `address` (a wildcard bind is
 /// reached on loopback).
 fn loopback_address(address: std::net::SocketAddr) -> std::net::SocketAddr {
@@ -170,12 +183,14 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
+    let channels = Channels::start(agent.clone(), &launch.config.telegram, agent.secrets()).await;
+    let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(
         listener,
-        launch.config.server.clone(),
+        server_config(&launch.config),
         launch.token.clone(),
-        RpcApi::new(agent.clone()).into_rpc(),
-        crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())),
+        RpcApi::new(agent.clone(), channels.clone()).into_rpc(),
+        public_routes,
         server_stop.clone(),
     ));
     let spans_stop = CancellationToken::new();
@@ -199,6 +214,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     };
     tracing::info!("shutting down");
     server_stop.cancel();
+    channels.shutdown().await;
     agent.shutdown(SHUTDOWN_GRACE).await;
     spans_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), span_writer).await;

@@ -502,6 +502,32 @@ pub struct McpOverview {
     pub config_path: Option<String>,
 }
 
+/// A one-time code that pairs the owner's chat with Pryx (`/start CODE` on Telegram).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingCode {
+    pub channel: String,
+    pub code: String,
+    /// Opening it in Telegram sends `/start CODE` to the bot (show it as a QR code).
+    pub link: Option<String>,
+    /// Unix ms after which the code no longer works.
+    pub expires_at: i64,
+}
+
+/// A reply Pryx sent (or is sending, or failed to send) on a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelReply {
+    pub id: i64,
+    pub chat_id: String,
+    pub text: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    /// The platform's error for the last failed attempt.
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
 /// The Pryx JSON-RPC API.
 #[rpc(server, client)]
 pub trait PryxApi {
@@ -635,6 +661,16 @@ pub trait PryxApi {
     /// Forget a server's OAuth tokens and reconnect it (it will need a new sign-in).
     #[method(name = "mcp.logout")]
     async fn mcp_logout(&self, name: String) -> Result<(), ErrorObjectOwned>;
+
+    /// A new one-time pairing code for a channel (`telegram`), valid for 10 minutes: the chat
+    /// that sends it becomes the owner's. Earlier unused codes stay valid until they expire.
+    #[method(name = "channel.pairing_code")]
+    async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned>;
+
+    /// The latest replies on a channel, newest first, with their delivery state.
+    #[method(name = "channel.replies")]
+    async fn channel_replies(&self, channel: String, limit: Option<u32>)
+        -> Result<Vec<ChannelReply>, ErrorObjectOwned>;
 
     /// Status changes of MCP servers, live.
     #[subscription(name = "mcp.subscribe", unsubscribe = "mcp.unsubscribe", item = McpServerStatus)]

@@ -12,5 +12,6 @@ mod mcp;
 mod providers;
 mod secrets;
 mod security;
+mod telegram;
 mod telemetry;
 mod tools;

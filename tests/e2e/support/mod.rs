@@ -5,6 +5,7 @@
 
 pub mod keyring;
 pub mod mock_llm;
+pub mod telegram;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,0 +1,516 @@
+//! Messaging channels: the owner talks to Pryx from Telegram (WhatsApp comes next).
+//!
+//! One pipeline for every platform:
+//! 1. **Intake** (webhook or long poll) turns a platform payload into an [`InboundMessage`]
+//!    and commits it to the inbox, deduplicated by the platform's id, before the platform
+//!    is answered. Nothing slow happens here, so a busy model never delays an ack.
+//! 2. **Dispatch** takes inbox rows in order. Chats the owner has not paired (or listed in
+//!    `allowed_chats`) get one polite refusal and never reach the model or a tool; `/start
+//!    CODE` with a fresh pairing code pairs a chat. Commands (`/new`, `/stop`, `/help`) are
+//!    answered here; text starts a turn in the chat's session (the agent keeps one
+//!    session's turns in order), and a follower waits for its answer, showing "typing…".
+//! 3. **Outbox**: the answer, formatted and split for the platform, is queued in the same
+//!    transaction that marks the message answered, and a sender delivers it with retries.
+//!
+//! A crash between 2 and 3 leaves the message `started`; at the next start its chat is told
+//! the answer was interrupted (once), so every message is answered exactly once.
+
+pub mod format;
+pub mod tables;
+pub mod telegram;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pryx_api::{ChannelReply, PairingCode, TurnEvent, TurnStatus};
+use rand::Rng;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::config::{TelegramConfig, TelegramMode};
+use crate::secrets::{SecretString, SecretsHandle};
+use crate::store::{now_ms, Store, StoreError};
+use tables::{InboundMessage, InboxRow, Kind};
+use telegram::BotApi;
+
+/// How long a pairing code works.
+const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
+/// Attempts before a reply is given up as failed.
+const MAX_SEND_ATTEMPTS: i64 = 8;
+/// How often "typing…" is refreshed while a turn runs (Telegram shows it for ~5 s).
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+
+const HELP: &str = "I'm Pryx, your own agent. Write to me as you would in the app.\n\
+                    /new starts a fresh conversation, /stop stops the current answer.";
+const REFUSAL: &str = "Sorry, this is a private assistant and this chat is not paired with it. \
+                       Its owner can pair a chat from the Pryx app.";
+
+/// Why a channel request from the API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("the channel `{0}` is not configured (see [telegram] in the config)")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Telegram, when configured and started.
+struct TelegramChannel {
+    api: Arc<BotApi>,
+    /// Set in webhook mode: what Telegram must present.
+    webhook_secret: Option<SecretString>,
+    username: Mutex<Option<String>>,
+    allowed: Vec<String>,
+}
+
+/// The channels of one agent runtime.
+pub struct Channels {
+    agent: Arc<Agent>,
+    store: Store,
+    telegram: Option<TelegramChannel>,
+    /// Wakes the dispatcher (new inbox rows) and the sender (new outbox rows).
+    inbox_wake: Notify,
+    outbox_wake: Notify,
+    /// The latest turn of each chat, for `/stop`.
+    running: Mutex<HashMap<String, String>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Channels {
+    /// Start what is configured. A channel that cannot start (no token in the keychain,
+    /// Telegram unreachable) is logged and left off; the agent runs regardless.
+    pub async fn start(agent: Arc<Agent>, config: &TelegramConfig, secrets: &SecretsHandle) -> Arc<Channels> {
+        let store = agent.store().clone();
+        let telegram = match &config.bot_token {
+            Some(token) => match telegram_channel(config, token, secrets).await {
+                Ok(channel) => Some(channel),
+                Err(e) => {
+                    tracing::error!(target: "pryx::channels", "Telegram is off: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let channels = Arc::new(Channels {
+            agent,
+            store,
+            telegram,
+            inbox_wake: Notify::new(),
+            outbox_wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        if let Some(telegram) = &channels.telegram {
+            if let Err(e) = channels.recover_interrupted().await {
+                tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
+            }
+            let polling = telegram.webhook_secret.is_none();
+            let runner = channels.clone();
+            channels.tasks.spawn(async move { runner.dispatch_loop().await });
+            let runner = channels.clone();
+            channels.tasks.spawn(async move { runner.send_loop().await });
+            if polling {
+                let runner = channels.clone();
+                channels.tasks.spawn(async move { runner.poll_loop().await });
+            }
+        }
+        channels
+    }
+
+    /// Stop intake, dispatch and sending; queued replies stay queued for the next start.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.tasks.wait()).await;
+    }
+
+    // ---- intake ----
+
+    /// Commit a message, then wake the dispatcher. `Ok(false)`: a redelivery, already in.
+    pub async fn accept(&self, message: &InboundMessage) -> Result<bool, StoreError> {
+        let new = tables::accept(&self.store, message).await?.is_some();
+        if new {
+            self.inbox_wake.notify_one();
+        }
+        Ok(new)
+    }
+
+    /// `POST /webhooks/telegram`: check the secret, commit, answer.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        let channels = Arc::downgrade(self);
+        let handler = move |headers: HeaderMap, body: Bytes| {
+            let channels = channels.clone();
+            async move {
+                let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let Some(secret) = channels.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
+                    return StatusCode::NOT_FOUND;
+                };
+                let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+                if !telegram::secret_matches(secret, presented) {
+                    tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let update: telegram::Update = match serde_json::from_slice(&body) {
+                    Ok(update) => update,
+                    Err(e) => {
+                        tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
+                        return StatusCode::BAD_REQUEST;
+                    }
+                };
+                let Some(message) = telegram::inbound(&update) else { return StatusCode::OK };
+                match channels.accept(&message).await {
+                    Ok(_) => StatusCode::OK,
+                    // Not stored: Telegram must deliver it again.
+                    Err(e) => {
+                        tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }
+        };
+        axum::Router::new().route("/webhooks/telegram", axum::routing::post(handler))
+    }
+
+    /// Long polling: updates are committed before the offset moves past them.
+    async fn poll_loop(self: Arc<Self>) {
+        let Some(telegram) = &self.telegram else { return };
+        let mut offset: i64 =
+            tables::cursor(&self.store, "telegram").await.ok().flatten().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let updates = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                updates = telegram.api.updates(offset) => updates,
+            };
+            match updates {
+                Ok(updates) => {
+                    backoff = Duration::from_secs(1);
+                    for raw in updates {
+                        let Ok(update) = serde_json::from_value::<telegram::Update>(raw) else { continue };
+                        if let Some(message) = telegram::inbound(&update) {
+                            if let Err(e) = self.accept(&message).await {
+                                tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
+                                break;
+                            }
+                        }
+                        offset = update.update_id + 1;
+                        if let Err(e) = tables::set_cursor(&self.store, "telegram", &offset.to_string()).await {
+                            tracing::error!(target: "pryx::channels", "cannot store the Telegram offset: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target: "pryx::channels", "Telegram polling failed: {e}; again in {}s", backoff.as_secs());
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    // ---- dispatch ----
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        loop {
+            match tables::inbox_with_status(&self.store, "telegram", "pending").await {
+                Ok(rows) => {
+                    for row in rows {
+                        if let Err(e) = self.handle(row).await {
+                            tracing::error!(target: "pryx::channels", "cannot handle a message: {e}");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(target: "pryx::channels", "cannot read the inbox: {e}"),
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.inbox_wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    fn allowed(&self, chat_id: &str) -> bool {
+        self.telegram.as_ref().is_some_and(|t| t.allowed.iter().any(|a| a == chat_id))
+    }
+
+    async fn reply(&self, row: &InboxRow, text: &str) -> Result<(), StoreError> {
+        let pieces = format::telegram_pieces(text);
+        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, Some(row.id), &pieces).await?;
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    async fn handle(self: &Arc<Self>, row: InboxRow) -> Result<(), StoreError> {
+        let message = &row.message;
+        let chat = tables::chat(&self.store, message.channel, &message.chat_id).await?;
+        let (command, argument) = match message.kind {
+            Kind::Command => {
+                let mut words = message.text.splitn(2, char::is_whitespace);
+                // `/start@pryx_bot` in groups names the bot.
+                let command = words.next().unwrap_or("").split('@').next().unwrap_or("").to_ascii_lowercase();
+                (Some(command), words.next().unwrap_or("").trim().to_owned())
+            }
+            _ => (None, String::new()),
+        };
+        if !chat.paired && !self.allowed(&message.chat_id) {
+            if command.as_deref() == Some("/start")
+                && !argument.is_empty()
+                && tables::redeem_pairing_code(&self.store, message.channel, &argument, &message.chat_id).await?
+            {
+                tracing::info!(target: "pryx::channels", chat = %message.chat_id, "a chat was paired");
+                return self.reply(&row, &format!("Paired: this chat now talks to your Pryx.\n\n{HELP}")).await;
+            }
+            // One polite refusal per chat; the rest is recorded and dropped.
+            if chat.refused {
+                return tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await;
+            }
+            tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
+            tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
+            tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await?;
+            tables::queue_reply(
+                &self.store,
+                message.channel,
+                &message.chat_id,
+                None,
+                &format::telegram_pieces(REFUSAL),
+            )
+            .await?;
+            self.outbox_wake.notify_one();
+            return Ok(());
+        }
+        match (message.kind, command.as_deref()) {
+            (Kind::Unsupported, _) => {
+                let text =
+                    format!("I can only read text for now, so I cannot use {}. Please write it out.", message.text);
+                self.reply(&row, &text).await
+            }
+            (Kind::Command, Some("/start" | "/help")) => self.reply(&row, HELP).await,
+            (Kind::Command, Some("/new")) => {
+                let session = self.new_session(message).await?;
+                tables::set_chat_session(&self.store, message.channel, &message.chat_id, &session).await?;
+                self.reply(&row, "Started a new conversation.").await
+            }
+            (Kind::Command, Some("/stop")) => {
+                let turn = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&message.chat_id).cloned();
+                let stopped = match turn {
+                    Some(turn) => self.agent.cancel(&turn).await.unwrap_or(false),
+                    None => false,
+                };
+                self.reply(&row, if stopped { "Stopped." } else { "Nothing is running." }).await
+            }
+            (Kind::Command, _) => self.reply(&row, &format!("I do not know that command.\n\n{HELP}")).await,
+            (Kind::Text, _) => self.start_turn(row, chat.session_id).await,
+        }
+    }
+
+    async fn new_session(&self, message: &InboundMessage) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let who = if message.sender_name.is_empty() { "chat".to_owned() } else { message.sender_name.clone() };
+        self.store.create_session(&id, &format!("Telegram · {who}"), message.channel).await?;
+        Ok(id)
+    }
+
+    async fn start_turn(self: &Arc<Self>, row: InboxRow, session: Option<String>) -> Result<(), StoreError> {
+        let message = &row.message;
+        let session = match session {
+            Some(session) if self.store.session(&session).await.is_ok() => session,
+            _ => {
+                let session = self.new_session(message).await?;
+                tables::set_chat_session(&self.store, message.channel, &message.chat_id, &session).await?;
+                session
+            }
+        };
+        let started = match self.agent.send(&session, message.text.clone()).await {
+            Ok(started) => started,
+            Err(e) => return self.reply(&row, &format!("Sorry, I could not take that: {e}")).await,
+        };
+        tables::mark(&self.store, row.id, "started", Some(&started.turn_id), None).await?;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(message.chat_id.clone(), started.turn_id.clone());
+        let channels = self.clone();
+        self.tasks.spawn(async move { channels.follow(row, started.turn_id).await });
+        Ok(())
+    }
+
+    /// Wait for a turn's end, keeping "typing…" up, and queue its answer.
+    async fn follow(self: Arc<Self>, row: InboxRow, turn_id: String) {
+        let (tx, mut rx) = mpsc::channel(256);
+        let agent = self.agent.clone();
+        let follow_id = turn_id.clone();
+        tokio::spawn(async move { agent.follow_turn(&follow_id, tx).await });
+        let mut typing = tokio::time::interval(TYPING_EVERY);
+        let end = loop {
+            tokio::select! {
+                envelope = rx.recv() => match envelope {
+                    Some(envelope) if envelope.event.is_terminal() => break Some(envelope.event),
+                    Some(_) => {}
+                    None => break None,
+                },
+                _ = typing.tick() => {
+                    if let Some(telegram) = &self.telegram {
+                        let _ = telegram.api.typing(&row.message.chat_id).await;
+                    }
+                }
+                _ = self.shutdown.cancelled() => return,
+            }
+        };
+        let text = match end {
+            Some(TurnEvent::Done { status: TurnStatus::Completed, message_id: Some(id) }) => {
+                match self.store.message(id).await {
+                    Ok(message) if !message.content.trim().is_empty() => message.content,
+                    _ => "(I have nothing to say to that.)".to_owned(),
+                }
+            }
+            Some(TurnEvent::Done { status: TurnStatus::Cancelled, .. }) => "(stopped)".to_owned(),
+            Some(TurnEvent::Done { .. }) | None => {
+                "I was interrupted while answering this; please send it again.".into()
+            }
+            Some(TurnEvent::Error { message, .. }) => format!("Sorry, that failed: {message}"),
+            Some(_) => return,
+        };
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.get(&row.message.chat_id) == Some(&turn_id) {
+                running.remove(&row.message.chat_id);
+            }
+        }
+        if let Err(e) = self.reply(&row, &text).await {
+            tracing::error!(target: "pryx::channels", "cannot queue an answer: {e}");
+        }
+    }
+
+    /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
+    async fn recover_interrupted(&self) -> Result<(), StoreError> {
+        for row in tables::inbox_with_status(&self.store, "telegram", "started").await? {
+            self.reply(&row, "I was interrupted while answering this (Pryx restarted); please send it again.").await?;
+        }
+        Ok(())
+    }
+
+    // ---- outbox ----
+
+    async fn send_loop(self: Arc<Self>) {
+        let Some(telegram) = &self.telegram else { return };
+        loop {
+            let due = tables::due_replies(&self.store, "telegram", 32).await.unwrap_or_else(|e| {
+                tracing::error!(target: "pryx::channels", "cannot read the outbox: {e}");
+                Vec::new()
+            });
+            for reply in due {
+                self.send_one(&telegram.api, reply).await;
+            }
+            let wait = match tables::next_due(&self.store, "telegram").await {
+                Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
+                _ => Duration::from_secs(60),
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.outbox_wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn send_one(&self, api: &BotApi, reply: tables::OutboxRow) {
+        let mut sent = api.send_message(&reply.chat_id, &reply.body, true).await;
+        if let Err(telegram::ApiError::Refused { code: 400, description }) = &sent {
+            // Telegram could not parse the formatting: the words matter more than the looks.
+            if description.contains("parse") || description.contains("entities") {
+                sent = api.send_message(&reply.chat_id, &reply.plain, false).await;
+            }
+        }
+        let result = match sent {
+            Ok(message_id) => tables::reply_sent(&self.store, reply.id, &message_id).await,
+            Err(telegram::ApiError::RateLimited(wait)) => {
+                tables::reply_retry(&self.store, reply.id, now_ms() + wait.as_millis() as i64, "rate limited").await
+            }
+            Err(telegram::ApiError::Transient(why)) if reply.attempts + 1 < MAX_SEND_ATTEMPTS => {
+                let backoff = 1000i64 << reply.attempts.min(6);
+                tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await
+            }
+            Err(e) => {
+                tracing::warn!(target: "pryx::channels", chat = %reply.chat_id, "a reply could not be delivered: {e}");
+                tables::reply_failed(&self.store, reply.id, &e.to_string()).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(target: "pryx::channels", "cannot record a reply's delivery: {e}");
+        }
+    }
+
+    // ---- what the API asks ----
+
+    pub async fn pairing_code(&self, channel: &str) -> Result<PairingCode, ChannelError> {
+        let telegram = match (channel, &self.telegram) {
+            ("telegram", Some(telegram)) => telegram,
+            _ => return Err(ChannelError::NotConfigured(channel.to_owned())),
+        };
+        // 8 characters from an alphabet without look-alikes: about 40 bits, for 10 minutes.
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let code: String = {
+            let mut rng = rand::rng();
+            (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+        };
+        let expires_at = now_ms() + PAIRING_LIFETIME_MS;
+        tables::add_pairing_code(&self.store, "telegram", &code, expires_at).await?;
+        let cached = telegram.username.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let username = match cached {
+            Some(name) => Some(name),
+            None => {
+                let name = telegram.api.username().await.ok().flatten();
+                *telegram.username.lock().unwrap_or_else(|p| p.into_inner()) = name.clone();
+                name
+            }
+        };
+        let link = username.map(|name| format!("https://t.me/{name}?start={code}"));
+        Ok(PairingCode { channel: "telegram".into(), code, link, expires_at })
+    }
+
+    pub async fn replies(&self, channel: &str, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
+        Ok(tables::replies(&self.store, channel, i64::from(limit.clamp(1, 1000))).await?)
+    }
+}
+
+async fn telegram_channel(
+    config: &TelegramConfig,
+    token: &str,
+    secrets: &SecretsHandle,
+) -> Result<TelegramChannel, String> {
+    let resolve =
+        |value: String| async move { secrets.run(move |s| s.resolve(&value)).await.map_err(|e| e.to_string()) };
+    let token = resolve(token.to_owned()).await.map_err(|e| format!("bot_token: {e}"))?;
+    let api = BotApi::new(&config.api_base, token);
+    let webhook_secret = match config.mode {
+        TelegramMode::Polling => {
+            if let Err(e) = api.delete_webhook().await {
+                tracing::warn!(target: "pryx::channels", "cannot remove a Telegram webhook before polling: {e}");
+            }
+            None
+        }
+        TelegramMode::Webhook => {
+            let secret = config.webhook_secret.clone().ok_or("webhook mode needs telegram.webhook_secret")?;
+            let secret = resolve(secret).await.map_err(|e| format!("webhook_secret: {e}"))?;
+            let base = config.public_url.as_deref().unwrap_or_default().trim_end_matches('/');
+            api.set_webhook(&format!("{base}/webhooks/telegram"), &secret)
+                .await
+                .map_err(|e| format!("cannot register the webhook: {e}"))?;
+            Some(secret)
+        }
+    };
+    Ok(TelegramChannel {
+        api,
+        webhook_secret,
+        username: Mutex::new(None),
+        allowed: config.allowed_chats.iter().map(i64::to_string).collect(),
+    })
+}

@@ -1,0 +1,361 @@
+//! The channel tables (migration 0004): inbox, outbox, paired chats, pairing codes and
+//! cursors. All SQL of the channels lives here; nothing else touches these tables.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::format::Piece;
+use crate::store::{now_ms, Result, Store};
+
+/// What kind of message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// A `/command`.
+    Command,
+    /// Stickers, voice, files…: answered with a note that they are not supported.
+    Unsupported,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Command => "command",
+            Kind::Unsupported => "unsupported",
+        }
+    }
+    fn parse(text: &str) -> Kind {
+        match text {
+            "command" => Kind::Command,
+            "unsupported" => Kind::Unsupported,
+            _ => Kind::Text,
+        }
+    }
+}
+
+/// A platform message, as every channel hands it to the inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    pub channel: &'static str,
+    /// The platform's id for this delivery; a redelivery has the same one.
+    pub platform_id: String,
+    pub chat_id: String,
+    pub sender_id: String,
+    pub sender_name: String,
+    pub kind: Kind,
+    /// The text (for `Unsupported`, what it was: "a sticker").
+    pub text: String,
+}
+
+/// An inbox row still to be handled.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub message: InboundMessage,
+    pub turn_id: Option<String>,
+}
+
+/// Commit a message to the inbox. `Ok(None)` when it was already there (a redelivery).
+pub async fn accept(store: &Store, message: &InboundMessage) -> Result<Option<i64>> {
+    let result = sqlx::query(
+        "INSERT OR IGNORE INTO channel_inbox \
+         (channel, platform_id, chat_id, sender_id, sender_name, kind, text, received_at, status) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+    )
+    .bind(message.channel)
+    .bind(&message.platform_id)
+    .bind(&message.chat_id)
+    .bind(&message.sender_id)
+    .bind(&message.sender_name)
+    .bind(message.kind.as_str())
+    .bind(&message.text)
+    .bind(now_ms())
+    .execute(store.pool())
+    .await?;
+    Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
+}
+
+fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
+    Ok(InboxRow {
+        id: row.try_get("id")?,
+        turn_id: row.try_get("turn_id")?,
+        message: InboundMessage {
+            channel,
+            platform_id: row.try_get("platform_id")?,
+            chat_id: row.try_get("chat_id")?,
+            sender_id: row.try_get("sender_id")?,
+            sender_name: row.try_get("sender_name")?,
+            kind: Kind::parse(row.try_get::<&str, _>("kind")?),
+            text: row.try_get("text")?,
+        },
+    })
+}
+
+/// Rows in `status` of `channel`, oldest first.
+pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &str) -> Result<Vec<InboxRow>> {
+    let rows = sqlx::query(
+        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, turn_id \
+         FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
+    )
+    .bind(channel)
+    .bind(status)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(|row| inbox_row(channel, row)).collect()
+}
+
+/// Settle an inbox row (`started` with its turn, `refused`/`ignored` with a note).
+pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, note: Option<&str>) -> Result<()> {
+    sqlx::query("UPDATE channel_inbox SET status = ?, turn_id = COALESCE(?, turn_id), note = ? WHERE id = ?")
+        .bind(status)
+        .bind(turn_id)
+        .bind(note)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Queue a reply (in pieces) and, in the same transaction, mark its inbox row answered:
+/// a reply is either queued and recorded, or neither.
+pub async fn queue_reply(
+    store: &Store,
+    channel: &'static str,
+    chat_id: &str,
+    inbox_id: Option<i64>,
+    pieces: &[Piece],
+) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
+    let now = now_ms();
+    for piece in pieces {
+        sqlx::query(
+            "INSERT INTO channel_outbox (channel, chat_id, inbox_id, body, plain, status, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(channel)
+        .bind(chat_id)
+        .bind(inbox_id)
+        .bind(&piece.html)
+        .bind(&piece.plain)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(id) = inbox_id {
+        sqlx::query("UPDATE channel_inbox SET status = 'answered' WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A reply waiting to go out.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub chat_id: String,
+    pub body: String,
+    pub plain: String,
+    pub attempts: i64,
+}
+
+/// The next reply of each chat that is due, oldest chats first (one per chat keeps each
+/// chat's replies in order).
+pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.chat_id, o.body, o.plain, o.attempts FROM channel_outbox o \
+         WHERE o.channel = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
+           AND o.id = (SELECT MIN(id) FROM channel_outbox p \
+                       WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.status = 'pending') \
+         ORDER BY o.id LIMIT ?",
+    )
+    .bind(channel)
+    .bind(now_ms())
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(OutboxRow {
+                id: row.try_get("id")?,
+                chat_id: row.try_get("chat_id")?,
+                body: row.try_get("body")?,
+                plain: row.try_get("plain")?,
+                attempts: row.try_get("attempts")?,
+            })
+        })
+        .collect()
+}
+
+/// When the next pending reply of `channel` is due, if any.
+pub async fn next_due(store: &Store, channel: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM channel_outbox WHERE channel = ? AND status = 'pending'")
+        .bind(channel)
+        .fetch_one(store.pool())
+        .await?)
+}
+
+pub async fn reply_sent(store: &Store, id: i64, platform_message_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE channel_outbox SET status = 'sent', attempts = attempts + 1, platform_message_id = ?, sent_at = ? \
+         WHERE id = ?",
+    )
+    .bind(platform_message_id)
+    .bind(now_ms())
+    .bind(id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn reply_retry(store: &Store, id: i64, at: i64, error: &str) -> Result<()> {
+    sqlx::query("UPDATE channel_outbox SET attempts = attempts + 1, next_attempt_at = ?, error = ? WHERE id = ?")
+        .bind(at)
+        .bind(error)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn reply_failed(store: &Store, id: i64, error: &str) -> Result<()> {
+    sqlx::query("UPDATE channel_outbox SET status = 'failed', attempts = attempts + 1, error = ? WHERE id = ?")
+        .bind(error)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Replies of a channel, newest first (for the API).
+pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pryx_api::ChannelReply>> {
+    let rows = sqlx::query(
+        "SELECT id, chat_id, plain, status, attempts, error, created_at, sent_at FROM channel_outbox \
+         WHERE channel = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(channel)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(pryx_api::ChannelReply {
+                id: row.try_get("id")?,
+                chat_id: row.try_get("chat_id")?,
+                text: row.try_get("plain")?,
+                status: row.try_get("status")?,
+                attempts: row.try_get("attempts")?,
+                error: row.try_get("error")?,
+                created_at: row.try_get("created_at")?,
+                sent_at: row.try_get("sent_at")?,
+            })
+        })
+        .collect()
+}
+
+/// What Pryx knows of a chat.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRow {
+    pub session_id: Option<String>,
+    pub paired: bool,
+    pub refused: bool,
+}
+
+pub async fn chat(store: &Store, channel: &str, chat_id: &str) -> Result<ChatRow> {
+    let row =
+        sqlx::query("SELECT session_id, paired_at, refused_at FROM channel_chats WHERE channel = ? AND chat_id = ?")
+            .bind(channel)
+            .bind(chat_id)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(match row {
+        Some(row) => ChatRow {
+            session_id: row.try_get("session_id")?,
+            paired: row.try_get::<Option<i64>, _>("paired_at")?.is_some(),
+            refused: row.try_get::<Option<i64>, _>("refused_at")?.is_some(),
+        },
+        None => ChatRow::default(),
+    })
+}
+
+/// Set one column of a chat's row (creating the row).
+async fn set_chat(store: &Store, channel: &str, chat_id: &str, column: &str, value: Option<String>) -> Result<()> {
+    // `column` is one of a fixed set chosen by the callers below, never input.
+    let sql = format!(
+        "INSERT INTO channel_chats (channel, chat_id, {column}) VALUES (?, ?, ?) \
+         ON CONFLICT (channel, chat_id) DO UPDATE SET {column} = excluded.{column}"
+    );
+    sqlx::query(&sql).bind(channel).bind(chat_id).bind(value).execute(store.pool()).await?;
+    Ok(())
+}
+
+pub async fn set_chat_session(store: &Store, channel: &str, chat_id: &str, session_id: &str) -> Result<()> {
+    set_chat(store, channel, chat_id, "session_id", Some(session_id.to_owned())).await
+}
+
+pub async fn mark_refused(store: &Store, channel: &str, chat_id: &str) -> Result<()> {
+    set_chat(store, channel, chat_id, "refused_at", Some(now_ms().to_string())).await
+}
+
+/// Store a new pairing code for `channel`, valid until `expires_at`.
+pub async fn add_pairing_code(store: &Store, channel: &str, code: &str, expires_at: i64) -> Result<()> {
+    sqlx::query("INSERT INTO channel_pairing_codes (code, channel, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .bind(code)
+        .bind(channel)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Use a pairing code for `chat_id`: `true` when it was valid, unused and unexpired; the
+/// chat is then paired, in the same transaction.
+pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_id: &str) -> Result<bool> {
+    let mut tx = store.pool().begin().await?;
+    let used = sqlx::query(
+        "UPDATE channel_pairing_codes SET used_by = ? \
+         WHERE code = ? AND channel = ? AND used_by IS NULL AND expires_at > ?",
+    )
+    .bind(chat_id)
+    .bind(code)
+    .bind(channel)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if used {
+        sqlx::query(
+            "INSERT INTO channel_chats (channel, chat_id, paired_at) VALUES (?, ?, ?) \
+             ON CONFLICT (channel, chat_id) DO UPDATE SET paired_at = excluded.paired_at",
+        )
+        .bind(channel)
+        .bind(chat_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(used)
+}
+
+pub async fn cursor(store: &Store, channel: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT value FROM channel_cursors WHERE channel = ?")
+        .bind(channel)
+        .fetch_optional(store.pool())
+        .await?)
+}
+
+pub async fn set_cursor(store: &Store, channel: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO channel_cursors (channel, value) VALUES (?, ?) \
+         ON CONFLICT (channel) DO UPDATE SET value = excluded.value",
+    )
+    .bind(channel)
+    .bind(value)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Telegram end to end: the real binary against a Bot API stand-in that speaks Telegram's
+//! wire format, with the LLM stand-in answering. Secrets are injected the way a service
+//! manager would (`PRYX_SECRET_TELEGRAM_BOT`), so no keychain is needed.
+
+use std::time::Duration;
+
+use pryx::client::PryxApiClient;
+use serde_json::json;
+
+use crate::support::telegram::{text_update, Failure, FakeTelegram, BOT_USERNAME, TOKEN};
+use crate::support::{eventually, MockLlm, Options, Pryx, Reply};
+
+const WEBHOOK_SECRET: &str = "hook-secret-0123456789";
+
+fn options(llm: &MockLlm, telegram: &FakeTelegram, section: &str) -> Options {
+    let mut options = Options::with_llm(llm).config(&format!(
+        "[secrets]\nbackend = \"injected\"\n\n[telegram]\nbot_token = \"secret:telegram/bot\"\napi_base = \"{}\"\n{section}",
+        telegram.api_base()
+    ));
+    options.env.push(("PRYX_SECRET_TELEGRAM_BOT".into(), TOKEN.into()));
+    options.env.push(("PRYX_SECRET_TELEGRAM_WEBHOOK".into(), WEBHOOK_SECRET.into()));
+    options
+}
+
+const WEBHOOK: &str =
+    "mode = \"webhook\"\npublic_url = \"https://pryx.example.org\"\nwebhook_secret = \"secret:telegram/webhook\"\n";
+
+async fn post_update(pryx: &Pryx, secret: Option<&str>, body: String) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhooks/telegram", pryx.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(secret) = secret {
+        request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+async fn wait_for_texts(telegram: &FakeTelegram, chat: i64, count: usize) -> Vec<String> {
+    eventually(&format!("{count} messages to chat {chat}"), || async { telegram.texts_to(chat).len() >= count }).await;
+    telegram.texts_to(chat)
+}
+
+#[tokio::test]
+async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let pryx = Pryx::start(options(&llm, &telegram, WEBHOOK)).await;
+    let client = pryx.client().await;
+    let webhook = telegram.calls("setWebhook");
+    assert_eq!(webhook.len(), 1, "registered at start");
+    assert_eq!(webhook[0]["url"], "https://pryx.example.org/webhooks/telegram");
+    assert_eq!(webhook[0]["secret_token"], WEBHOOK_SECRET);
+
+    // Without the secret, or with a wrong one, nothing is taken; garbage is refused.
+    let update = text_update(1, 555, "hello");
+    assert_eq!(post_update(&pryx, None, update.to_string()).await, 401);
+    assert_eq!(post_update(&pryx, Some("wrong-secret"), update.to_string()).await, 401);
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), "{not json".into()).await, 400);
+
+    // A chat that is not paired gets one polite refusal, and never reaches the model.
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), update.to_string()).await, 200);
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), text_update(2, 555, "hello?").to_string()).await, 200);
+    let texts = wait_for_texts(&telegram, 555, 1).await;
+    assert!(texts[0].contains("not paired"), "{texts:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(telegram.texts_to(555).len(), 1, "one refusal only");
+    assert!(llm.requests().is_empty());
+
+    // Pairing: a one-time code, shown as a t.me link, sent by the owner.
+    let pairing = client.channel_pairing_code("telegram".into()).await.unwrap();
+    assert_eq!(pairing.link.as_deref(), Some(format!("https://t.me/{BOT_USERNAME}?start={}", pairing.code).as_str()));
+    let start = text_update(3, 555, &format!("/start {}", pairing.code));
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), start.to_string()).await, 200);
+    assert!(wait_for_texts(&telegram, 555, 2).await[1].starts_with("Paired"));
+    // The code works once.
+    let reuse = text_update(4, 777, &format!("/start {}", pairing.code));
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), reuse.to_string()).await, 200);
+    assert!(wait_for_texts(&telegram, 777, 1).await[0].contains("not paired"));
+
+    // Now the owner talks to the model; the answer arrives as Telegram HTML.
+    llm.script([Reply::text(&["**Hi** <there>, ", "1 < 2"])]);
+    let question = text_update(5, 555, "hello again");
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), question.to_string()).await, 200);
+    // Telegram redelivers when it is unsure: the same update is handled once.
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), question.to_string()).await, 200);
+    wait_for_texts(&telegram, 555, 3).await;
+    let answer = telegram.sent().into_iter().rfind(|m| m["chat_id"] == "555").unwrap();
+    assert_eq!(answer["text"], "<b>Hi</b> &lt;there&gt;, 1 &lt; 2");
+    assert_eq!(answer["parse_mode"], "HTML");
+    assert_eq!(llm.requests().len(), 1);
+    assert!(!telegram.calls("sendChatAction").is_empty(), "typing… was shown");
+
+    // Its session is visible with the others.
+    let sessions = client.session_list().await.unwrap();
+    assert!(sessions.iter().any(|s| s.channel == "telegram"), "{sessions:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(telegram.texts_to(555).len(), 3, "the redelivery got no second answer");
+    assert!(!pryx.stderr().contains(TOKEN), "the bot token is never logged");
+}
+
+#[tokio::test]
+async fn polling_answers_commands_and_text_and_a_restart_repeats_nothing() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let options = options(&llm, &telegram, "allowed_chats = [42]\n");
+    let pryx = Pryx::start(options.clone()).await;
+    assert_eq!(telegram.calls("deleteWebhook").len(), 1, "polling removes any webhook first");
+
+    llm.script([Reply::text(&["First answer."])]);
+    telegram.push_update(text_update(100, 42, "hi"));
+    telegram.push_update(json!({"update_id": 101, "message": {"message_id": 9, "date": 1,
+        "chat": {"id": 42, "type": "private"}, "sticker": {"file_id": "s", "file_unique_id": "u",
+        "width": 512, "height": 512, "is_animated": false, "is_video": false, "type": "regular"}}}));
+    // Both are answered (the note about the sticker need not wait for the model).
+    let texts = wait_for_texts(&telegram, 42, 2).await;
+    assert!(texts.contains(&"First answer.".to_owned()), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("a sticker")), "{texts:?}");
+
+    let home = pryx.home.clone();
+    assert_eq!(pryx.terminate().await, 0);
+    let pryx = Pryx::start_in(&home, options).await;
+    llm.script([Reply::text(&["Second answer."])]);
+    telegram.push_update(text_update(102, 42, "/new"));
+    telegram.push_update(text_update(103, 42, "and now?"));
+    let texts = wait_for_texts(&telegram, 42, 4).await;
+    assert_eq!(texts[2..], ["Started a new conversation.", "Second answer."]);
+    assert_eq!(llm.requests().len(), 2, "the update confirmed before the restart was not handled again");
+    drop(pryx);
+}
+
+#[tokio::test]
+async fn replies_are_retried_and_permanent_failures_are_visible() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let pryx = Pryx::start(options(&llm, &telegram, "allowed_chats = [42, 43]\n")).await;
+    let client = pryx.client().await;
+
+    telegram.fail_next_sends([Failure::RateLimited { retry_after: 1 }, Failure::ServerError]);
+    llm.script([Reply::text(&["Made it."])]);
+    telegram.push_update(text_update(1, 42, "hello"));
+    assert_eq!(wait_for_texts(&telegram, 42, 1).await, ["Made it."]);
+    let replies = client.channel_replies("telegram".into(), None).await.unwrap();
+    assert_eq!((replies[0].status.as_str(), replies[0].attempts), ("sent", 3), "{replies:?}");
+
+    telegram.fail_next_sends([Failure::Refused { code: 400, description: "Bad Request: chat not found" }]);
+    llm.script([Reply::text(&["Never arrives."])]);
+    telegram.push_update(text_update(2, 43, "hello"));
+    eventually("the failure to be recorded", || async {
+        let replies = client.channel_replies("telegram".into(), None).await.unwrap();
+        replies.iter().any(|r| r.status == "failed")
+    })
+    .await;
+    let replies = client.channel_replies("telegram".into(), None).await.unwrap();
+    let failed = replies.iter().find(|r| r.status == "failed").unwrap();
+    assert_eq!(failed.chat_id, "43");
+    assert!(failed.error.as_deref().unwrap().contains("chat not found"), "{failed:?}");
+
+    // Formatting Telegram cannot parse: the words go out as plain text.
+    telegram.fail_next_sends([Failure::Refused { code: 400, description: "Bad Request: can't parse entities" }]);
+    llm.script([Reply::text(&["Plain **words**."])]);
+    telegram.push_update(text_update(3, 42, "again"));
+    let texts = wait_for_texts(&telegram, 42, 2).await;
+    assert_eq!(texts[1], "Plain **words**.");
+
+    // A long answer arrives in pieces Telegram accepts, nothing lost.
+    let long =
+        (0..40).map(|i| format!("Paragraph {i}: {}", "lorem ipsum ".repeat(20))).collect::<Vec<_>>().join("\n\n");
+    llm.script([Reply::text(&[long.as_str()])]);
+    telegram.push_update(text_update(4, 42, "tell me a lot"));
+    eventually("the long answer", || async { telegram.texts_to(42).iter().any(|t| t.contains("Paragraph 39")) }).await;
+    let pieces: Vec<String> = telegram.texts_to(42).into_iter().skip(2).collect();
+    assert!(pieces.len() >= 3, "{}", pieces.len());
+    assert!(pieces.iter().all(|p| p.chars().count() <= 4096));
+    let joined = pieces.join("\n\n");
+    assert!((0..40).all(|i| joined.contains(&format!("Paragraph {i}:"))));
+}
+
+#[tokio::test]
+async fn a_kill_during_an_answer_is_reported_once_after_restart_and_nothing_is_lost() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let options = options(&llm, &telegram, "allowed_chats = [42]\n");
+    let pryx = Pryx::start(options.clone()).await;
+    llm.script([Reply::slow_text(100, Duration::from_millis(100))]);
+    telegram.push_update(text_update(1, 42, "a long question"));
+    eventually("the answer to start", || async { llm.requests().len() == 1 }).await;
+    let home = pryx.home.clone();
+    pryx.kill9().await;
+
+    // Written while Pryx is down; Telegram keeps it until it is confirmed.
+    telegram.push_update(text_update(2, 42, "are you there?"));
+    llm.script([Reply::text(&["Back."])]);
+    let _pryx = Pryx::start_in(&home, options).await;
+    let texts = wait_for_texts(&telegram, 42, 2).await;
+    assert!(texts.iter().any(|t| t.contains("interrupted")), "{texts:?}");
+    assert!(texts.contains(&"Back.".to_owned()), "{texts:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(telegram.texts_to(42).len(), 2, "each message answered once");
+}
