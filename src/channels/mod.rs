@@ -147,7 +147,9 @@ impl Channels {
         let channels = Arc::downgrade(self);
         let handler = move |headers: HeaderMap, body: Bytes| {
             let channels = channels.clone();
-            async move {
+            let span = receive_span("telegram", "webhook");
+            let outcome_span = span.clone();
+            let handled = async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
                 let Some(secret) = channels.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
                     return StatusCode::NOT_FOUND;
@@ -155,24 +157,35 @@ impl Channels {
                 let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
                 if !telegram::secret_matches(secret, presented) {
                     tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
+                    tracing::Span::current().record("pryx.channel.outcome", "unauthorized");
                     return StatusCode::UNAUTHORIZED;
                 }
                 let update: telegram::Update = match serde_json::from_slice(&body) {
                     Ok(update) => update,
                     Err(e) => {
                         tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
+                        tracing::Span::current().record("pryx.channel.outcome", "malformed");
                         return StatusCode::BAD_REQUEST;
                     }
                 };
                 let Some(message) = telegram::inbound(&update) else { return StatusCode::OK };
                 match channels.accept(&message).await {
-                    Ok(_) => StatusCode::OK,
+                    Ok(new) => {
+                        tracing::Span::current()
+                            .record("pryx.channel.outcome", if new { "accepted" } else { "duplicate" });
+                        StatusCode::OK
+                    }
                     // Not stored: Telegram must deliver it again.
                     Err(e) => {
                         tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
                         StatusCode::SERVICE_UNAVAILABLE
                     }
                 }
+            };
+            async move {
+                let status = tracing::Instrument::instrument(handled, span).await;
+                outcome_span.record("http.response.status_code", status.as_u16());
+                status
             }
         };
         axum::Router::new().route("/webhooks/telegram", axum::routing::post(handler))
@@ -195,9 +208,16 @@ impl Channels {
                     for raw in updates {
                         let Ok(update) = serde_json::from_value::<telegram::Update>(raw) else { continue };
                         if let Some(message) = telegram::inbound(&update) {
-                            if let Err(e) = self.accept(&message).await {
-                                tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
-                                break;
+                            let span = receive_span("telegram", "poll");
+                            let accepted = tracing::Instrument::instrument(self.accept(&message), span.clone()).await;
+                            match accepted {
+                                Ok(new) => {
+                                    span.record("pryx.channel.outcome", if new { "accepted" } else { "duplicate" });
+                                }
+                                Err(e) => {
+                                    tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
+                                    break;
+                                }
                             }
                         }
                         offset = update.update_id + 1;
@@ -422,6 +442,24 @@ impl Channels {
     }
 
     async fn send_one(&self, api: &BotApi, reply: tables::OutboxRow) {
+        let span = tracing::info_span!(
+            target: crate::telemetry::SPAN_TARGET,
+            "channel.send",
+            messaging.system = "telegram",
+            messaging.operation.type = "send",
+            pryx.channel.attempt = reply.attempts + 1,
+            pryx.channel.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let outcome = tracing::Instrument::instrument(self.deliver(api, reply), span.clone()).await;
+        span.record("pryx.channel.outcome", outcome);
+        if outcome != "sent" {
+            span.record("error.type", outcome);
+        }
+    }
+
+    /// One delivery attempt; answers its outcome (`sent`, `retry`, `failed`).
+    async fn deliver(&self, api: &BotApi, reply: tables::OutboxRow) -> &'static str {
         let mut sent = api.send_message(&reply.chat_id, &reply.body, true).await;
         if let Err(telegram::ApiError::Refused { code: 400, description }) = &sent {
             // Telegram could not parse the formatting: the words matter more than the looks.
@@ -429,23 +467,25 @@ impl Channels {
                 sent = api.send_message(&reply.chat_id, &reply.plain, false).await;
             }
         }
-        let result = match sent {
-            Ok(message_id) => tables::reply_sent(&self.store, reply.id, &message_id).await,
+        let (outcome, result) = match sent {
+            Ok(message_id) => ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await),
             Err(telegram::ApiError::RateLimited(wait)) => {
-                tables::reply_retry(&self.store, reply.id, now_ms() + wait.as_millis() as i64, "rate limited").await
+                let at = now_ms() + wait.as_millis() as i64;
+                ("retry", tables::reply_retry(&self.store, reply.id, at, "rate limited").await)
             }
             Err(telegram::ApiError::Transient(why)) if reply.attempts + 1 < MAX_SEND_ATTEMPTS => {
                 let backoff = 1000i64 << reply.attempts.min(6);
-                tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await
+                ("retry", tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await)
             }
             Err(e) => {
                 tracing::warn!(target: "pryx::channels", chat = %reply.chat_id, "a reply could not be delivered: {e}");
-                tables::reply_failed(&self.store, reply.id, &e.to_string()).await
+                ("failed", tables::reply_failed(&self.store, reply.id, &e.to_string()).await)
             }
         };
         if let Err(e) = result {
             tracing::error!(target: "pryx::channels", "cannot record a reply's delivery: {e}");
         }
+        outcome
     }
 
     // ---- what the API asks ----
@@ -479,6 +519,19 @@ impl Channels {
     pub async fn replies(&self, channel: &str, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
         Ok(tables::replies(&self.store, channel, i64::from(limit.clamp(1, 1000))).await?)
     }
+}
+
+/// The span of one inbound delivery (`via`: `webhook` or `poll`). No chat ids or text.
+fn receive_span(system: &'static str, via: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::SPAN_TARGET,
+        "channel.receive",
+        messaging.system = system,
+        messaging.operation.type = "receive",
+        pryx.channel.via = via,
+        pryx.channel.outcome = "ignored",
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 async fn telegram_channel(

@@ -97,6 +97,26 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(telegram.texts_to(555).len(), 3, "the redelivery got no second answer");
     assert!(!pryx.stderr().contains(TOKEN), "the bot token is never logged");
+
+    // Every delivery and every send is a span (no chat ids, no text).
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    let spans = loop {
+        let spans = client.spans_query(None, None, None).await.unwrap();
+        if spans.iter().filter(|s| s.name == "channel.send").count() >= 4 {
+            break spans;
+        }
+        assert!(std::time::Instant::now() < deadline, "channel spans were not stored: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outcomes: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "channel.receive")
+        .map(|s| s.attributes["pryx.channel.outcome"].as_str().unwrap())
+        .collect();
+    for expected in ["unauthorized", "malformed", "accepted", "duplicate"] {
+        assert!(outcomes.contains(&expected), "{expected} in {outcomes:?}");
+    }
+    assert!(spans.iter().all(|s| !serde_json::to_string(&s.attributes).unwrap().contains("hello again")));
 }
 
 #[tokio::test]
