@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use pryx_api::{ChannelReply, PairingCode, TurnEvent, TurnStatus};
 use rand::Rng;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,6 +38,10 @@ use telegram::BotApi;
 
 /// How long a pairing code works.
 const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
+/// Most deliveries committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// A message waiting to be committed, and who waits for the outcome.
+type Delivery = (InboundMessage, oneshot::Sender<Result<bool, StoreError>>);
 /// Attempts before a reply is given up as failed.
 const MAX_SEND_ATTEMPTS: i64 = 8;
 /// How often "typing…" is refreshed while a turn runs (Telegram shows it for ~5 s).
@@ -76,6 +80,8 @@ pub struct Channels {
     outbox_wake: Notify,
     /// The latest turn of each chat, for `/stop`.
     running: Mutex<HashMap<String, String>>,
+    /// Deliveries waiting for the inbox writer.
+    intake: mpsc::Sender<Delivery>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -95,16 +101,20 @@ impl Channels {
             },
             None => None,
         };
+        let (intake, intake_rx) = mpsc::channel(MAX_BATCH * 8);
         let channels = Arc::new(Channels {
             agent,
             store,
             telegram,
+            intake,
             inbox_wake: Notify::new(),
             outbox_wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        let writer = channels.clone();
+        channels.tasks.spawn(async move { writer.inbox_writer(intake_rx).await });
         if let Some(telegram) = &channels.telegram {
             if let Err(e) = channels.recover_interrupted().await {
                 tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
@@ -132,12 +142,44 @@ impl Channels {
     // ---- intake ----
 
     /// Commit a message, then wake the dispatcher. `Ok(false)`: a redelivery, already in.
+    /// Concurrent deliveries are committed together by the inbox writer (group commit).
     pub async fn accept(&self, message: &InboundMessage) -> Result<bool, StoreError> {
-        let new = tables::accept(&self.store, message).await?.is_some();
+        let (done, answer) = oneshot::channel();
+        if self.intake.send((message.clone(), done)).await.is_err() {
+            return Err(StoreError::Corrupt("the inbox writer has stopped".into()));
+        }
+        let new = answer.await.map_err(|_| StoreError::Corrupt("the inbox writer has stopped".into()))??;
         if new {
             self.inbox_wake.notify_one();
         }
         Ok(new)
+    }
+
+    /// Commits what arrives, as many at a time as are waiting: one transaction (and one disk
+    /// sync) per batch, so a burst of deliveries costs one sync, not one each.
+    async fn inbox_writer(self: Arc<Self>, mut intake: mpsc::Receiver<Delivery>) {
+        let mut batch: Vec<Delivery> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            batch.clear();
+            tokio::select! {
+                received = intake.recv_many(&mut batch, MAX_BATCH) => if received == 0 { return },
+                _ = self.shutdown.cancelled() => return,
+            }
+            let messages: Vec<&InboundMessage> = batch.iter().map(|(message, _)| message).collect();
+            match tables::accept_all(&self.store, &messages).await {
+                Ok(new) => {
+                    for ((_, done), new) in batch.drain(..).zip(new) {
+                        let _ = done.send(Ok(new));
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    for (_, done) in batch.drain(..) {
+                        let _ = done.send(Err(StoreError::Corrupt(format!("cannot store the message: {why}"))));
+                    }
+                }
+            }
+        }
     }
 
     /// `POST /webhooks/telegram`: check the secret, commit, answer.

@@ -56,24 +56,32 @@ pub struct InboxRow {
     pub turn_id: Option<String>,
 }
 
-/// Commit a message to the inbox. `Ok(None)` when it was already there (a redelivery).
-pub async fn accept(store: &Store, message: &InboundMessage) -> Result<Option<i64>> {
-    let result = sqlx::query(
-        "INSERT OR IGNORE INTO channel_inbox \
-         (channel, platform_id, chat_id, sender_id, sender_name, kind, text, received_at, status) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-    )
-    .bind(message.channel)
-    .bind(&message.platform_id)
-    .bind(&message.chat_id)
-    .bind(&message.sender_id)
-    .bind(&message.sender_name)
-    .bind(message.kind.as_str())
-    .bind(&message.text)
-    .bind(now_ms())
-    .execute(store.pool())
-    .await?;
-    Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
+/// Commit messages to the inbox in one transaction (one disk sync for the lot). For each,
+/// whether it was new (`false`: a redelivery, already there).
+pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<Vec<bool>> {
+    let mut tx = store.pool().begin().await?;
+    let now = now_ms();
+    let mut new = Vec::with_capacity(messages.len());
+    for message in messages {
+        let result = sqlx::query(
+            "INSERT OR IGNORE INTO channel_inbox \
+             (channel, platform_id, chat_id, sender_id, sender_name, kind, text, received_at, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+        )
+        .bind(message.channel)
+        .bind(&message.platform_id)
+        .bind(&message.chat_id)
+        .bind(&message.sender_id)
+        .bind(&message.sender_name)
+        .bind(message.kind.as_str())
+        .bind(&message.text)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        new.push(result.rows_affected() == 1);
+    }
+    tx.commit().await?;
+    Ok(new)
 }
 
 fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {

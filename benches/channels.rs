@@ -1,0 +1,165 @@
+//! Channel load benchmark (`./x bench`, or `cargo bench --bench channels`): how fast Pryx
+//! takes Telegram webhooks while the model is busy, and whether it loses or doubles any.
+//!
+//! The release binary runs in webhook mode against in-process stand-ins (Bot API, LLM).
+//! First 50 owner chats each start a turn that streams slowly from the model stand-in; while
+//! those stream, waves of 50, 500 and 5,000 concurrent webhook deliveries (each with the
+//! secret token, from chats that are not paired, one in ten delivered twice as Telegram does
+//! when unsure) hit `/webhooks/telegram`. Each wave reports acks per second and ack latency
+//! p50/p99; afterwards the inbox is read from SQLite to check that every delivered update is
+//! there exactly once. The whole run is done with telemetry on and off, for its overhead.
+//! Figures are printed, not asserted.
+
+#[path = "../tests/e2e/support/mock_llm.rs"]
+mod mock_llm;
+#[path = "../tests/e2e/support/telegram.rs"]
+#[allow(dead_code)]
+mod telegram;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mock_llm::{MockLlm, Reply};
+use telegram::{text_update, FakeTelegram, TOKEN};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SECRET: &str = "bench-webhook-secret-0123456789";
+const STREAMING_CHATS: i64 = 50;
+const WAVES: [usize; 3] = [50, 500, 5000];
+
+struct Running {
+    child: tokio::process::Child,
+    url: String,
+    home: tempfile::TempDir,
+}
+
+async fn start(llm: &MockLlm, telegram: &FakeTelegram, telemetry: bool) -> Running {
+    let home = tempfile::tempdir().expect("home");
+    let allowed: Vec<String> = (1..=STREAMING_CHATS).map(|c| c.to_string()).collect();
+    let config = format!(
+        "[secrets]\nbackend = \"injected\"\n\n[telemetry]\nenabled = {telemetry}\n\n[telegram]\n\
+         bot_token = \"secret:telegram/bot\"\nmode = \"webhook\"\npublic_url = \"https://pryx.example.org\"\n\
+         webhook_secret = \"secret:telegram/webhook\"\napi_base = \"{}\"\nallowed_chats = [{}]\n",
+        telegram.api_base(),
+        allowed.join(", ")
+    );
+    std::fs::write(home.path().join("config.toml"), config).expect("config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pryx"))
+        .args(["--serve", "--port", "0", "--data-dir"])
+        .arg(home.path().join("data"))
+        .arg("--config")
+        .arg(home.path().join("config.toml"))
+        .env("PRYX_LLM_BASE_URL", llm.base_url())
+        .env("PRYX_LLM_MODEL", mock_llm::MODEL)
+        .env("PRYX_SECRET_TELEGRAM_BOT", TOKEN)
+        .env("PRYX_SECRET_TELEGRAM_WEBHOOK", SECRET)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pryx");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.expect("read").expect("listening line");
+    let url = line.trim_start_matches("pryx listening on ").to_owned();
+    Running { child, url, home }
+}
+
+async fn deliver(http: &reqwest::Client, url: &str, update: &str) -> Duration {
+    let start = Instant::now();
+    let response = http
+        .post(format!("{url}/webhooks/telegram"))
+        .header("content-type", "application/json")
+        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .body(update.to_owned())
+        .send()
+        .await
+        .expect("deliver");
+    assert_eq!(response.status(), 200, "a delivery was not acknowledged");
+    start.elapsed()
+}
+
+/// Fire `count` updates at once (one in ten twice); returns (acks/s, p50 ms, p99 ms).
+async fn wave(http: &reqwest::Client, url: &str, first_id: i64, count: usize) -> (f64, f64, f64) {
+    let mut bodies: Vec<String> = (0..count as i64)
+        // 20 stranger chats: each is refused once, later messages are only recorded.
+        .map(|i| text_update(first_id + i, 10_000 + (i % 20), &format!("load message {i}")).to_string())
+        .collect();
+    let again: Vec<String> = bodies.iter().step_by(10).cloned().collect();
+    bodies.extend(again);
+    let url = Arc::new(url.to_owned());
+    let start = Instant::now();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { deliver(&http, &url, &body).await })
+        })
+        .collect();
+    let mut latencies = Histogram::<u64>::new(3).expect("histogram");
+    let delivered = tasks.len();
+    for task in tasks {
+        latencies.record(task.await.expect("task").as_micros() as u64).expect("record");
+    }
+    let elapsed = start.elapsed();
+    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
+    (delivered as f64 / elapsed.as_secs_f64(), ms(0.5), ms(0.99))
+}
+
+async fn run(telemetry: bool) {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let running = start(&llm, &telegram, telemetry).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(6000).build().expect("client");
+
+    // 50 owner chats each get a slow, streaming answer (about 20 s) that runs meanwhile.
+    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(400, Duration::from_millis(50))));
+    for chat in 1..=STREAMING_CHATS {
+        deliver(&http, &running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while llm.requests().len() < STREAMING_CHATS as usize {
+        assert!(Instant::now() < deadline, "the 50 turns did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let label = if telemetry { "telemetry on " } else { "telemetry off" };
+    let mut next_id = 1_000_000;
+    let mut expected = STREAMING_CHATS as usize;
+    for count in WAVES {
+        let (rate, p50, p99) = wave(&http, &running.url, next_id, count).await;
+        println!(
+            "webhooks, {label}, {count:>5} concurrent (+{:>3} redeliveries): {rate:>7.0} acks/s, ack p50 {p50:.2} ms, p99 {p99:.2} ms",
+            count / 10 + usize::from(count % 10 != 0)
+        );
+        next_id += count as i64;
+        expected += count;
+    }
+
+    // Exactly once: every update id in the inbox once, none missing.
+    let db = running.home.path().join("data/pryx.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.expect("open the store");
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT platform_id) FROM channel_inbox WHERE channel = 'telegram'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    println!(
+        "webhooks, {label}: {expected} distinct updates delivered, {rows} inbox rows, {distinct} distinct: lost {}, duplicated {}",
+        expected as i64 - distinct,
+        rows - distinct
+    );
+    let mut child = running.child;
+    let _ = child.kill().await;
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        run(false).await;
+        run(true).await;
+    });
+}
