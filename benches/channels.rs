@@ -7,7 +7,8 @@
 //! secret token, from chats that are not paired, one in ten delivered twice as Telegram does
 //! when unsure) hit `/webhooks/telegram`. Each wave reports acks per second and ack latency
 //! p50/p99; afterwards the inbox is read from SQLite to check that every delivered update is
-//! there exactly once. The whole run is done with telemetry on and off, for its overhead.
+//! there exactly once. Two instances run side by side, telemetry off and on, their waves
+//! taking turns; eight more alternating rounds of 500 give the telemetry overhead.
 //! Figures are printed, not asserted.
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
@@ -82,6 +83,7 @@ async fn deliver(http: &reqwest::Client, url: &str, update: &str) -> Duration {
 }
 
 /// Fire `count` updates at once (one in ten twice); returns (acks/s, p50 ms, p99 ms).
+/// Update ids are unique per Pryx (each has its own inbox), so both can take the same ids.
 async fn wave(http: &reqwest::Client, url: &str, first_id: i64, count: usize) -> (f64, f64, f64) {
     let mut bodies: Vec<String> = (0..count as i64)
         // 20 stranger chats: each is refused once, later messages are only recorded.
@@ -108,37 +110,25 @@ async fn wave(http: &reqwest::Client, url: &str, first_id: i64, count: usize) ->
     (delivered as f64 / elapsed.as_secs_f64(), ms(0.5), ms(0.99))
 }
 
-async fn run(telemetry: bool) {
-    let llm = MockLlm::start().await;
-    let telegram = FakeTelegram::start().await;
-    let running = start(&llm, &telegram, telemetry).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(6000).build().expect("client");
-
-    // 50 owner chats each get a slow, streaming answer (about 20 s) that runs meanwhile.
-    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(400, Duration::from_millis(50))));
+/// A Pryx with 50 chats streaming slow answers, ready for load.
+async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, http: &reqwest::Client, telemetry: bool) -> Running {
+    let running = start(llm, telegram, telemetry).await;
+    let before = llm.requests().len();
+    // 50 owner chats each get a slow, streaming answer (about 60 s) that runs meanwhile.
+    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(1200, Duration::from_millis(50))));
     for chat in 1..=STREAMING_CHATS {
-        deliver(&http, &running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
+        deliver(http, &running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while llm.requests().len() < STREAMING_CHATS as usize {
+    while llm.requests().len() < before + STREAMING_CHATS as usize {
         assert!(Instant::now() < deadline, "the 50 turns did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    running
+}
 
-    let label = if telemetry { "telemetry on " } else { "telemetry off" };
-    let mut next_id = 1_000_000;
-    let mut expected = STREAMING_CHATS as usize;
-    for count in WAVES {
-        let (rate, p50, p99) = wave(&http, &running.url, next_id, count).await;
-        println!(
-            "webhooks, {label}, {count:>5} concurrent (+{:>3} redeliveries): {rate:>7.0} acks/s, ack p50 {p50:.2} ms, p99 {p99:.2} ms",
-            count / 10 + usize::from(count % 10 != 0)
-        );
-        next_id += count as i64;
-        expected += count;
-    }
-
-    // Exactly once: every update id in the inbox once, none missing.
+/// Every update id in the inbox once, none missing: (lost, duplicated).
+async fn check_exactly_once(running: &Running, expected: usize) -> (i64, i64) {
     let db = running.home.path().join("data/pryx.db");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
     let pool = sqlx::SqlitePool::connect_with(options).await.expect("open the store");
@@ -147,19 +137,59 @@ async fn run(telemetry: bool) {
             .fetch_one(&pool)
             .await
             .expect("count");
-    println!(
-        "webhooks, {label}: {expected} distinct updates delivered, {rows} inbox rows, {distinct} distinct: lost {}, duplicated {}",
-        expected as i64 - distinct,
-        rows - distinct
-    );
-    let mut child = running.child;
-    let _ = child.kill().await;
+    (expected as i64 - distinct, rows - distinct)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        run(false).await;
-        run(true).await;
+        let llm = MockLlm::start().await;
+        let http = reqwest::Client::builder().pool_max_idle_per_host(6000).build().expect("client");
+        // Telemetry off and on side by side, under the same streaming load, waves taking turns,
+        // so the machine's drift hits both alike.
+        let (telegram_off, telegram_on) = (FakeTelegram::start().await, FakeTelegram::start().await);
+        let off = loaded(&llm, &telegram_off, &http, false).await;
+        let on = loaded(&llm, &telegram_on, &http, true).await;
+        let mut next_id = 1_000_000;
+        let mut delivered = STREAMING_CHATS as usize;
+        for count in WAVES {
+            for (label, running) in [("telemetry off", &off), ("telemetry on ", &on)] {
+                let (rate, p50, p99) = wave(&http, &running.url, next_id, count).await;
+                println!(
+                    "webhooks, {label}, {count:>5} concurrent (+{:>3} redeliveries): {rate:>7.0} acks/s, ack p50 {p50:.2} ms, p99 {p99:.2} ms",
+                    count.div_ceil(10)
+                );
+            }
+            next_id += count as i64;
+            delivered += count;
+        }
+        let (mut rates_off, mut rates_on) = (Vec::new(), Vec::new());
+        for round in 0..8 {
+            let order = if round % 2 == 0 { [(&off, true), (&on, false)] } else { [(&on, false), (&off, true)] };
+            for (running, is_off) in order {
+                let (rate, _, _) = wave(&http, &running.url, next_id, 500).await;
+                if is_off { rates_off.push(rate) } else { rates_on.push(rate) }
+            }
+            next_id += 500;
+            delivered += 500;
+        }
+        let (m_off, m_on) = (median(rates_off), median(rates_on));
+        println!(
+            "webhooks, 500 concurrent, 8 alternating rounds: median {m_off:.0} acks/s telemetry off, {m_on:.0} on: overhead {:+.1} %",
+            (m_off / m_on - 1.0) * 100.0
+        );
+        for (label, running) in [("telemetry off", &off), ("telemetry on ", &on)] {
+            let (lost, duplicated) = check_exactly_once(running, delivered).await;
+            println!("webhooks, {label}: {delivered} distinct updates delivered: lost {lost}, duplicated {duplicated}");
+        }
+        for running in [off, on] {
+            let mut child = running.child;
+            let _ = child.kill().await;
+        }
     });
 }

@@ -55,12 +55,33 @@ pub struct TurnRecord {
     pub error: Option<String>,
 }
 
+/// The schema of `telemetry.db`. Spans are disposable history, so this file has no
+/// migrations: a future change may drop and recreate the table.
+const TELEMETRY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spans (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id        TEXT NOT NULL,
+    span_id         TEXT NOT NULL,
+    parent_span_id  TEXT,
+    name            TEXT NOT NULL,
+    session_id      TEXT,
+    turn_id         TEXT,
+    start_us        INTEGER NOT NULL,
+    end_us          INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attributes      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_session ON spans(session_id, start_us);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans(start_us);
+";
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    /// One connection with `synchronous = NORMAL` for telemetry spans: they may be lost on
-    /// a power cut (never on a crash), and must not pay an fsync per batch.
+    /// Telemetry spans, in their own file (`telemetry.db` beside the database) so writing
+    /// them never takes the write lock the conversation data needs; one connection with
+    /// `synchronous = NORMAL`: spans may be lost on a power cut (never on a crash).
     telemetry: SqlitePool,
 }
 
@@ -77,10 +98,13 @@ impl Store {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let telemetry_path = path.with_file_name("telemetry.db");
+        create_private(&telemetry_path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let telemetry = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.filename(&telemetry_path).synchronous(SqliteSynchronous::Normal))
             .await?;
+        sqlx::raw_sql(TELEMETRY_SCHEMA).execute(&telemetry).await?;
         Ok(Store { pool, telemetry })
     }
 
@@ -366,7 +390,7 @@ impl Store {
         .bind(session_id)
         .bind(since_us)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.telemetry)
         .await?;
         rows.iter()
             .map(|r| {
