@@ -30,6 +30,54 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub mcp: McpConfig,
     pub telegram: TelegramConfig,
+    pub whatsapp: WhatsAppConfig,
+}
+
+/// `[whatsapp]`: talk to Pryx from WhatsApp through Meta's Cloud API. Off until
+/// `access_token` is set. Meta posts to `https://YOUR-HOST/webhooks/whatsapp`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsAppConfig {
+    /// The access token of the Meta app (system user token), as `secret:NAME`; a plain
+    /// value is moved into the keychain at start (as `whatsapp/token`).
+    pub access_token: Option<String>,
+    /// The app secret, which signs every webhook delivery (`secret:NAME`).
+    pub app_secret: Option<String>,
+    /// The verify token you type into Meta's webhook settings (`secret:NAME`).
+    pub verify_token: Option<String>,
+    /// The id of the business phone number that sends the replies.
+    pub phone_number_id: Option<String>,
+    /// The Graph API base URL, version included (tests point it at a local stand-in).
+    pub api_base: String,
+    /// Phone numbers (international format, digits) that may talk without pairing.
+    pub allowed_numbers: Vec<String>,
+    /// The public host Meta posts to, if Pryx sits behind a reverse proxy under another
+    /// name than its loopback address (added to the accepted `Host` names).
+    pub public_url: Option<String>,
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        WhatsAppConfig {
+            access_token: None,
+            app_secret: None,
+            verify_token: None,
+            phone_number_id: None,
+            api_base: "https://graph.facebook.com/v21.0".into(),
+            allowed_numbers: Vec::new(),
+            public_url: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WhatsAppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppConfig")
+            .field("access_token", &self.access_token.as_ref().map(|_| REDACTED))
+            .field("phone_number_id", &self.phone_number_id)
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[telegram]`: talk to Pryx from Telegram. Off until `bot_token` is set.
@@ -323,6 +371,11 @@ impl Config {
         shown.telemetry.otlp.headers.values_mut().for_each(redact);
         shown.telegram.bot_token.iter_mut().for_each(redact);
         shown.telegram.webhook_secret.iter_mut().for_each(redact);
+        for value in
+            [&mut shown.whatsapp.access_token, &mut shown.whatsapp.app_secret, &mut shown.whatsapp.verify_token]
+        {
+            value.iter_mut().for_each(redact);
+        }
         for server in shown.mcp.servers.values_mut() {
             server.headers.values_mut().for_each(redact);
             server.env.values_mut().for_each(redact);
@@ -379,6 +432,32 @@ impl Config {
                         .into(),
                 ));
             }
+        }
+        check_url(&self.whatsapp.api_base).map_err(|m| ("whatsapp.api_base".to_owned(), m))?;
+        let whatsapp = &self.whatsapp;
+        for (key, value) in [
+            ("access_token", &whatsapp.access_token),
+            ("app_secret", &whatsapp.app_secret),
+            ("verify_token", &whatsapp.verify_token),
+        ] {
+            if let Some(Err(e)) = value.as_deref().and_then(crate::secrets::reference) {
+                return Err((format!("whatsapp.{key}"), e.to_string()));
+            }
+            if whatsapp.access_token.is_some() && value.is_none() {
+                return Err((
+                    format!("whatsapp.{key}"),
+                    "WhatsApp needs access_token, app_secret and verify_token".into(),
+                ));
+            }
+        }
+        if whatsapp.access_token.is_some() && whatsapp.phone_number_id.as_deref().is_none_or(str::is_empty) {
+            return Err((
+                "whatsapp.phone_number_id".into(),
+                "WhatsApp needs the id of the business phone number".into(),
+            ));
+        }
+        if let Some(url) = &whatsapp.public_url {
+            check_url(url).map_err(|m| ("whatsapp.public_url".to_owned(), m))?;
         }
         if self.mcp.max_output_bytes < 1024 {
             return Err(("mcp.max_output_bytes".into(), "must be at least 1024".into()));

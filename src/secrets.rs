@@ -22,6 +22,9 @@ pub const SECRET_CONFIG_KEYS: &[(&str, &str, &str)] = &[
     ("llm", "api_key", "llm/api_key"),
     ("telegram", "bot_token", "telegram/bot"),
     ("telegram", "webhook_secret", "telegram/webhook"),
+    ("whatsapp", "access_token", "whatsapp/token"),
+    ("whatsapp", "app_secret", "whatsapp/app_secret"),
+    ("whatsapp", "verify_token", "whatsapp/verify"),
 ];
 
 /// The prefix of a config value that refers to a secret.

@@ -39,7 +39,7 @@ const WS_TOKEN_PREFIX: &str = "pryx.token.";
 /// Paths served without the bearer token: the health check, and the OAuth callback a
 /// browser is redirected to (it is only honoured with the `state` of a sign-in started here).
 /// Webhooks authenticate with the platform's own secret or signature instead.
-const TOKEN_FREE_PATHS: &[&str] = &["/healthz", "/oauth/callback", "/webhooks/telegram"];
+const TOKEN_FREE_PATHS: &[&str] = &["/healthz", "/oauth/callback", "/webhooks/telegram", "/webhooks/whatsapp"];
 /// Largest response the API sends (a long session's history).
 const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
 

@@ -143,6 +143,10 @@ fn server_config(config: &Config) -> crate::config::ServerConfig {
             server.allowed_hosts.push(host.to_owned());
         }
     }
+    let whatsapp = config.whatsapp.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+    if let Some(host) = whatsapp.as_ref().and_then(|u| u.host_str()) {
+        server.allowed_hosts.push(host.to_owned());
+    }
     server
 }
 
@@ -183,7 +187,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
-    let channels = Channels::start(agent.clone(), &launch.config.telegram, agent.secrets()).await;
+    let channels = Channels::start(agent.clone(), &launch.config, agent.secrets()).await;
     let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(
         listener,

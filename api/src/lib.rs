@@ -526,6 +526,8 @@ pub struct ChannelReply {
     pub error: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// What the platform reported later (WhatsApp: `sent`, `delivered`, `read`, `failed`).
+    pub platform_status: Option<String>,
 }
 
 /// The Pryx JSON-RPC API.

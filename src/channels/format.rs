@@ -13,7 +13,8 @@ pub const MESSAGE_LIMIT: usize = 4096;
 /// refuses the formatting).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Piece {
-    pub html: String,
+    /// In the platform's markup (Telegram HTML, WhatsApp's `*bold*` style).
+    pub formatted: String,
     pub plain: String,
 }
 
@@ -22,9 +23,63 @@ pub fn telegram_pieces(markdown: &str) -> Vec<Piece> {
     // Leave room for the markup added around text when one block is split.
     split_blocks(markdown, MESSAGE_LIMIT - 200)
         .into_iter()
-        .map(|chunk| Piece { html: telegram_html(&chunk), plain: chunk })
+        .map(|chunk| Piece { formatted: telegram_html(&chunk), plain: chunk })
         .filter(|piece| !piece.plain.trim().is_empty())
         .collect()
+}
+
+/// The answer in WhatsApp's markup (`*bold*`, `_italic_`, ``` ``` ``` blocks, `` `code` ``),
+/// in pieces within [`MESSAGE_LIMIT`] characters. WhatsApp shows text literally apart from
+/// those markers, so nothing needs escaping.
+pub fn whatsapp_pieces(markdown: &str) -> Vec<Piece> {
+    split_blocks(markdown, MESSAGE_LIMIT - 100)
+        .into_iter()
+        .map(|chunk| Piece { formatted: whatsapp_text(&chunk), plain: chunk })
+        .filter(|piece| !piece.plain.trim().is_empty())
+        .collect()
+}
+
+/// Markdown to WhatsApp: `**b**` → `*b*`, headings → `*heading*`, `[label](url)` →
+/// `label (url)`; code blocks stay fenced.
+fn whatsapp_text(markdown: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            out.push("```".to_owned());
+            continue;
+        }
+        if in_code {
+            out.push(line.to_owned());
+            continue;
+        }
+        let line = match heading(line.trim_start()) {
+            Some(text) => format!("*{}*", text.replace("**", "")),
+            None => line.replace("**", "*"),
+        };
+        out.push(replace_links(&line));
+    }
+    out.join("\n")
+}
+
+/// `[label](http…)` → `label (http…)`.
+fn replace_links(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '[' {
+            if let Some((label, url, used)) = link(&chars[i..]) {
+                out.push_str(&format!("{label} ({url})"));
+                i += used;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Split Markdown into chunks of at most `limit` characters: whole paragraphs and whole
@@ -285,9 +340,15 @@ mod tests {
     }
 
     #[test]
+    fn whatsapp_gets_its_own_markers() {
+        let pieces = whatsapp_pieces("# Plan\n**Bold** and _it_, see [docs](https://x.org).\n\n```\nlet x = 1;\n```");
+        assert_eq!(pieces[0].formatted, "*Plan*\n*Bold* and _it_, see docs (https://x.org).\n\n```\nlet x = 1;\n```");
+    }
+
+    #[test]
     fn short_answers_are_one_piece() {
         let pieces = telegram_pieces("Hello **there**.");
-        assert_eq!(pieces, [Piece { html: "Hello <b>there</b>.".into(), plain: "Hello **there**.".into() }]);
+        assert_eq!(pieces, [Piece { formatted: "Hello <b>there</b>.".into(), plain: "Hello **there**.".into() }]);
     }
 
     #[test]
@@ -297,7 +358,7 @@ mod tests {
         let pieces = telegram_pieces(&answer);
         assert!(pieces.len() >= 2, "{}", pieces.len());
         for piece in &pieces {
-            assert!(piece.html.chars().count() <= MESSAGE_LIMIT);
+            assert!(piece.formatted.chars().count() <= MESSAGE_LIMIT);
             assert!(!piece.plain.starts_with("\n") && piece.plain.ends_with("word"));
         }
         let words: usize = pieces.iter().map(|p| p.plain.split_whitespace().count()).sum();
@@ -310,8 +371,8 @@ mod tests {
         let pieces = telegram_pieces(&format!("Here:\n\n```rust\n{code}\n```\n\nDone."));
         assert!(pieces.len() >= 3);
         for piece in &pieces {
-            assert!(piece.html.chars().count() <= MESSAGE_LIMIT, "{}", piece.html.chars().count());
-            assert_eq!(piece.html.matches("<pre>").count(), piece.html.matches("</pre>").count());
+            assert!(piece.formatted.chars().count() <= MESSAGE_LIMIT, "{}", piece.formatted.chars().count());
+            assert_eq!(piece.formatted.matches("<pre>").count(), piece.formatted.matches("</pre>").count());
         }
         let lines: usize = pieces.iter().map(|p| p.plain.matches("let line_").count()).sum();
         assert_eq!(lines, 600);

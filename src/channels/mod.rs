@@ -18,6 +18,7 @@
 pub mod format;
 pub mod tables;
 pub mod telegram;
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,11 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::config::{TelegramConfig, TelegramMode};
+use crate::config::{Config, TelegramConfig, TelegramMode, WhatsAppConfig};
 use crate::secrets::{SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
+use format::Piece;
 use tables::{InboundMessage, InboxRow, Kind};
 use telegram::BotApi;
+use whatsapp::CloudApi;
 
 /// How long a pairing code works.
 const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
@@ -55,10 +58,48 @@ const REFUSAL: &str = "Sorry, this is a private assistant and this chat is not p
 /// Why a channel request from the API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    #[error("the channel `{0}` is not configured (see [telegram] in the config)")]
+    #[error("the channel `{0}` is not configured (see [telegram] and [whatsapp] in the config)")]
     NotConfigured(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a platform call failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Throttled: wait this long.
+    RateLimited(Duration),
+    /// The request is wrong for good (400, 403, 404…): the platform's description.
+    Refused { code: u16, description: String },
+    /// Worth retrying (network, 5xx).
+    Transient(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::RateLimited(wait) => write!(f, "rate limited for {}s", wait.as_secs()),
+            ApiError::Refused { code, description } => write!(f, "refused ({code}): {description}"),
+            ApiError::Transient(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// What the pipeline needs from a messaging platform.
+#[async_trait::async_trait]
+trait Platform: Send + Sync {
+    /// `telegram` or `whatsapp`: the channel name in tables, sessions and spans.
+    fn channel(&self) -> &'static str;
+    /// Chats that may talk without pairing.
+    fn allowed(&self, chat_id: &str) -> bool;
+    /// An answer as the platform shows it, in pieces it accepts.
+    fn pieces(&self, markdown: &str) -> Vec<Piece>;
+    /// Send one piece (`formatted` false: the plain text); answers the platform's message id.
+    async fn send(&self, chat_id: &str, body: &str, formatted: bool) -> Result<String, ApiError>;
+    /// Show that an answer is being written, where the platform can.
+    async fn typing(&self, chat_id: &str);
+    /// A link that opens the chat with the pairing code filled in.
+    async fn pairing_link(&self, code: &str) -> Option<String>;
 }
 
 /// Telegram, when configured and started.
@@ -70,14 +111,77 @@ struct TelegramChannel {
     allowed: Vec<String>,
 }
 
+#[async_trait::async_trait]
+impl Platform for TelegramChannel {
+    fn channel(&self) -> &'static str {
+        "telegram"
+    }
+    fn allowed(&self, chat_id: &str) -> bool {
+        self.allowed.iter().any(|a| a == chat_id)
+    }
+    fn pieces(&self, markdown: &str) -> Vec<Piece> {
+        format::telegram_pieces(markdown)
+    }
+    async fn send(&self, chat_id: &str, body: &str, formatted: bool) -> Result<String, ApiError> {
+        self.api.send_message(chat_id, body, formatted).await
+    }
+    async fn typing(&self, chat_id: &str) {
+        let _ = self.api.typing(chat_id).await;
+    }
+    async fn pairing_link(&self, code: &str) -> Option<String> {
+        let cached = self.username.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let username = match cached {
+            Some(name) => Some(name),
+            None => {
+                let name = self.api.username().await.ok().flatten();
+                *self.username.lock().unwrap_or_else(|p| p.into_inner()) = name.clone();
+                name
+            }
+        };
+        username.map(|name| format!("https://t.me/{name}?start={code}"))
+    }
+}
+
+/// WhatsApp Cloud API, when configured.
+struct WhatsAppChannel {
+    api: CloudApi,
+    app_secret: SecretString,
+    verify_token: SecretString,
+    allowed: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Platform for WhatsAppChannel {
+    fn channel(&self) -> &'static str {
+        "whatsapp"
+    }
+    fn allowed(&self, chat_id: &str) -> bool {
+        self.allowed.iter().any(|a| a.trim_start_matches('+') == chat_id)
+    }
+    fn pieces(&self, markdown: &str) -> Vec<Piece> {
+        format::whatsapp_pieces(markdown)
+    }
+    async fn send(&self, chat_id: &str, body: &str, _formatted: bool) -> Result<String, ApiError> {
+        self.api.send_text(chat_id, body).await
+    }
+    async fn typing(&self, _chat_id: &str) {}
+    async fn pairing_link(&self, _code: &str) -> Option<String> {
+        None
+    }
+}
+
 /// The channels of one agent runtime.
 pub struct Channels {
     agent: Arc<Agent>,
     store: Store,
-    telegram: Option<TelegramChannel>,
+    telegram: Option<Arc<TelegramChannel>>,
+    whatsapp: Option<Arc<WhatsAppChannel>>,
+    /// Every configured platform, for the loops that serve them all alike.
+    platforms: Vec<Arc<dyn Platform>>,
     /// Wakes the dispatcher (new inbox rows) and the sender (new outbox rows).
     inbox_wake: Notify,
-    outbox_wake: Notify,
+    /// One per platform: wakes its sender.
+    outbox_wake: HashMap<&'static str, Notify>,
     /// The latest turn of each chat, for `/stop`.
     running: Mutex<HashMap<String, String>>,
     /// Deliveries waiting for the inbox writer.
@@ -89,11 +193,11 @@ pub struct Channels {
 impl Channels {
     /// Start what is configured. A channel that cannot start (no token in the keychain,
     /// Telegram unreachable) is logged and left off; the agent runs regardless.
-    pub async fn start(agent: Arc<Agent>, config: &TelegramConfig, secrets: &SecretsHandle) -> Arc<Channels> {
+    pub async fn start(agent: Arc<Agent>, config: &Config, secrets: &SecretsHandle) -> Arc<Channels> {
         let store = agent.store().clone();
-        let telegram = match &config.bot_token {
-            Some(token) => match telegram_channel(config, token, secrets).await {
-                Ok(channel) => Some(channel),
+        let telegram = match &config.telegram.bot_token {
+            Some(token) => match telegram_channel(&config.telegram, token, secrets).await {
+                Ok(channel) => Some(Arc::new(channel)),
                 Err(e) => {
                     tracing::error!(target: "pryx::channels", "Telegram is off: {e}");
                     None
@@ -101,33 +205,54 @@ impl Channels {
             },
             None => None,
         };
+        let whatsapp = match &config.whatsapp.access_token {
+            Some(token) => match whatsapp_channel(&config.whatsapp, token, secrets).await {
+                Ok(channel) => Some(Arc::new(channel)),
+                Err(e) => {
+                    tracing::error!(target: "pryx::channels", "WhatsApp is off: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut platforms: Vec<Arc<dyn Platform>> = Vec::new();
+        if let Some(telegram) = &telegram {
+            platforms.push(telegram.clone());
+        }
+        if let Some(whatsapp) = &whatsapp {
+            platforms.push(whatsapp.clone());
+        }
         let (intake, intake_rx) = mpsc::channel(MAX_BATCH * 8);
+        let outbox_wake = platforms.iter().map(|p| (p.channel(), Notify::new())).collect();
         let channels = Arc::new(Channels {
             agent,
             store,
             telegram,
+            whatsapp,
+            platforms,
             intake,
             inbox_wake: Notify::new(),
-            outbox_wake: Notify::new(),
+            outbox_wake,
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         let writer = channels.clone();
         channels.tasks.spawn(async move { writer.inbox_writer(intake_rx).await });
-        if let Some(telegram) = &channels.telegram {
+        if !channels.platforms.is_empty() {
             if let Err(e) = channels.recover_interrupted().await {
                 tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
             }
-            let polling = telegram.webhook_secret.is_none();
             let runner = channels.clone();
             channels.tasks.spawn(async move { runner.dispatch_loop().await });
-            let runner = channels.clone();
-            channels.tasks.spawn(async move { runner.send_loop().await });
-            if polling {
+            for platform in channels.platforms.clone() {
                 let runner = channels.clone();
-                channels.tasks.spawn(async move { runner.poll_loop().await });
+                channels.tasks.spawn(async move { runner.send_loop(platform).await });
             }
+        }
+        if channels.telegram.as_ref().is_some_and(|t| t.webhook_secret.is_none()) {
+            let runner = channels.clone();
+            channels.tasks.spawn(async move { runner.poll_loop().await });
         }
         channels
     }
@@ -230,7 +355,91 @@ impl Channels {
                 status
             }
         };
-        axum::Router::new().route("/webhooks/telegram", axum::routing::post(handler))
+        axum::Router::new().route("/webhooks/telegram", axum::routing::post(handler)).merge(self.whatsapp_router())
+    }
+
+    /// `GET /webhooks/whatsapp` (Meta's verification) and `POST` (signed deliveries).
+    fn whatsapp_router(self: &Arc<Self>) -> axum::Router {
+        use axum::body::Bytes;
+        use axum::extract::Query;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        let channels = Arc::downgrade(self);
+        let verify = move |Query(query): Query<HashMap<String, String>>| {
+            let channels = channels.clone();
+            async move {
+                let whatsapp = channels.upgrade().and_then(|c| c.whatsapp.clone());
+                let Some(whatsapp) = whatsapp else { return StatusCode::NOT_FOUND.into_response() };
+                match whatsapp::verify(&query, &whatsapp.verify_token) {
+                    Some(challenge) => (StatusCode::OK, challenge).into_response(),
+                    None => {
+                        tracing::warn!(target: "pryx::channels", "refused a WhatsApp verification with the wrong token");
+                        StatusCode::FORBIDDEN.into_response()
+                    }
+                }
+            }
+        };
+        let channels = Arc::downgrade(self);
+        let deliver = move |headers: HeaderMap, body: Bytes| {
+            let channels = channels.clone();
+            let span = receive_span("whatsapp", "webhook");
+            let outcome_span = span.clone();
+            let handled = async move {
+                let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let Some(whatsapp) = channels.whatsapp.clone() else { return StatusCode::NOT_FOUND };
+                let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+                // The signature covers the raw bytes: check it before parsing anything.
+                if !whatsapp::signature_ok(&whatsapp.app_secret, &body, signature) {
+                    tracing::warn!(target: "pryx::channels", "refused a WhatsApp delivery without a valid signature");
+                    tracing::Span::current().record("pryx.channel.outcome", "unauthorized");
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let parsed = serde_json::from_slice(&body).map_err(|e| e.to_string()).and_then(|v| whatsapp::parse(&v));
+                let (messages, statuses) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        tracing::warn!(target: "pryx::channels", "refused a malformed WhatsApp delivery: {e}");
+                        tracing::Span::current().record("pryx.channel.outcome", "malformed");
+                        return StatusCode::BAD_REQUEST;
+                    }
+                };
+                for status in statuses {
+                    let recorded = tables::reply_status(
+                        &channels.store,
+                        "whatsapp",
+                        &status.message_id,
+                        &status.status,
+                        status.error.as_deref(),
+                    )
+                    .await;
+                    if let Err(e) = recorded {
+                        tracing::error!(target: "pryx::channels", "cannot record a WhatsApp status: {e}");
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                }
+                let mut outcome = "ignored";
+                for message in messages {
+                    match channels.accept(&message).await {
+                        Ok(true) => outcome = "accepted",
+                        Ok(false) if outcome == "ignored" => outcome = "duplicate",
+                        Ok(false) => {}
+                        // Not stored: Meta must deliver it again.
+                        Err(e) => {
+                            tracing::error!(target: "pryx::channels", "cannot store a WhatsApp message: {e}");
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                    }
+                }
+                tracing::Span::current().record("pryx.channel.outcome", outcome);
+                StatusCode::OK
+            };
+            async move {
+                let status = tracing::Instrument::instrument(handled, span).await;
+                outcome_span.record("http.response.status_code", status.as_u16());
+                status
+            }
+        };
+        axum::Router::new().route("/webhooks/whatsapp", axum::routing::get(verify).post(deliver))
     }
 
     /// Long polling: updates are committed before the offset moves past them.
@@ -284,15 +493,17 @@ impl Channels {
 
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
-            match tables::inbox_with_status(&self.store, "telegram", "pending").await {
-                Ok(rows) => {
-                    for row in rows {
-                        if let Err(e) = self.handle(row).await {
-                            tracing::error!(target: "pryx::channels", "cannot handle a message: {e}");
+            for platform in &self.platforms {
+                match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
+                    Ok(rows) => {
+                        for row in rows {
+                            if let Err(e) = self.handle(platform, row).await {
+                                tracing::error!(target: "pryx::channels", "cannot handle a message: {e}");
+                            }
                         }
                     }
+                    Err(e) => tracing::error!(target: "pryx::channels", "cannot read the inbox: {e}"),
                 }
-                Err(e) => tracing::error!(target: "pryx::channels", "cannot read the inbox: {e}"),
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -302,18 +513,21 @@ impl Channels {
         }
     }
 
-    fn allowed(&self, chat_id: &str) -> bool {
-        self.telegram.as_ref().is_some_and(|t| t.allowed.iter().any(|a| a == chat_id))
+    fn platform(&self, channel: &str) -> Option<&Arc<dyn Platform>> {
+        self.platforms.iter().find(|p| p.channel() == channel)
     }
 
     async fn reply(&self, row: &InboxRow, text: &str) -> Result<(), StoreError> {
-        let pieces = format::telegram_pieces(text);
+        let pieces = match self.platform(row.message.channel) {
+            Some(platform) => platform.pieces(text),
+            None => format::telegram_pieces(text),
+        };
         tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, Some(row.id), &pieces).await?;
-        self.outbox_wake.notify_one();
+        self.wake_sender(row.message.channel);
         Ok(())
     }
 
-    async fn handle(self: &Arc<Self>, row: InboxRow) -> Result<(), StoreError> {
+    async fn handle(self: &Arc<Self>, platform: &Arc<dyn Platform>, row: InboxRow) -> Result<(), StoreError> {
         let message = &row.message;
         let chat = tables::chat(&self.store, message.channel, &message.chat_id).await?;
         let (command, argument) = match message.kind {
@@ -325,10 +539,16 @@ impl Channels {
             }
             _ => (None, String::new()),
         };
-        if !chat.paired && !self.allowed(&message.chat_id) {
-            if command.as_deref() == Some("/start")
-                && !argument.is_empty()
-                && tables::redeem_pairing_code(&self.store, message.channel, &argument, &message.chat_id).await?
+        if !chat.paired && !platform.allowed(&message.chat_id) {
+            // `/start CODE` (Telegram's deep link), or the code on its own (WhatsApp).
+            let code = match (message.kind, command.as_deref()) {
+                (Kind::Command, Some("/start")) => argument.to_ascii_uppercase(),
+                (Kind::Text, _) => message.text.trim().to_ascii_uppercase(),
+                _ => String::new(),
+            };
+            if (8..=16).contains(&code.len())
+                && code.bytes().all(|b| b.is_ascii_alphanumeric())
+                && tables::redeem_pairing_code(&self.store, message.channel, &code, &message.chat_id).await?
             {
                 tracing::info!(target: "pryx::channels", chat = %message.chat_id, "a chat was paired");
                 return self.reply(&row, &format!("Paired: this chat now talks to your Pryx.\n\n{HELP}")).await;
@@ -340,15 +560,9 @@ impl Channels {
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
             tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await?;
-            tables::queue_reply(
-                &self.store,
-                message.channel,
-                &message.chat_id,
-                None,
-                &format::telegram_pieces(REFUSAL),
-            )
-            .await?;
-            self.outbox_wake.notify_one();
+            tables::queue_reply(&self.store, message.channel, &message.chat_id, None, &platform.pieces(REFUSAL))
+                .await?;
+            self.wake_sender(row.message.channel);
             return Ok(());
         }
         match (message.kind, command.as_deref()) {
@@ -379,7 +593,8 @@ impl Channels {
     async fn new_session(&self, message: &InboundMessage) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let who = if message.sender_name.is_empty() { "chat".to_owned() } else { message.sender_name.clone() };
-        self.store.create_session(&id, &format!("Telegram · {who}"), message.channel).await?;
+        let platform = if message.channel == "whatsapp" { "WhatsApp" } else { "Telegram" };
+        self.store.create_session(&id, &format!("{platform} · {who}"), message.channel).await?;
         Ok(id)
     }
 
@@ -419,8 +634,8 @@ impl Channels {
                     None => break None,
                 },
                 _ = typing.tick() => {
-                    if let Some(telegram) = &self.telegram {
-                        let _ = telegram.api.typing(&row.message.chat_id).await;
+                    if let Some(platform) = self.platform(row.message.channel) {
+                        platform.typing(&row.message.chat_id).await;
                     }
                 }
                 _ = self.shutdown.cancelled() => return,
@@ -453,47 +668,57 @@ impl Channels {
 
     /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
     async fn recover_interrupted(&self) -> Result<(), StoreError> {
-        for row in tables::inbox_with_status(&self.store, "telegram", "started").await? {
-            self.reply(&row, "I was interrupted while answering this (Pryx restarted); please send it again.").await?;
+        for platform in &self.platforms {
+            for row in tables::inbox_with_status(&self.store, platform.channel(), "started").await? {
+                self.reply(&row, "I was interrupted while answering this (Pryx restarted); please send it again.")
+                    .await?;
+            }
         }
         Ok(())
     }
 
     // ---- outbox ----
 
-    async fn send_loop(self: Arc<Self>) {
-        let Some(telegram) = &self.telegram else { return };
+    async fn send_loop(self: Arc<Self>, platform: Arc<dyn Platform>) {
+        let channel = platform.channel();
         loop {
-            let due = tables::due_replies(&self.store, "telegram", 32).await.unwrap_or_else(|e| {
+            let due = tables::due_replies(&self.store, channel, 32).await.unwrap_or_else(|e| {
                 tracing::error!(target: "pryx::channels", "cannot read the outbox: {e}");
                 Vec::new()
             });
             for reply in due {
-                self.send_one(&telegram.api, reply).await;
+                self.send_one(platform.as_ref(), reply).await;
             }
-            let wait = match tables::next_due(&self.store, "telegram").await {
+            let wait = match tables::next_due(&self.store, channel).await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 _ => Duration::from_secs(60),
             };
+            let Some(wake) = self.outbox_wake.get(channel) else { return };
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = self.outbox_wake.notified() => {}
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    async fn send_one(&self, api: &BotApi, reply: tables::OutboxRow) {
+    fn wake_sender(&self, channel: &str) {
+        if let Some(wake) = self.outbox_wake.get(channel) {
+            wake.notify_one();
+        }
+    }
+
+    async fn send_one(&self, platform: &dyn Platform, reply: tables::OutboxRow) {
         let span = tracing::info_span!(
             target: crate::telemetry::SPAN_TARGET,
             "channel.send",
-            messaging.system = "telegram",
+            messaging.system = platform.channel(),
             messaging.operation.type = "send",
             pryx.channel.attempt = reply.attempts + 1,
             pryx.channel.outcome = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let outcome = tracing::Instrument::instrument(self.deliver(api, reply), span.clone()).await;
+        let outcome = tracing::Instrument::instrument(self.deliver(platform, reply), span.clone()).await;
         span.record("pryx.channel.outcome", outcome);
         if outcome != "sent" {
             span.record("error.type", outcome);
@@ -501,21 +726,21 @@ impl Channels {
     }
 
     /// One delivery attempt; answers its outcome (`sent`, `retry`, `failed`).
-    async fn deliver(&self, api: &BotApi, reply: tables::OutboxRow) -> &'static str {
-        let mut sent = api.send_message(&reply.chat_id, &reply.body, true).await;
-        if let Err(telegram::ApiError::Refused { code: 400, description }) = &sent {
-            // Telegram could not parse the formatting: the words matter more than the looks.
+    async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> &'static str {
+        let mut sent = platform.send(&reply.chat_id, &reply.body, true).await;
+        if let Err(ApiError::Refused { code: 400, description }) = &sent {
+            // The platform could not parse the formatting: the words matter more than the looks.
             if description.contains("parse") || description.contains("entities") {
-                sent = api.send_message(&reply.chat_id, &reply.plain, false).await;
+                sent = platform.send(&reply.chat_id, &reply.plain, false).await;
             }
         }
         let (outcome, result) = match sent {
             Ok(message_id) => ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await),
-            Err(telegram::ApiError::RateLimited(wait)) => {
+            Err(ApiError::RateLimited(wait)) => {
                 let at = now_ms() + wait.as_millis() as i64;
                 ("retry", tables::reply_retry(&self.store, reply.id, at, "rate limited").await)
             }
-            Err(telegram::ApiError::Transient(why)) if reply.attempts + 1 < MAX_SEND_ATTEMPTS => {
+            Err(ApiError::Transient(why)) if reply.attempts + 1 < MAX_SEND_ATTEMPTS => {
                 let backoff = 1000i64 << reply.attempts.min(6);
                 ("retry", tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await)
             }
@@ -533,10 +758,7 @@ impl Channels {
     // ---- what the API asks ----
 
     pub async fn pairing_code(&self, channel: &str) -> Result<PairingCode, ChannelError> {
-        let telegram = match (channel, &self.telegram) {
-            ("telegram", Some(telegram)) => telegram,
-            _ => return Err(ChannelError::NotConfigured(channel.to_owned())),
-        };
+        let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_owned()))?;
         // 8 characters from an alphabet without look-alikes: about 40 bits, for 10 minutes.
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
         let code: String = {
@@ -544,23 +766,35 @@ impl Channels {
             (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
         };
         let expires_at = now_ms() + PAIRING_LIFETIME_MS;
-        tables::add_pairing_code(&self.store, "telegram", &code, expires_at).await?;
-        let cached = telegram.username.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let username = match cached {
-            Some(name) => Some(name),
-            None => {
-                let name = telegram.api.username().await.ok().flatten();
-                *telegram.username.lock().unwrap_or_else(|p| p.into_inner()) = name.clone();
-                name
-            }
-        };
-        let link = username.map(|name| format!("https://t.me/{name}?start={code}"));
-        Ok(PairingCode { channel: "telegram".into(), code, link, expires_at })
+        tables::add_pairing_code(&self.store, platform.channel(), &code, expires_at).await?;
+        let link = platform.pairing_link(&code).await;
+        Ok(PairingCode { channel: platform.channel().into(), code, link, expires_at })
     }
 
     pub async fn replies(&self, channel: &str, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
         Ok(tables::replies(&self.store, channel, i64::from(limit.clamp(1, 1000))).await?)
     }
+}
+
+async fn whatsapp_channel(
+    config: &WhatsAppConfig,
+    token: &str,
+    secrets: &SecretsHandle,
+) -> Result<WhatsAppChannel, String> {
+    let resolve = |key: &'static str, value: Option<String>| async move {
+        let value = value.ok_or(format!("{key} is not set"))?;
+        secrets.run(move |s| s.resolve(&value)).await.map_err(|e| format!("{key}: {e}"))
+    };
+    let token = resolve("access_token", Some(token.to_owned())).await?;
+    let app_secret = resolve("app_secret", config.app_secret.clone()).await?;
+    let verify_token = resolve("verify_token", config.verify_token.clone()).await?;
+    let phone_number_id = config.phone_number_id.clone().unwrap_or_default();
+    Ok(WhatsAppChannel {
+        api: CloudApi::new(&config.api_base, &phone_number_id, token),
+        app_secret,
+        verify_token,
+        allowed: config.allowed_numbers.clone(),
+    })
 }
 
 /// The span of one inbound delivery (`via`: `webhook` or `poll`). No chat ids or text.

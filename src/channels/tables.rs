@@ -144,7 +144,7 @@ pub async fn queue_reply(
         .bind(channel)
         .bind(chat_id)
         .bind(inbox_id)
-        .bind(&piece.html)
+        .bind(&piece.formatted)
         .bind(&piece.plain)
         .bind(now)
         .bind(now)
@@ -236,11 +236,46 @@ pub async fn reply_failed(store: &Store, id: i64, error: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the platform later said of a sent message (`sent`, `delivered`, `read`, `failed`
+/// with why). Statuses may arrive out of order: a later stage never goes back to an earlier
+/// one, and `failed` stands.
+pub async fn reply_status(
+    store: &Store,
+    channel: &str,
+    platform_message_id: &str,
+    status: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    const RANK: &str =
+        "CASE {} WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 0 END";
+    let sql = format!(
+        "INSERT INTO channel_delivery_status (channel, platform_message_id, status, error, at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (channel, platform_message_id) DO UPDATE SET status = excluded.status, \
+           error = COALESCE(excluded.error, error), at = excluded.at \
+         WHERE {} >= {}",
+        RANK.replace("{}", "excluded.status"),
+        RANK.replace("{}", "channel_delivery_status.status"),
+    );
+    sqlx::query(&sql)
+        .bind(channel)
+        .bind(platform_message_id)
+        .bind(status)
+        .bind(error)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
 /// Replies of a channel, newest first (for the API).
 pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pryx_api::ChannelReply>> {
     let rows = sqlx::query(
-        "SELECT id, chat_id, plain, status, attempts, error, created_at, sent_at FROM channel_outbox \
-         WHERE channel = ? ORDER BY id DESC LIMIT ?",
+        "SELECT o.id, o.chat_id, o.plain, \
+           CASE WHEN d.status = 'failed' THEN 'failed' ELSE o.status END AS status, \
+           o.attempts, COALESCE(d.error, o.error) AS error, o.created_at, o.sent_at, d.status AS platform_status \
+         FROM channel_outbox o LEFT JOIN channel_delivery_status d \
+           ON d.channel = o.channel AND d.platform_message_id = o.platform_message_id \
+         WHERE o.channel = ? ORDER BY o.id DESC LIMIT ?",
     )
     .bind(channel)
     .bind(limit)
@@ -257,6 +292,7 @@ pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pry
                 error: row.try_get("error")?,
                 created_at: row.try_get("created_at")?,
                 sent_at: row.try_get("sent_at")?,
+                platform_status: row.try_get("platform_status")?,
             })
         })
         .collect()

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::tables::{InboundMessage, Kind};
+use super::ApiError;
 use crate::secrets::SecretString;
 
 /// Longest a long poll waits for updates, seconds (Telegram's recommended range).
@@ -123,27 +124,6 @@ fn described_attachment(message: &TgMessage) -> Option<&'static str> {
 /// Whether a webhook request carries the configured secret (constant time).
 pub fn secret_matches(expected: &SecretString, presented: Option<&str>) -> bool {
     presented.is_some_and(|p| p.as_bytes().ct_eq(expected.expose().as_bytes()).into())
-}
-
-/// Why a Bot API call failed.
-#[derive(Debug)]
-pub enum ApiError {
-    /// 429: wait this long.
-    RateLimited(Duration),
-    /// The request is wrong for good (400, 403, 404…): Telegram's description.
-    Refused { code: u16, description: String },
-    /// Worth retrying (network, 5xx).
-    Transient(String),
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApiError::RateLimited(wait) => write!(f, "rate limited by Telegram for {}s", wait.as_secs()),
-            ApiError::Refused { code, description } => write!(f, "Telegram refused ({code}): {description}"),
-            ApiError::Transient(why) => write!(f, "{why}"),
-        }
-    }
 }
 
 /// A Bot API client for one bot.

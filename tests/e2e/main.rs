@@ -15,3 +15,4 @@ mod security;
 mod telegram;
 mod telemetry;
 mod tools;
+mod whatsapp;

@@ -160,6 +160,11 @@ async fn replies_are_retried_and_permanent_failures_are_visible() {
     llm.script([Reply::text(&["Made it."])]);
     telegram.push_update(text_update(1, 42, "hello"));
     assert_eq!(wait_for_texts(&telegram, 42, 1).await, ["Made it."]);
+    // Telegram has it; Pryx records that a moment later.
+    eventually("the delivery to be recorded", || async {
+        client.channel_replies("telegram".into(), None).await.unwrap()[0].status == "sent"
+    })
+    .await;
     let replies = client.channel_replies("telegram".into(), None).await.unwrap();
     assert_eq!((replies[0].status.as_str(), replies[0].attempts), ("sent", 3), "{replies:?}");
 

@@ -6,6 +6,7 @@
 pub mod keyring;
 pub mod mock_llm;
 pub mod telegram;
+pub mod whatsapp;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
