@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pryx_api::{ChannelReply, PairingCode, TurnEvent, TurnStatus};
+use pryx_api::{ApprovalDecision, ChannelReply, PairingCode, TurnEvent, TurnStatus};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,14 @@ pub enum ChannelError {
     Store(#[from] StoreError),
 }
 
+/// A choice offered with a message (`id` comes back when it is pressed).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Button {
+    pub id: String,
+    /// At most 20 characters (WhatsApp's limit).
+    pub title: String,
+}
+
 /// Why a platform call failed.
 #[derive(Debug)]
 pub enum ApiError {
@@ -94,8 +102,11 @@ trait Platform: Send + Sync {
     fn allowed(&self, chat_id: &str) -> bool;
     /// An answer as the platform shows it, in pieces it accepts.
     fn pieces(&self, markdown: &str) -> Vec<Piece>;
-    /// Send one piece (`formatted` false: the plain text); answers the platform's message id.
-    async fn send(&self, chat_id: &str, body: &str, formatted: bool) -> Result<String, ApiError>;
+    /// Send one piece (`formatted` false: the plain text), with choices to offer if any;
+    /// answers the platform's message id.
+    async fn send(&self, chat_id: &str, body: &str, formatted: bool, buttons: &[Button]) -> Result<String, ApiError>;
+    /// Close a button press the platform waits on (Telegram's spinning button).
+    async fn acknowledge(&self, _reply_token: &str, _text: &str) {}
     /// Show that an answer is being written, where the platform can.
     async fn typing(&self, chat_id: &str);
     /// A link that opens the chat with the pairing code filled in.
@@ -122,8 +133,11 @@ impl Platform for TelegramChannel {
     fn pieces(&self, markdown: &str) -> Vec<Piece> {
         format::telegram_pieces(markdown)
     }
-    async fn send(&self, chat_id: &str, body: &str, formatted: bool) -> Result<String, ApiError> {
-        self.api.send_message(chat_id, body, formatted).await
+    async fn send(&self, chat_id: &str, body: &str, formatted: bool, buttons: &[Button]) -> Result<String, ApiError> {
+        self.api.send_message(chat_id, body, formatted, buttons).await
+    }
+    async fn acknowledge(&self, reply_token: &str, text: &str) {
+        let _ = self.api.answer_callback(reply_token, text).await;
     }
     async fn typing(&self, chat_id: &str) {
         let _ = self.api.typing(chat_id).await;
@@ -161,8 +175,8 @@ impl Platform for WhatsAppChannel {
     fn pieces(&self, markdown: &str) -> Vec<Piece> {
         format::whatsapp_pieces(markdown)
     }
-    async fn send(&self, chat_id: &str, body: &str, _formatted: bool) -> Result<String, ApiError> {
-        self.api.send_text(chat_id, body).await
+    async fn send(&self, chat_id: &str, body: &str, _formatted: bool, buttons: &[Button]) -> Result<String, ApiError> {
+        self.api.send_text(chat_id, body, buttons).await
     }
     async fn typing(&self, _chat_id: &str) {}
     async fn pairing_link(&self, _code: &str) -> Option<String> {
@@ -522,7 +536,8 @@ impl Channels {
             Some(platform) => platform.pieces(text),
             None => format::telegram_pieces(text),
         };
-        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, Some(row.id), &pieces).await?;
+        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, Some(row.id), &pieces, None)
+            .await?;
         self.wake_sender(row.message.channel);
         Ok(())
     }
@@ -560,7 +575,7 @@ impl Channels {
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
             tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await?;
-            tables::queue_reply(&self.store, message.channel, &message.chat_id, None, &platform.pieces(REFUSAL))
+            tables::queue_reply(&self.store, message.channel, &message.chat_id, None, &platform.pieces(REFUSAL), None)
                 .await?;
             self.wake_sender(row.message.channel);
             return Ok(());
@@ -586,6 +601,7 @@ impl Channels {
                 self.reply(&row, if stopped { "Stopped." } else { "Nothing is running." }).await
             }
             (Kind::Command, _) => self.reply(&row, &format!("I do not know that command.\n\n{HELP}")).await,
+            (Kind::Button, _) => self.pressed(platform, &row, chat.session_id.as_deref()).await,
             (Kind::Text, _) => self.start_turn(row, chat.session_id).await,
         }
     }
@@ -630,7 +646,13 @@ impl Channels {
             tokio::select! {
                 envelope = rx.recv() => match envelope {
                     Some(envelope) if envelope.event.is_terminal() => break Some(envelope.event),
-                    Some(_) => {}
+                    Some(envelope) => {
+                        if let TurnEvent::ApprovalRequested { approval } = envelope.event {
+                            if let Err(e) = self.ask_approval(&row, &approval).await {
+                                tracing::error!(target: "pryx::channels", "cannot ask for an approval: {e}");
+                            }
+                        }
+                    }
                     None => break None,
                 },
                 _ = typing.tick() => {
@@ -664,6 +686,58 @@ impl Channels {
         if let Err(e) = self.reply(&row, &text).await {
             tracing::error!(target: "pryx::channels", "cannot queue an answer: {e}");
         }
+    }
+
+    /// Ask the chat to approve a tool call, with Allow / Deny buttons.
+    async fn ask_approval(&self, row: &InboxRow, approval: &pryx_api::Approval) -> Result<(), StoreError> {
+        let Some(platform) = self.platform(row.message.channel) else { return Ok(()) };
+        let text = format!("Pryx asks to {} (`{}`). Allow it?", approval.summary, approval.tool);
+        let buttons = [("once", "Allow once"), ("session", "Allow in this chat"), ("deny", "Deny")]
+            .map(|(decision, title)| Button { id: format!("ap:{}:{decision}", approval.id), title: title.into() });
+        let buttons = serde_json::to_string(&buttons).unwrap_or_default();
+        let pieces = platform.pieces(&text);
+        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, None, &pieces, Some(&buttons))
+            .await?;
+        self.wake_sender(row.message.channel);
+        Ok(())
+    }
+
+    /// A button press: today only approval answers (`ap:ID:once|session|deny`), and only for
+    /// approvals of this chat's own session.
+    async fn pressed(
+        &self,
+        platform: &Arc<dyn Platform>,
+        row: &InboxRow,
+        session: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let answer = match row.message.text.split(':').collect::<Vec<_>>()[..] {
+            ["ap", id, decision] => {
+                let decision = match decision {
+                    "once" => Some(ApprovalDecision::AllowOnce),
+                    "session" => Some(ApprovalDecision::AllowForSession),
+                    "deny" => Some(ApprovalDecision::Deny),
+                    _ => None,
+                };
+                let approval =
+                    self.agent.approvals(true).await.ok().and_then(|all| all.into_iter().find(|a| a.id == id));
+                match (decision, approval) {
+                    (Some(decision), Some(approval)) if Some(approval.session_id.as_str()) == session => {
+                        let by = format!("{}:{}", row.message.channel, row.message.sender_id);
+                        match self.agent.answer_approval(id, decision, None, Some(by)).await {
+                            Ok(_) if decision == ApprovalDecision::Deny => "Denied.".to_owned(),
+                            Ok(_) => "Allowed.".to_owned(),
+                            Err(e) => format!("Not taken: {e}"),
+                        }
+                    }
+                    _ => "That request is not one of this chat's.".to_owned(),
+                }
+            }
+            _ => "That button does nothing any more.".to_owned(),
+        };
+        if let Some(token) = &row.message.reply_token {
+            platform.acknowledge(token, &answer).await;
+        }
+        self.reply(row, &answer).await
     }
 
     /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
@@ -727,11 +801,13 @@ impl Channels {
 
     /// One delivery attempt; answers its outcome (`sent`, `retry`, `failed`).
     async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> &'static str {
-        let mut sent = platform.send(&reply.chat_id, &reply.body, true).await;
+        let buttons: Vec<Button> =
+            reply.buttons.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+        let mut sent = platform.send(&reply.chat_id, &reply.body, true, &buttons).await;
         if let Err(ApiError::Refused { code: 400, description }) = &sent {
             // The platform could not parse the formatting: the words matter more than the looks.
             if description.contains("parse") || description.contains("entities") {
-                sent = platform.send(&reply.chat_id, &reply.plain, false).await;
+                sent = platform.send(&reply.chat_id, &reply.plain, false, &buttons).await;
             }
         }
         let (outcome, result) = match sent {

@@ -15,6 +15,8 @@ pub enum Kind {
     Command,
     /// Stickers, voice, files…: answered with a note that they are not supported.
     Unsupported,
+    /// A press on a button Pryx sent; the text is the button's id.
+    Button,
 }
 
 impl Kind {
@@ -23,12 +25,14 @@ impl Kind {
             Kind::Text => "text",
             Kind::Command => "command",
             Kind::Unsupported => "unsupported",
+            Kind::Button => "button",
         }
     }
     fn parse(text: &str) -> Kind {
         match text {
             "command" => Kind::Command,
             "unsupported" => Kind::Unsupported,
+            "button" => Kind::Button,
             _ => Kind::Text,
         }
     }
@@ -44,8 +48,10 @@ pub struct InboundMessage {
     pub sender_id: String,
     pub sender_name: String,
     pub kind: Kind,
-    /// The text (for `Unsupported`, what it was: "a sticker").
+    /// The text (for `Unsupported`, what it was: "a sticker"; for `Button`, its id).
     pub text: String,
+    /// What the platform wants back to close the interaction (Telegram's callback id).
+    pub reply_token: Option<String>,
 }
 
 /// An inbox row still to be handled.
@@ -65,8 +71,8 @@ pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<V
     for message in messages {
         let result = sqlx::query(
             "INSERT OR IGNORE INTO channel_inbox \
-             (channel, platform_id, chat_id, sender_id, sender_name, kind, text, received_at, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+             (channel, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, received_at, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
         )
         .bind(message.channel)
         .bind(&message.platform_id)
@@ -75,6 +81,7 @@ pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<V
         .bind(&message.sender_name)
         .bind(message.kind.as_str())
         .bind(&message.text)
+        .bind(&message.reply_token)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -96,6 +103,7 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
             sender_name: row.try_get("sender_name")?,
             kind: Kind::parse(row.try_get::<&str, _>("kind")?),
             text: row.try_get("text")?,
+            reply_token: row.try_get("reply_token")?,
         },
     })
 }
@@ -103,7 +111,7 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
 /// Rows in `status` of `channel`, oldest first.
 pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &str) -> Result<Vec<InboxRow>> {
     let rows = sqlx::query(
-        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, turn_id \
+        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, turn_id \
          FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
     )
     .bind(channel)
@@ -133,19 +141,21 @@ pub async fn queue_reply(
     chat_id: &str,
     inbox_id: Option<i64>,
     pieces: &[Piece],
+    buttons: Option<&str>,
 ) -> Result<()> {
     let mut tx = store.pool().begin().await?;
     let now = now_ms();
     for piece in pieces {
         sqlx::query(
-            "INSERT INTO channel_outbox (channel, chat_id, inbox_id, body, plain, status, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO channel_outbox (channel, chat_id, inbox_id, body, plain, buttons, status, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
         )
         .bind(channel)
         .bind(chat_id)
         .bind(inbox_id)
         .bind(&piece.formatted)
         .bind(&piece.plain)
+        .bind(buttons)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -165,6 +175,8 @@ pub struct OutboxRow {
     pub chat_id: String,
     pub body: String,
     pub plain: String,
+    /// JSON `[{"id", "title"}]`: choices to offer with the message.
+    pub buttons: Option<String>,
     pub attempts: i64,
 }
 
@@ -172,7 +184,7 @@ pub struct OutboxRow {
 /// chat's replies in order).
 pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows = sqlx::query(
-        "SELECT o.id, o.chat_id, o.body, o.plain, o.attempts FROM channel_outbox o \
+        "SELECT o.id, o.chat_id, o.body, o.plain, o.buttons, o.attempts FROM channel_outbox o \
          WHERE o.channel = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
            AND o.id = (SELECT MIN(id) FROM channel_outbox p \
                        WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.status = 'pending') \
@@ -190,6 +202,7 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
                 chat_id: row.try_get("chat_id")?,
                 body: row.try_get("body")?,
                 plain: row.try_get("plain")?,
+                buttons: row.try_get("buttons")?,
                 attempts: row.try_get("attempts")?,
             })
         })

@@ -44,6 +44,21 @@ pub struct Update {
     pub update_id: i64,
     pub message: Option<TgMessage>,
     pub edited_message: Option<TgMessage>,
+    pub callback_query: Option<TgCallback>,
+}
+
+/// A press on an inline keyboard button.
+#[derive(Debug, Deserialize)]
+pub struct TgCallback {
+    pub id: String,
+    pub from: TgUser,
+    pub message: Option<TgCallbackMessage>,
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TgCallbackMessage {
+    pub chat: TgChat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +96,19 @@ struct BotUser {
 
 /// What an update means to Pryx: a message for the inbox, or nothing to handle.
 pub fn inbound(update: &Update) -> Option<InboundMessage> {
+    if let Some(callback) = &update.callback_query {
+        let chat = callback.message.as_ref()?.chat.id;
+        return Some(InboundMessage {
+            channel: "telegram",
+            platform_id: update.update_id.to_string(),
+            chat_id: chat.to_string(),
+            sender_id: callback.from.id.to_string(),
+            sender_name: callback.from.username.clone().unwrap_or_else(|| callback.from.first_name.clone()),
+            kind: Kind::Button,
+            text: callback.data.clone().unwrap_or_default(),
+            reply_token: Some(callback.id.clone()),
+        });
+    }
     // Edits are not answered again (documented): the answer to the original stands, and a
     // new message is the way to ask again.
     let message = update.message.as_ref()?;
@@ -99,6 +127,7 @@ pub fn inbound(update: &Update) -> Option<InboundMessage> {
         sender_name: sender.map(|u| u.username.clone().unwrap_or_else(|| u.first_name.clone())).unwrap_or_default(),
         kind,
         text,
+        reply_token: None,
     })
 }
 
@@ -177,12 +206,28 @@ impl BotApi {
     }
 
     /// Send one message; answers Telegram's message id.
-    pub async fn send_message(&self, chat_id: &str, text: &str, html: bool) -> Result<String, ApiError> {
+    pub async fn send_message(
+        &self,
+        chat_id: &str,
+        text: &str,
+        html: bool,
+        buttons: &[super::Button],
+    ) -> Result<String, ApiError> {
         let mut body = json!({"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": true}});
         if html {
             body["parse_mode"] = json!("HTML");
         }
+        if !buttons.is_empty() {
+            let row: Vec<Value> = buttons.iter().map(|b| json!({"text": b.title, "callback_data": b.id})).collect();
+            body["reply_markup"] = json!({"inline_keyboard": [row]});
+        }
         Ok(self.call::<SentMessage>("sendMessage", body).await?.message_id.to_string())
+    }
+
+    /// Stop a pressed button's spinner, with a short note.
+    pub async fn answer_callback(&self, callback_id: &str, text: &str) -> Result<(), ApiError> {
+        let body = json!({"callback_query_id": callback_id, "text": text});
+        self.call::<bool>("answerCallbackQuery", body).await.map(|_| ())
     }
 
     /// Show "typing…" in the chat (Telegram shows it for about five seconds).
@@ -192,8 +237,7 @@ impl BotApi {
 
     /// Ask Telegram to post updates to `url` with `secret` in the secret-token header.
     pub async fn set_webhook(&self, url: &str, secret: &SecretString) -> Result<(), ApiError> {
-        let body =
-            json!({"url": url, "secret_token": secret.expose(), "allowed_updates": ["message", "edited_message"]});
+        let body = json!({"url": url, "secret_token": secret.expose(), "allowed_updates": ["message", "edited_message", "callback_query"]});
         self.call::<bool>("setWebhook", body).await.map(|_| ())
     }
 
@@ -204,8 +248,7 @@ impl BotApi {
 
     /// Wait for updates after `offset` (long poll).
     pub async fn updates(&self, offset: i64) -> Result<Vec<Value>, ApiError> {
-        let body =
-            json!({"offset": offset, "timeout": POLL_TIMEOUT_SECS, "allowed_updates": ["message", "edited_message"]});
+        let body = json!({"offset": offset, "timeout": POLL_TIMEOUT_SECS, "allowed_updates": ["message", "edited_message", "callback_query"]});
         self.call::<Vec<Value>>("getUpdates", body).await
     }
 }

@@ -73,6 +73,10 @@ pub fn parse(body: &Value) -> Result<(Vec<InboundMessage>, Vec<StatusUpdate>), S
         for message in value["messages"].as_array().into_iter().flatten() {
             let (Some(id), Some(from)) = (message["id"].as_str(), message["from"].as_str()) else { continue };
             let (kind, text) = match message["type"].as_str().unwrap_or("") {
+                "interactive" => match message["interactive"]["button_reply"]["id"].as_str() {
+                    Some(id) => (Kind::Button, id.to_owned()),
+                    None => (Kind::Unsupported, "this kind of reply".to_owned()),
+                },
                 "text" => {
                     let text = message["text"]["body"].as_str().unwrap_or("").to_owned();
                     (if text.starts_with('/') { Kind::Command } else { Kind::Text }, text)
@@ -94,6 +98,7 @@ pub fn parse(body: &Value) -> Result<(Vec<InboundMessage>, Vec<StatusUpdate>), S
                 sender_name: name_of(from).unwrap_or_default(),
                 kind,
                 text,
+                reply_token: None,
             });
         }
         for status in value["statuses"].as_array().into_iter().flatten() {
@@ -126,10 +131,24 @@ impl CloudApi {
         CloudApi { http, messages_url, token }
     }
 
-    /// Send a text message; answers its `wamid`.
-    pub async fn send_text(&self, to: &str, text: &str) -> Result<String, ApiError> {
-        let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-            "type": "text", "text": {"preview_url": false, "body": text}});
+    /// Send a text message, as interactive reply buttons (at most three) when `buttons`
+    /// are given; answers its `wamid`.
+    pub async fn send_text(&self, to: &str, text: &str, buttons: &[super::Button]) -> Result<String, ApiError> {
+        let body = if buttons.is_empty() {
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                "type": "text", "text": {"preview_url": false, "body": text}})
+        } else {
+            let buttons: Vec<Value> = buttons
+                .iter()
+                .take(3)
+                .map(|b| {
+                    let title: String = b.title.chars().take(20).collect();
+                    json!({"type": "reply", "reply": {"id": b.id, "title": title}})
+                })
+                .collect();
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "interactive",
+                "interactive": {"type": "button", "body": {"text": text}, "action": {"buttons": buttons}}})
+        };
         let response = self
             .http
             .post(&self.messages_url)

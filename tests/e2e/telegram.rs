@@ -223,3 +223,54 @@ async fn a_kill_during_an_answer_is_reported_once_after_restart_and_nothing_is_l
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(telegram.texts_to(42).len(), 2, "each message answered once");
 }
+
+#[tokio::test]
+async fn a_tool_call_is_approved_or_denied_with_buttons_from_the_phone() {
+    use crate::support::telegram::button_press;
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let pryx = Pryx::start(options(&llm, &telegram, "allowed_chats = [42]\n")).await;
+    llm.script([
+        Reply::tool_call("c1", "fs_write", r#"{"path": "from-phone.txt", "content": "written from Telegram"}"#),
+        Reply::text(&["Written."]),
+        Reply::tool_call("c2", "fs_delete", r#"{"path": "from-phone.txt"}"#),
+        Reply::text(&["Left it."]),
+    ]);
+    telegram.push_update(text_update(1, 42, "write a note"));
+    eventually("the approval prompt", || async {
+        telegram.sent().iter().any(|m| m["reply_markup"]["inline_keyboard"].is_array())
+    })
+    .await;
+    let prompt = telegram.sent().into_iter().find(|m| m["reply_markup"].is_object()).unwrap();
+    assert!(prompt["text"].as_str().unwrap().contains("fs_write"), "{prompt}");
+    let buttons = prompt["reply_markup"]["inline_keyboard"][0].as_array().unwrap().clone();
+    assert_eq!(
+        buttons.iter().map(|b| b["text"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["Allow once", "Allow in this chat", "Deny"]
+    );
+    let allow = buttons[0]["callback_data"].as_str().unwrap().to_owned();
+
+    // A stranger pressing the button (or sending its data) changes nothing.
+    telegram.push_update(button_press(2, 99, &allow));
+    eventually("the stranger's refusal", || async { !telegram.texts_to(99).is_empty() }).await;
+    // The owner allows it: the call runs and the turn finishes.
+    telegram.push_update(button_press(3, 42, &allow));
+    eventually("the answer", || async { telegram.texts_to(42).contains(&"Written.".to_owned()) }).await;
+    assert!(telegram.texts_to(42).contains(&"Allowed.".to_owned()));
+    assert_eq!(telegram.calls("answerCallbackQuery").last().unwrap()["callback_query_id"], "cb-3");
+    let written = pryx.data_dir().join("workspace/from-phone.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "written from Telegram");
+
+    // Denied: the file stays.
+    telegram.push_update(text_update(4, 42, "now delete it"));
+    eventually("the second prompt", || async {
+        telegram.sent().iter().filter(|m| m["reply_markup"].is_object()).count() == 2
+    })
+    .await;
+    let prompt = telegram.sent().into_iter().rfind(|m| m["reply_markup"].is_object()).unwrap();
+    let deny = prompt["reply_markup"]["inline_keyboard"][0][2]["callback_data"].as_str().unwrap().to_owned();
+    telegram.push_update(button_press(5, 42, &deny));
+    eventually("the answer", || async { telegram.texts_to(42).contains(&"Left it.".to_owned()) }).await;
+    assert!(telegram.texts_to(42).contains(&"Denied.".to_owned()));
+    assert!(written.exists(), "a denied delete deletes nothing");
+}

@@ -118,7 +118,7 @@ async fn method(
     shared.lock().unwrap().calls.push((method.clone(), body.clone()));
     match method.as_str() {
         "getMe" => ok(json!({"id": 123456, "is_bot": true, "first_name": "Pryx", "username": BOT_USERNAME})),
-        "setWebhook" | "deleteWebhook" | "sendChatAction" => ok(json!(true)),
+        "setWebhook" | "deleteWebhook" | "sendChatAction" | "answerCallbackQuery" => ok(json!(true)),
         "getUpdates" => {
             let offset = body["offset"].as_i64().unwrap_or(0);
             for _ in 0..10 {
@@ -158,4 +158,14 @@ async fn method(
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found: method not found", None),
     }
+}
+
+/// A press on an inline keyboard button of a message Pryx sent, as Telegram sends it.
+pub fn button_press(update_id: i64, chat: i64, data: &str) -> Value {
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("cb-{update_id}"),
+        "from": {"id": chat, "is_bot": false, "first_name": "Ada", "username": "ada"},
+        "message": {"message_id": 1, "date": 1_764_000_000, "chat": {"id": chat, "type": "private"}, "text": "Allow it?"},
+        "chat_instance": "-123", "data": data
+    }})
 }
