@@ -274,3 +274,45 @@ async fn a_tool_call_is_approved_or_denied_with_buttons_from_the_phone() {
     assert!(telegram.texts_to(42).contains(&"Denied.".to_owned()));
     assert!(written.exists(), "a denied delete deletes nothing");
 }
+
+/// The npm Bot API emulator `telegram-test-api`, as a second, independent peer for the
+/// polling and sending paths (its payloads are simplified; the stand-in above covers the
+/// full documented shapes).
+#[tokio::test]
+async fn polling_works_against_the_telegram_test_api_emulator() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let peers = std::env::var_os("PRYX_TEST_PEERS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/pryx-peers"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut driver = tokio::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/telegram_test_api.cjs"))
+        .env("NODE_PATH", peers.join("node_modules"))
+        .env("BOT_TOKEN", TOKEN)
+        .env("PORT", port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node and telegram-test-api (./x setup for-tests)");
+    let mut input = driver.stdin.take().unwrap();
+    let mut output = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(crate::support::PATIENCE, output.next_line()).await.unwrap().unwrap().unwrap();
+    let api_url = ready.strip_prefix("ready ").expect("the emulator's address").trim_end_matches('/').to_owned();
+
+    let llm = MockLlm::start().await;
+    let mut options = Options::with_llm(&llm).config(&format!(
+        "[secrets]\nbackend = \"injected\"\n\n[telegram]\nbot_token = \"secret:telegram/bot\"\napi_base = \"{api_url}\"\nallowed_chats = [42]\n"
+    ));
+    options.env.push(("PRYX_SECRET_TELEGRAM_BOT".into(), TOKEN.into()));
+    let _pryx = Pryx::start(options).await;
+    llm.script([Reply::text(&["Hello from the **model**."])]);
+    input.write_all(b"hello\n").await.unwrap();
+    let replies = tokio::time::timeout(crate::support::PATIENCE, output.next_line()).await.unwrap().unwrap().unwrap();
+    let replies: Vec<serde_json::Value> = serde_json::from_str(&replies).unwrap();
+    assert!(
+        replies.iter().any(|m| m["text"] == "Hello from the <b>model</b>." && m["parse_mode"] == "HTML"),
+        "{replies:?}"
+    );
+    assert_eq!(llm.requests().len(), 1);
+}
