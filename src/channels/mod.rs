@@ -47,6 +47,9 @@ const MAX_BATCH: usize = 512;
 type Delivery = (InboundMessage, oneshot::Sender<Result<bool, StoreError>>);
 /// Attempts before a reply is given up as failed.
 const MAX_SEND_ATTEMPTS: i64 = 8;
+/// How often the live preview of an answer may change (Telegram allows about one edit a
+/// second per chat).
+const PREVIEW_EVERY: Duration = Duration::from_millis(1100);
 /// How often "typing…" is refreshed while a turn runs (Telegram shows it for ~5 s).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 
@@ -109,6 +112,15 @@ trait Platform: Send + Sync {
     async fn acknowledge(&self, _reply_token: &str, _text: &str) {}
     /// Show that an answer is being written, where the platform can.
     async fn typing(&self, chat_id: &str);
+    /// Show (`message_id` None) or update the live preview of an answer being written, as
+    /// plain text; answers the preview's message id. Platforms without edits answer None.
+    async fn preview(&self, _chat_id: &str, _message_id: Option<&str>, _text: &str) -> Option<String> {
+        None
+    }
+    /// Replace a shown message (the preview) with the final text.
+    async fn edit(&self, _chat_id: &str, _message_id: &str, _body: &str, _formatted: bool) -> Result<(), ApiError> {
+        Err(ApiError::Refused { code: 400, description: "editing is not supported".into() })
+    }
     /// A link that opens the chat with the pairing code filled in.
     async fn pairing_link(&self, code: &str) -> Option<String>;
 }
@@ -141,6 +153,15 @@ impl Platform for TelegramChannel {
     }
     async fn typing(&self, chat_id: &str) {
         let _ = self.api.typing(chat_id).await;
+    }
+    async fn preview(&self, chat_id: &str, message_id: Option<&str>, text: &str) -> Option<String> {
+        match message_id {
+            None => self.api.send_message(chat_id, text, false, &[]).await.ok(),
+            Some(id) => self.api.edit_message(chat_id, id, text, false).await.ok().map(|()| id.to_owned()),
+        }
+    }
+    async fn edit(&self, chat_id: &str, message_id: &str, body: &str, formatted: bool) -> Result<(), ApiError> {
+        self.api.edit_message(chat_id, message_id, body, formatted).await
     }
     async fn pairing_link(&self, code: &str) -> Option<String> {
         let cached = self.username.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -536,9 +557,14 @@ impl Channels {
             Some(platform) => platform.pieces(text),
             None => format::telegram_pieces(text),
         };
-        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, Some(row.id), &pieces, None)
-            .await?;
-        self.wake_sender(row.message.channel);
+        self.queue(row, &pieces, None).await
+    }
+
+    /// Queue an answer's pieces; the first replaces the live preview, if one is shown.
+    async fn queue(&self, row: &InboxRow, pieces: &[Piece], replaces: Option<&str>) -> Result<(), StoreError> {
+        let (channel, chat) = (row.message.channel, &row.message.chat_id);
+        tables::queue_reply(&self.store, channel, chat, Some(row.id), pieces, None, replaces).await?;
+        self.wake_sender(channel);
         Ok(())
     }
 
@@ -575,8 +601,16 @@ impl Channels {
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
             tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await?;
-            tables::queue_reply(&self.store, message.channel, &message.chat_id, None, &platform.pieces(REFUSAL), None)
-                .await?;
+            tables::queue_reply(
+                &self.store,
+                message.channel,
+                &message.chat_id,
+                None,
+                &platform.pieces(REFUSAL),
+                None,
+                None,
+            )
+            .await?;
             self.wake_sender(row.message.channel);
             return Ok(());
         }
@@ -642,19 +676,36 @@ impl Channels {
         let follow_id = turn_id.clone();
         tokio::spawn(async move { agent.follow_turn(&follow_id, tx).await });
         let mut typing = tokio::time::interval(TYPING_EVERY);
+        // The answer so far, shown by editing one message at most once a second.
+        let mut preview_tick = tokio::time::interval(PREVIEW_EVERY);
+        let (mut draft, mut shown, mut preview): (String, usize, Option<String>) = (String::new(), 0, None);
         let end = loop {
             tokio::select! {
                 envelope = rx.recv() => match envelope {
                     Some(envelope) if envelope.event.is_terminal() => break Some(envelope.event),
-                    Some(envelope) => {
-                        if let TurnEvent::ApprovalRequested { approval } = envelope.event {
+                    Some(envelope) => match envelope.event {
+                        TurnEvent::Delta { text } => draft.push_str(&text),
+                        // A new step starts a new text; the preview follows it.
+                        TurnEvent::ToolCall { .. } => draft.clear(),
+                        TurnEvent::ApprovalRequested { approval } => {
                             if let Err(e) = self.ask_approval(&row, &approval).await {
                                 tracing::error!(target: "pryx::channels", "cannot ask for an approval: {e}");
                             }
                         }
-                    }
+                        _ => {}
+                    },
                     None => break None,
                 },
+                _ = preview_tick.tick() => {
+                    let text = draft.trim();
+                    if !text.is_empty() && draft.len() != shown && text.chars().count() < format::MESSAGE_LIMIT - 10 {
+                        if let Some(platform) = self.platform(row.message.channel) {
+                            let id = platform.preview(&row.message.chat_id, preview.as_deref(), &format!("{text} …")).await;
+                            preview = id.or(preview);
+                            shown = draft.len();
+                        }
+                    }
+                }
                 _ = typing.tick() => {
                     if let Some(platform) = self.platform(row.message.channel) {
                         platform.typing(&row.message.chat_id).await;
@@ -683,7 +734,11 @@ impl Channels {
                 running.remove(&row.message.chat_id);
             }
         }
-        if let Err(e) = self.reply(&row, &text).await {
+        let pieces = match self.platform(row.message.channel) {
+            Some(platform) => platform.pieces(&text),
+            None => return,
+        };
+        if let Err(e) = self.queue(&row, &pieces, preview.as_deref()).await {
             tracing::error!(target: "pryx::channels", "cannot queue an answer: {e}");
         }
     }
@@ -696,8 +751,16 @@ impl Channels {
             .map(|(decision, title)| Button { id: format!("ap:{}:{decision}", approval.id), title: title.into() });
         let buttons = serde_json::to_string(&buttons).unwrap_or_default();
         let pieces = platform.pieces(&text);
-        tables::queue_reply(&self.store, row.message.channel, &row.message.chat_id, None, &pieces, Some(&buttons))
-            .await?;
+        tables::queue_reply(
+            &self.store,
+            row.message.channel,
+            &row.message.chat_id,
+            None,
+            &pieces,
+            Some(&buttons),
+            None,
+        )
+        .await?;
         self.wake_sender(row.message.channel);
         Ok(())
     }
@@ -803,11 +866,25 @@ impl Channels {
     async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> &'static str {
         let buttons: Vec<Button> =
             reply.buttons.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-        let mut sent = platform.send(&reply.chat_id, &reply.body, true, &buttons).await;
+        let mut sent = match &reply.edit_message_id {
+            // The final answer takes the place of its live preview; if that message is gone
+            // (deleted, too old to edit), it is sent as a new one.
+            Some(id) => match platform.edit(&reply.chat_id, id, &reply.body, true).await {
+                Ok(()) => Ok(id.clone()),
+                Err(ApiError::Refused { description, .. }) if !description.contains("parse") => {
+                    platform.send(&reply.chat_id, &reply.body, true, &buttons).await
+                }
+                Err(e) => Err(e),
+            },
+            None => platform.send(&reply.chat_id, &reply.body, true, &buttons).await,
+        };
         if let Err(ApiError::Refused { code: 400, description }) = &sent {
             // The platform could not parse the formatting: the words matter more than the looks.
             if description.contains("parse") || description.contains("entities") {
-                sent = platform.send(&reply.chat_id, &reply.plain, false, &buttons).await;
+                sent = match &reply.edit_message_id {
+                    Some(id) => platform.edit(&reply.chat_id, id, &reply.plain, false).await.map(|()| id.clone()),
+                    None => platform.send(&reply.chat_id, &reply.plain, false, &buttons).await,
+                };
             }
         }
         let (outcome, result) = match sent {

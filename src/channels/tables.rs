@@ -142,13 +142,17 @@ pub async fn queue_reply(
     inbox_id: Option<i64>,
     pieces: &[Piece],
     buttons: Option<&str>,
+    replaces: Option<&str>,
 ) -> Result<()> {
     let mut tx = store.pool().begin().await?;
     let now = now_ms();
-    for piece in pieces {
+    for (i, piece) in pieces.iter().enumerate() {
+        // Only the first piece takes the place of the message shown so far.
+        let replaces = if i == 0 { replaces } else { None };
         sqlx::query(
-            "INSERT INTO channel_outbox (channel, chat_id, inbox_id, body, plain, buttons, status, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO channel_outbox \
+             (channel, chat_id, inbox_id, body, plain, buttons, edit_message_id, status, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
         )
         .bind(channel)
         .bind(chat_id)
@@ -156,6 +160,7 @@ pub async fn queue_reply(
         .bind(&piece.formatted)
         .bind(&piece.plain)
         .bind(buttons)
+        .bind(replaces)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -177,6 +182,8 @@ pub struct OutboxRow {
     pub plain: String,
     /// JSON `[{"id", "title"}]`: choices to offer with the message.
     pub buttons: Option<String>,
+    /// Edit this already shown message instead of sending a new one.
+    pub edit_message_id: Option<String>,
     pub attempts: i64,
 }
 
@@ -184,7 +191,7 @@ pub struct OutboxRow {
 /// chat's replies in order).
 pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows = sqlx::query(
-        "SELECT o.id, o.chat_id, o.body, o.plain, o.buttons, o.attempts FROM channel_outbox o \
+        "SELECT o.id, o.chat_id, o.body, o.plain, o.buttons, o.edit_message_id, o.attempts FROM channel_outbox o \
          WHERE o.channel = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
            AND o.id = (SELECT MIN(id) FROM channel_outbox p \
                        WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.status = 'pending') \
@@ -203,6 +210,7 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
                 body: row.try_get("body")?,
                 plain: row.try_get("plain")?,
                 buttons: row.try_get("buttons")?,
+                edit_message_id: row.try_get("edit_message_id")?,
                 attempts: row.try_get("attempts")?,
             })
         })

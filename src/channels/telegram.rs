@@ -224,6 +224,19 @@ impl BotApi {
         Ok(self.call::<SentMessage>("sendMessage", body).await?.message_id.to_string())
     }
 
+    /// Replace the text of a message the bot sent. "Not modified" counts as done.
+    pub async fn edit_message(&self, chat_id: &str, message_id: &str, text: &str, html: bool) -> Result<(), ApiError> {
+        let mut body = json!({"chat_id": chat_id, "message_id": message_id.parse::<i64>().unwrap_or(0), "text": text,
+            "link_preview_options": {"is_disabled": true}});
+        if html {
+            body["parse_mode"] = json!("HTML");
+        }
+        match self.call::<Value>("editMessageText", body).await {
+            Err(ApiError::Refused { description, .. }) if description.contains("not modified") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Stop a pressed button's spinner, with a short note.
     pub async fn answer_callback(&self, callback_id: &str, text: &str) -> Result<(), ApiError> {
         let body = json!({"callback_query_id": callback_id, "text": text});

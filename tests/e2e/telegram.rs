@@ -217,11 +217,14 @@ async fn a_kill_during_an_answer_is_reported_once_after_restart_and_nothing_is_l
     telegram.push_update(text_update(2, 42, "are you there?"));
     llm.script([Reply::text(&["Back."])]);
     let _pryx = Pryx::start_in(&home, options).await;
-    let texts = wait_for_texts(&telegram, 42, 2).await;
+    // The live preview of the interrupted answer stays as it was; then the two answers.
+    let answers = || telegram.texts_to(42).into_iter().filter(|t| !t.ends_with(" …")).collect::<Vec<_>>();
+    eventually("both answers", || async { answers().len() >= 2 }).await;
+    let texts = answers();
     assert!(texts.iter().any(|t| t.contains("interrupted")), "{texts:?}");
     assert!(texts.contains(&"Back.".to_owned()), "{texts:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(telegram.texts_to(42).len(), 2, "each message answered once");
+    assert_eq!(answers().len(), 2, "each message answered once");
 }
 
 #[tokio::test]
@@ -315,4 +318,26 @@ async fn polling_works_against_the_telegram_test_api_emulator() {
         "{replies:?}"
     );
     assert_eq!(llm.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_long_answer_streams_into_one_message_edited_about_once_a_second() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let _pryx = Pryx::start(options(&llm, &telegram, "allowed_chats = [42]\n")).await;
+    // About 3.5 s of streaming, then the final text with formatting.
+    let mut pieces: Vec<String> = (0..35).map(|i| format!("word{i} ")).collect();
+    pieces.push("**done**".into());
+    llm.script([Reply::Text { pieces, delay: Duration::from_millis(100) }]);
+    telegram.push_update(text_update(1, 42, "stream please"));
+    eventually("the final answer", || async { telegram.texts_to(42).iter().any(|t| t.ends_with("<b>done</b>")) }).await;
+    // One message: the preview, edited as the answer grew, then replaced by the final text.
+    let shown = telegram.sent();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["parse_mode"], "HTML");
+    let edits = telegram.calls("editMessageText");
+    assert!((2..=6).contains(&edits.len()), "{} edits for 3.5 s", edits.len());
+    let previews: Vec<&str> = edits[..edits.len() - 1].iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert!(previews.iter().all(|t| t.ends_with(" …")), "{previews:?}");
+    assert!(previews.windows(2).all(|w| w[0].len() < w[1].len()), "the preview grows: {previews:?}");
 }

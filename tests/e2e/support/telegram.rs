@@ -70,7 +70,7 @@ impl FakeTelegram {
         self.shared.lock().unwrap().sent.clone()
     }
 
-    /// The texts sent to one chat.
+    /// The texts shown in one chat (edits replace what they edit).
     pub fn texts_to(&self, chat: i64) -> Vec<String> {
         self.sent()
             .iter()
@@ -155,6 +155,19 @@ async fn method(
                         "chat": {"id": body["chat_id"], "type": "private"}, "text": body["text"]}))
                 }
             }
+        }
+        "editMessageText" => {
+            let mut shared = shared.lock().unwrap();
+            // The edit replaces the text Telegram shows for that message.
+            let id = body["message_id"].as_i64().unwrap_or(0);
+            let Some(index) = (id - 1001).try_into().ok().filter(|i: &usize| *i < shared.sent.len()) else {
+                return error(StatusCode::BAD_REQUEST, "Bad Request: message to edit not found", None);
+            };
+            let mut edited = body.clone();
+            edited["edited"] = json!(true);
+            shared.sent[index] = edited;
+            ok(json!({"message_id": id, "date": 1_764_000_000, "chat": {"id": body["chat_id"], "type": "private"},
+                "text": body["text"], "edit_date": 1_764_000_001}))
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found: method not found", None),
     }
