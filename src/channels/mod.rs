@@ -871,7 +871,9 @@ impl Channels {
             // (deleted, too old to edit), it is sent as a new one.
             Some(id) => match platform.edit(&reply.chat_id, id, &reply.body, true).await {
                 Ok(()) => Ok(id.clone()),
-                Err(ApiError::Refused { description, .. }) if !description.contains("parse") => {
+                Err(ApiError::Refused { description, .. })
+                    if description.contains("message to edit not found") || description.contains("can't be edited") =>
+                {
                     platform.send(&reply.chat_id, &reply.body, true, &buttons).await
                 }
                 Err(e) => Err(e),

@@ -61,6 +61,7 @@ impl FakeTelegram {
         self.shared.lock().unwrap().updates.push(update);
     }
 
+    /// The next formatted `sendMessage` / `editMessageText` calls fail like this, in order.
     pub fn fail_next_sends(&self, failures: impl IntoIterator<Item = Failure>) {
         self.shared.lock().unwrap().failures.extend(failures);
     }
@@ -135,30 +136,33 @@ async fn method(
             }
             ok(json!([]))
         }
-        "sendMessage" => {
+        "sendMessage" | "editMessageText" => {
             let mut shared = shared.lock().unwrap();
-            match shared.failures.pop_front() {
-                Some(Failure::RateLimited { retry_after }) => error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &format!("Too Many Requests: retry after {retry_after}"),
-                    Some(json!({"retry_after": retry_after})),
-                ),
-                Some(Failure::ServerError) => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None),
-                Some(Failure::Refused { code, description }) => {
-                    error(StatusCode::from_u16(code).unwrap(), description, None)
-                }
-                None => {
-                    shared.next_message_id += 1;
-                    let id = shared.next_message_id;
-                    shared.sent.push(body.clone());
-                    ok(json!({"message_id": id, "date": 1_764_000_000,
-                        "chat": {"id": body["chat_id"], "type": "private"}, "text": body["text"]}))
-                }
+            // Scripted failures hit formatted sends and edits (replies), not the plain live
+            // previews, which Pryx sends best effort only when an answer takes a while:
+            // tests stay deterministic however slow the machine is.
+            let formatted = body["parse_mode"].is_string();
+            if let Some(failure) = if formatted { shared.failures.pop_front() } else { None } {
+                return match failure {
+                    Failure::RateLimited { retry_after } => error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &format!("Too Many Requests: retry after {retry_after}"),
+                        Some(json!({"retry_after": retry_after})),
+                    ),
+                    Failure::ServerError => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None),
+                    Failure::Refused { code, description } => {
+                        error(StatusCode::from_u16(code).unwrap(), description, None)
+                    }
+                };
             }
-        }
-        "editMessageText" => {
-            let mut shared = shared.lock().unwrap();
-            // The edit replaces the text Telegram shows for that message.
+            if method == "sendMessage" {
+                shared.next_message_id += 1;
+                let id = shared.next_message_id;
+                shared.sent.push(body.clone());
+                return ok(json!({"message_id": id, "date": 1_764_000_000,
+                    "chat": {"id": body["chat_id"], "type": "private"}, "text": body["text"]}));
+            }
+            // An edit replaces the text Telegram shows for that message.
             let id = body["message_id"].as_i64().unwrap_or(0);
             let Some(index) = (id - 1001).try_into().ok().filter(|i: &usize| *i < shared.sent.len()) else {
                 return error(StatusCode::BAD_REQUEST, "Bad Request: message to edit not found", None);
