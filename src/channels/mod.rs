@@ -701,6 +701,12 @@ impl Channels {
                     if !text.is_empty() && draft.len() != shown && text.chars().count() < format::MESSAGE_LIMIT - 10 {
                         if let Some(platform) = self.platform(row.message.channel) {
                             let id = platform.preview(&row.message.chat_id, preview.as_deref(), &format!("{text} …")).await;
+                            if preview.is_none() {
+                                if let Some(id) = &id {
+                                    // Kept, so a restart can replace a preview it cut short.
+                                    let _ = tables::set_preview(&self.store, row.id, id).await;
+                                }
+                            }
                             preview = id.or(preview);
                             shown = draft.len();
                         }
@@ -807,8 +813,8 @@ impl Channels {
     async fn recover_interrupted(&self) -> Result<(), StoreError> {
         for platform in &self.platforms {
             for row in tables::inbox_with_status(&self.store, platform.channel(), "started").await? {
-                self.reply(&row, "I was interrupted while answering this (Pryx restarted); please send it again.")
-                    .await?;
+                let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
+                self.queue(&row, &platform.pieces(text), row.preview_message_id.as_deref()).await?;
             }
         }
         Ok(())

@@ -60,6 +60,8 @@ pub struct InboxRow {
     pub id: i64,
     pub message: InboundMessage,
     pub turn_id: Option<String>,
+    /// The live preview shown for its answer, if any.
+    pub preview_message_id: Option<String>,
 }
 
 /// Commit messages to the inbox in one transaction (one disk sync for the lot). For each,
@@ -95,6 +97,7 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
     Ok(InboxRow {
         id: row.try_get("id")?,
         turn_id: row.try_get("turn_id")?,
+        preview_message_id: row.try_get("preview_message_id")?,
         message: InboundMessage {
             channel,
             platform_id: row.try_get("platform_id")?,
@@ -111,7 +114,7 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
 /// Rows in `status` of `channel`, oldest first.
 pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &str) -> Result<Vec<InboxRow>> {
     let rows = sqlx::query(
-        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, turn_id \
+        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, turn_id, preview_message_id \
          FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
     )
     .bind(channel)
@@ -127,6 +130,16 @@ pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, n
         .bind(status)
         .bind(turn_id)
         .bind(note)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Remember the live preview shown for a message's answer.
+pub async fn set_preview(store: &Store, id: i64, message_id: &str) -> Result<()> {
+    sqlx::query("UPDATE channel_inbox SET preview_message_id = ? WHERE id = ?")
+        .bind(message_id)
         .bind(id)
         .execute(store.pool())
         .await?;

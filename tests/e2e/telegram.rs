@@ -209,7 +209,8 @@ async fn a_kill_during_an_answer_is_reported_once_after_restart_and_nothing_is_l
     let pryx = Pryx::start(options.clone()).await;
     llm.script([Reply::slow_text(100, Duration::from_millis(100))]);
     telegram.push_update(text_update(1, 42, "a long question"));
-    eventually("the answer to start", || async { llm.requests().len() == 1 }).await;
+    // Killed while the answer shows as a live preview.
+    eventually("the live preview", || async { telegram.texts_to(42).iter().any(|t| t.ends_with(" …")) }).await;
     let home = pryx.home.clone();
     pryx.kill9().await;
 
@@ -217,14 +218,15 @@ async fn a_kill_during_an_answer_is_reported_once_after_restart_and_nothing_is_l
     telegram.push_update(text_update(2, 42, "are you there?"));
     llm.script([Reply::text(&["Back."])]);
     let _pryx = Pryx::start_in(&home, options).await;
-    // The live preview of the interrupted answer stays as it was; then the two answers.
-    let answers = || telegram.texts_to(42).into_iter().filter(|t| !t.ends_with(" …")).collect::<Vec<_>>();
-    eventually("both answers", || async { answers().len() >= 2 }).await;
-    let texts = answers();
-    assert!(texts.iter().any(|t| t.contains("interrupted")), "{texts:?}");
-    assert!(texts.contains(&"Back.".to_owned()), "{texts:?}");
+    // The interrupted answer's live preview is replaced by the note; then the new answer.
+    eventually("both answers", || async {
+        let texts = telegram.texts_to(42);
+        texts.iter().any(|t| t.contains("interrupted")) && texts.contains(&"Back.".to_owned())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(answers().len(), 2, "each message answered once");
+    let texts = telegram.texts_to(42);
+    assert_eq!(texts.len(), 2, "each message answered once, no half-written preview left: {texts:?}");
 }
 
 #[tokio::test]
