@@ -553,17 +553,15 @@ impl Channels {
     }
 
     async fn reply(&self, row: &InboxRow, text: &str) -> Result<(), StoreError> {
-        let pieces = match self.platform(row.message.channel) {
-            Some(platform) => platform.pieces(text),
-            None => format::telegram_pieces(text),
-        };
-        self.queue(row, &pieces, None).await
+        self.answer(row, text, None).await
     }
 
-    /// Queue an answer's pieces; the first replaces the live preview, if one is shown.
-    async fn queue(&self, row: &InboxRow, pieces: &[Piece], replaces: Option<&str>) -> Result<(), StoreError> {
+    /// Queue the answer to a message, formatted and split for its platform; the first piece
+    /// replaces the live preview, if one is shown.
+    async fn answer(&self, row: &InboxRow, text: &str, replaces: Option<&str>) -> Result<(), StoreError> {
         let (channel, chat) = (row.message.channel, &row.message.chat_id);
-        tables::queue_reply(&self.store, channel, chat, Some(row.id), pieces, None, replaces).await?;
+        let Some(platform) = self.platform(channel) else { return Ok(()) };
+        tables::queue_reply(&self.store, channel, chat, Some(row.id), &platform.pieces(text), None, replaces).await?;
         self.wake_sender(channel);
         Ok(())
     }
@@ -740,11 +738,7 @@ impl Channels {
                 running.remove(&row.message.chat_id);
             }
         }
-        let pieces = match self.platform(row.message.channel) {
-            Some(platform) => platform.pieces(&text),
-            None => return,
-        };
-        if let Err(e) = self.queue(&row, &pieces, preview.as_deref()).await {
+        if let Err(e) = self.answer(&row, &text, preview.as_deref()).await {
             tracing::error!(target: "pryx::channels", "cannot queue an answer: {e}");
         }
     }
@@ -814,7 +808,7 @@ impl Channels {
         for platform in &self.platforms {
             for row in tables::inbox_with_status(&self.store, platform.channel(), "started").await? {
                 let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
-                self.queue(&row, &platform.pieces(text), row.preview_message_id.as_deref()).await?;
+                self.answer(&row, text, row.preview_message_id.as_deref()).await?;
             }
         }
         Ok(())

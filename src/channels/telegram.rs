@@ -67,7 +67,6 @@ pub struct TgMessage {
     pub from: Option<TgUser>,
     pub chat: TgChat,
     pub text: Option<String>,
-    pub caption: Option<String>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
 }
@@ -146,7 +145,6 @@ fn described_attachment(message: &TgMessage) -> Option<&'static str> {
         ("contact", "a contact"),
         ("poll", "a poll"),
     ];
-    let _ = &message.caption;
     KINDS.iter().find(|(key, _)| message.other.contains_key(*key)).map(|(_, what)| *what)
 }
 

@@ -41,7 +41,7 @@ const INHERITED_ENV: &[&str] =
     &["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "XDG_RUNTIME_DIR"];
 /// Stderr lines kept to explain why a server failed.
 const STDERR_KEPT: usize = 5;
-/// Longest stderr line or stdout sample kept, in bytes.
+/// How much of a stderr line (characters) or a stray stdout line (bytes) is kept.
 const SAMPLE_BYTES: usize = 300;
 
 /// Why a server could not be connected.
@@ -142,7 +142,7 @@ impl ClientHandler for ServerSignals {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let text = truncate(&text, 2000);
+        let text = crate::tools::clip(&text, 2000);
         match params.level {
             LoggingLevel::Debug => tracing::debug!(target: "pryx::mcp", server = %self.server, "{text}"),
             LoggingLevel::Info | LoggingLevel::Notice => {
@@ -433,7 +433,7 @@ impl ServerProcess {
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let line = truncate(&line, SAMPLE_BYTES);
+                let line = crate::tools::clip(&line, SAMPLE_BYTES);
                 tracing::info!(target: "pryx::mcp", server = %server, "stderr: {line}");
                 let mut witness = witness.lock().unwrap_or_else(|p| p.into_inner());
                 if witness.stderr_tail.len() == STDERR_KEPT {
@@ -533,16 +533,4 @@ impl AsyncRead for WatchedStdout {
         }
         result
     }
-}
-
-/// The first `max` bytes of `text`, on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -320,11 +320,6 @@ impl McpManager {
             .collect())
     }
 
-    /// The offered tool behind an exposed name (for the policy's view of it).
-    pub fn tool(&self, exposed: &str) -> Option<Arc<dyn Tool>> {
-        self.live.current().get(exposed).cloned()
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<McpServerStatus> {
         self.status_events.subscribe()
     }

@@ -366,7 +366,7 @@ impl Tool for FsSearch {
                     &matcher,
                     &file,
                     grep_searcher::sinks::Lossy(|line_number, line| {
-                        found.push(format!("{shown}:{line_number}: {}", clip_line(line.trim_end())));
+                        found.push(format!("{shown}:{line_number}: {}", super::clip(line.trim_end(), 300)));
                         Ok(found.len() < MAX_SEARCH_MATCHES)
                     }),
                 );
@@ -380,13 +380,6 @@ impl Tool for FsSearch {
             Ok(found.join("\n"))
         })
         .await
-    }
-}
-
-fn clip_line(line: &str) -> String {
-    match line.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
     }
 }
 

@@ -85,6 +85,15 @@ pub trait Tool: Send + Sync {
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError>;
 }
 
+/// `text` cut to at most `max_chars` characters, with "…" when something was cut (for
+/// lines shown to people or logged, not for output the model needs whole).
+pub fn clip(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Parse a call's arguments into the tool's argument struct.
 pub fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
     serde_json::from_value(arguments).map_err(|e| ToolError::InvalidArguments(e.to_string()))
