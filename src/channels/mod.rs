@@ -82,6 +82,10 @@ pub enum ApiError {
     RateLimited(Duration),
     /// The request is wrong for good (400, 403, 404…): the platform's description.
     Refused { code: u16, description: String },
+    /// The platform could not read the message's formatting: send the plain text.
+    Unformattable(String),
+    /// The message to edit is gone or too old: send a new one.
+    EditTargetGone,
     /// Worth retrying (network, 5xx).
     Transient(String),
 }
@@ -91,6 +95,8 @@ impl std::fmt::Display for ApiError {
         match self {
             ApiError::RateLimited(wait) => write!(f, "rate limited for {}s", wait.as_secs()),
             ApiError::Refused { code, description } => write!(f, "refused ({code}): {description}"),
+            ApiError::Unformattable(why) => write!(f, "formatting refused: {why}"),
+            ApiError::EditTargetGone => write!(f, "the message to edit is gone"),
             ApiError::Transient(why) => write!(f, "{why}"),
         }
     }
@@ -117,9 +123,10 @@ trait Platform: Send + Sync {
     async fn preview(&self, _chat_id: &str, _message_id: Option<&str>, _text: &str) -> Option<String> {
         None
     }
-    /// Replace a shown message (the preview) with the final text.
+    /// Replace a shown message (the preview) with the final text. Platforms that cannot
+    /// edit answer `EditTargetGone`, so a new message is sent.
     async fn edit(&self, _chat_id: &str, _message_id: &str, _body: &str, _formatted: bool) -> Result<(), ApiError> {
-        Err(ApiError::Refused { code: 400, description: "editing is not supported".into() })
+        Err(ApiError::EditTargetGone)
     }
     /// A link that opens the chat with the pairing code filled in.
     async fn pairing_link(&self, code: &str) -> Option<String>;
@@ -866,28 +873,10 @@ impl Channels {
     async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> &'static str {
         let buttons: Vec<Button> =
             reply.buttons.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-        let mut sent = match &reply.edit_message_id {
-            // The final answer takes the place of its live preview; if that message is gone
-            // (deleted, too old to edit), it is sent as a new one.
-            Some(id) => match platform.edit(&reply.chat_id, id, &reply.body, true).await {
-                Ok(()) => Ok(id.clone()),
-                Err(ApiError::Refused { description, .. })
-                    if description.contains("message to edit not found") || description.contains("can't be edited") =>
-                {
-                    platform.send(&reply.chat_id, &reply.body, true, &buttons).await
-                }
-                Err(e) => Err(e),
-            },
-            None => platform.send(&reply.chat_id, &reply.body, true, &buttons).await,
-        };
-        if let Err(ApiError::Refused { code: 400, description }) = &sent {
-            // The platform could not parse the formatting: the words matter more than the looks.
-            if description.contains("parse") || description.contains("entities") {
-                sent = match &reply.edit_message_id {
-                    Some(id) => platform.edit(&reply.chat_id, id, &reply.plain, false).await.map(|()| id.clone()),
-                    None => platform.send(&reply.chat_id, &reply.plain, false, &buttons).await,
-                };
-            }
+        let mut sent = send_or_edit(platform, &reply, &reply.body, true, &buttons).await;
+        if let Err(ApiError::Unformattable(_)) = &sent {
+            // The words matter more than the looks.
+            sent = send_or_edit(platform, &reply, &reply.plain, false, &buttons).await;
         }
         let (outcome, result) = match sent {
             Ok(message_id) => ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await),
@@ -950,6 +939,25 @@ async fn whatsapp_channel(
         verify_token,
         allowed: config.allowed_numbers.clone(),
     })
+}
+
+/// Send a reply, or, when it is the final answer to a live preview, edit the preview into
+/// it (a new message if the preview is gone).
+async fn send_or_edit(
+    platform: &dyn Platform,
+    reply: &tables::OutboxRow,
+    body: &str,
+    formatted: bool,
+    buttons: &[Button],
+) -> Result<String, ApiError> {
+    if let Some(id) = &reply.edit_message_id {
+        match platform.edit(&reply.chat_id, id, body, formatted).await {
+            Ok(()) => return Ok(id.clone()),
+            Err(ApiError::EditTargetGone) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    platform.send(&reply.chat_id, body, formatted, buttons).await
 }
 
 /// The span of one inbound delivery (`via`: `webhook` or `poll`). No chat ids or text.

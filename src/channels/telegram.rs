@@ -192,6 +192,15 @@ impl BotApi {
                 Err(match (code, envelope.parameters.and_then(|p| p.retry_after)) {
                     (429, retry_after) => ApiError::RateLimited(Duration::from_secs(retry_after.unwrap_or(1).max(1))),
                     (500..=599, _) => ApiError::Transient(format!("Telegram failed ({code}): {description}")),
+                    // Telegram's wording for HTML it cannot read, and for edits of messages
+                    // that are gone.
+                    (400, _) if description.contains("can't parse entities") => ApiError::Unformattable(description),
+                    (400, _)
+                        if description.contains("message to edit not found")
+                            || description.contains("message can't be edited") =>
+                    {
+                        ApiError::EditTargetGone
+                    }
                     _ => ApiError::Refused { code, description },
                 })
             }

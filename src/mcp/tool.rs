@@ -129,7 +129,7 @@ impl Tool for McpTool {
         let result = self.call_server(arguments, ctx).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(ToolError::Failed(m)) if m == "cancelled" => "cancelled",
+            Err(ToolError::Cancelled) => "cancelled",
             Err(_) => "error",
         };
         span.record("pryx.tool.outcome", outcome);
@@ -167,7 +167,7 @@ impl McpTool {
                         sink(progress.progress, progress.total, progress.message);
                     }
                 }
-                _ = ctx.cancel.cancelled() => return Err(ToolError::Failed("cancelled".into())),
+                _ = ctx.cancel.cancelled() => return Err(ToolError::Cancelled),
             }
         };
         // Answered, or timed out (the SDK has told the server then).

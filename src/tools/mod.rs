@@ -30,6 +30,9 @@ pub enum ToolError {
     InvalidArguments(String),
     #[error("{0}")]
     Failed(String),
+    /// The turn was cancelled while the call ran.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// How much harm a call could do; the default approval policy follows from it.
