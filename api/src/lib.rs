@@ -365,7 +365,7 @@ pub struct SystemInfo {
 /// `mcp.add` in the API. Exactly one of `command` (a local stdio server) or `url` (a
 /// streamable-HTTP server) is set. Values in `env` and `headers` may be `secret:NAME`
 /// references to the keychain instead of the secret itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpServerConfig {
     /// Program to start (stdio transport), found on `PATH` unless it is a path.
@@ -404,6 +404,23 @@ pub struct McpServerConfig {
     pub call_timeout_secs: u64,
     /// How long start-up (spawn or connect, then the MCP handshake) may take, seconds.
     pub startup_timeout_secs: u64,
+}
+
+/// `env` and `headers` may hold secrets written in plain text: `Debug` shows their names only.
+impl std::fmt::Debug for McpServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerConfig")
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("url", &self.url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("enabled", &self.enabled)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for McpServerConfig {
@@ -707,6 +724,16 @@ mod tests {
         let event =
             TurnEvent::ToolResult { call_id: "c".into(), name: "n".into(), output: "o".into(), is_error: false };
         assert_eq!(serde_json::to_value(&event).unwrap()["type"], event.kind());
+    }
+
+    #[test]
+    fn mcp_server_debug_never_shows_env_or_header_values() {
+        let mut server = McpServerConfig { command: Some("node".into()), ..McpServerConfig::default() };
+        server.env.insert("GITHUB_TOKEN".into(), "ghp_plain_secret".into());
+        server.headers.insert("Authorization".into(), "Bearer plain-secret".into());
+        let shown = format!("{server:?}");
+        assert!(shown.contains("GITHUB_TOKEN") && shown.contains("Authorization"), "{shown}");
+        assert!(!shown.contains("ghp_plain_secret") && !shown.contains("plain-secret"), "{shown}");
     }
 
     #[test]

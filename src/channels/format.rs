@@ -20,22 +20,23 @@ pub struct Piece {
 
 /// The answer as Telegram HTML, in pieces within [`MESSAGE_LIMIT`] characters each.
 pub fn telegram_pieces(markdown: &str) -> Vec<Piece> {
-    // Leave room for the markup added around text when one block is split.
-    split_blocks(markdown, MESSAGE_LIMIT - 200)
-        .into_iter()
-        .map(|chunk| Piece { formatted: telegram_html(&chunk), plain: chunk })
-        .filter(|piece| !piece.plain.trim().is_empty())
-        .collect()
+    // Leave room for the markup and escapes added to a chunk.
+    pieces(markdown, MESSAGE_LIMIT - 200, telegram_html)
 }
 
 /// The answer in WhatsApp's markup (`*bold*`, `_italic_`, ``` ``` ``` blocks, `` `code` ``),
 /// in pieces within [`MESSAGE_LIMIT`] characters. WhatsApp shows text literally apart from
 /// those markers, so nothing needs escaping.
 pub fn whatsapp_pieces(markdown: &str) -> Vec<Piece> {
-    split_blocks(markdown, MESSAGE_LIMIT - 100)
+    pieces(markdown, MESSAGE_LIMIT - 100, whatsapp_text)
+}
+
+/// Split, then render each chunk; empty chunks are dropped.
+fn pieces(markdown: &str, limit: usize, render: fn(&str) -> String) -> Vec<Piece> {
+    split_blocks(markdown, limit)
         .into_iter()
-        .map(|chunk| Piece { formatted: whatsapp_text(&chunk), plain: chunk })
-        .filter(|piece| !piece.plain.trim().is_empty())
+        .filter(|chunk| !chunk.trim().is_empty())
+        .map(|chunk| Piece { formatted: render(&chunk), plain: chunk })
         .collect()
 }
 
@@ -179,7 +180,8 @@ fn split_text(text: &str, limit: usize) -> Vec<String> {
     pieces
 }
 
-/// Escape text for Telegram HTML.
+/// Escape text for HTML element content (Telegram's subset, and Pryx's own small pages).
+/// Attribute values also need `"` escaped.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

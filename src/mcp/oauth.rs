@@ -250,7 +250,7 @@ pub fn callback_router(manager: std::sync::Weak<super::McpManager>) -> axum::Rou
             let page = format!(
                 "<!doctype html><meta charset=utf-8><title>{title}</title>\
                  <body style=\"font:16px system-ui;margin:4em auto;max-width:32em\"><h1>{title}</h1><p>{}</p>",
-                html_escape(&text)
+                crate::channels::format::escape(&text)
             );
             let headers = [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -263,8 +263,4 @@ pub fn callback_router(manager: std::sync::Weak<super::McpManager>) -> axum::Rou
         }
     };
     axum::Router::new().route("/oauth/callback", axum::routing::get(handler))
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
