@@ -10,55 +10,28 @@
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
 mod mock_llm;
+#[path = "support/pryx.rs"]
+mod pryx_process;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mock_llm::{epoch, MockLlm, Reply};
 use pryx::client::{self, PryxApiClient};
 use pryx_api::TurnEvent;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use pryx_process::{spawn_pryx, Running};
 
 const STARTS: usize = 20;
 const CHUNKS_PER_TURN: usize = 100;
 const CHUNK_INTERVAL: Duration = Duration::from_millis(10);
-
-struct Running {
-    child: Child,
-    url: String,
-    token: String,
-    exec_to_listening: Duration,
-}
 
 async fn start(home: &Path, llm: &MockLlm) -> Running {
     start_with(home, llm, "").await
 }
 
 async fn start_with(home: &Path, llm: &MockLlm, config: &str) -> Running {
-    std::fs::write(home.join("config.toml"), config).expect("config");
-    let exec = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pryx"))
-        .args(["--serve", "--port", "0", "--data-dir"])
-        .arg(home.join("data"))
-        .arg("--config")
-        .arg(home.join("config.toml"))
-        .env("PRYX_LLM_BASE_URL", llm.base_url())
-        .env("PRYX_LLM_MODEL", mock_llm::MODEL)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn pryx");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next_line().await.expect("read").expect("listening line");
-    let exec_to_listening = exec.elapsed();
-    let url = line.trim_start_matches("pryx listening on ").to_owned();
-    let token = std::fs::read_to_string(home.join("data/token")).expect("token").trim().to_owned();
-    Running { child, url, token, exec_to_listening }
+    spawn_pryx(home, &llm.base_url(), config, &[]).await
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -13,30 +13,31 @@
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
 mod mock_llm;
+#[path = "support/pryx.rs"]
+#[allow(dead_code)]
+mod pryx_process;
 #[path = "../tests/e2e/support/telegram.rs"]
 #[allow(dead_code)]
 mod telegram;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mock_llm::{MockLlm, Reply};
+use pryx_process::{spawn_pryx, Running};
 use telegram::{text_update, FakeTelegram, TOKEN};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SECRET: &str = "bench-webhook-secret-0123456789";
 const STREAMING_CHATS: i64 = 50;
 const WAVES: [usize; 3] = [50, 500, 5000];
 
-struct Running {
-    child: tokio::process::Child,
-    url: String,
+struct Instance {
+    running: Running,
     home: tempfile::TempDir,
 }
 
-async fn start(llm: &MockLlm, telegram: &FakeTelegram, telemetry: bool) -> Running {
+async fn start(llm: &MockLlm, telegram: &FakeTelegram, telemetry: bool) -> Instance {
     let home = tempfile::tempdir().expect("home");
     let allowed: Vec<String> = (1..=STREAMING_CHATS).map(|c| c.to_string()).collect();
     let config = format!(
@@ -46,26 +47,9 @@ async fn start(llm: &MockLlm, telegram: &FakeTelegram, telemetry: bool) -> Runni
         telegram.api_base(),
         allowed.join(", ")
     );
-    std::fs::write(home.path().join("config.toml"), config).expect("config");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pryx"))
-        .args(["--serve", "--port", "0", "--data-dir"])
-        .arg(home.path().join("data"))
-        .arg("--config")
-        .arg(home.path().join("config.toml"))
-        .env("PRYX_LLM_BASE_URL", llm.base_url())
-        .env("PRYX_LLM_MODEL", mock_llm::MODEL)
-        .env("PRYX_SECRET_TELEGRAM_BOT", TOKEN)
-        .env("PRYX_SECRET_TELEGRAM_WEBHOOK", SECRET)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn pryx");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next_line().await.expect("read").expect("listening line");
-    let url = line.trim_start_matches("pryx listening on ").to_owned();
-    Running { child, url, home }
+    let env = [("PRYX_SECRET_TELEGRAM_BOT", TOKEN), ("PRYX_SECRET_TELEGRAM_WEBHOOK", SECRET), ("RUST_LOG", "error")];
+    let running = spawn_pryx(home.path(), &llm.base_url(), &config, &env).await;
+    Instance { running, home }
 }
 
 async fn deliver(http: &reqwest::Client, url: &str, update: &str) -> Duration {
@@ -111,25 +95,25 @@ async fn wave(http: &reqwest::Client, url: &str, first_id: i64, count: usize) ->
 }
 
 /// A Pryx with 50 chats streaming slow answers, ready for load.
-async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, http: &reqwest::Client, telemetry: bool) -> Running {
-    let running = start(llm, telegram, telemetry).await;
+async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, http: &reqwest::Client, telemetry: bool) -> Instance {
+    let instance = start(llm, telegram, telemetry).await;
     let before = llm.requests().len();
     // 50 owner chats each get a slow, streaming answer (about 60 s) that runs meanwhile.
     llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(1200, Duration::from_millis(50))));
     for chat in 1..=STREAMING_CHATS {
-        deliver(http, &running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
+        deliver(http, &instance.running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while llm.requests().len() < before + STREAMING_CHATS as usize {
         assert!(Instant::now() < deadline, "the 50 turns did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    running
+    instance
 }
 
 /// Every update id in the inbox once, none missing: (lost, duplicated).
-async fn check_exactly_once(running: &Running, expected: usize) -> (i64, i64) {
-    let db = running.home.path().join("data/pryx.db");
+async fn check_exactly_once(instance: &Instance, expected: usize) -> (i64, i64) {
+    let db = instance.home.path().join("data/pryx.db");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
     let pool = sqlx::SqlitePool::connect_with(options).await.expect("open the store");
     let (rows, distinct): (i64, i64) =
@@ -158,8 +142,8 @@ fn main() {
         let mut next_id = 1_000_000;
         let mut delivered = STREAMING_CHATS as usize;
         for count in WAVES {
-            for (label, running) in [("telemetry off", &off), ("telemetry on ", &on)] {
-                let (rate, p50, p99) = wave(&http, &running.url, next_id, count).await;
+            for (label, instance) in [("telemetry off", &off), ("telemetry on ", &on)] {
+                let (rate, p50, p99) = wave(&http, &instance.running.url, next_id, count).await;
                 println!(
                     "webhooks, {label}, {count:>5} concurrent (+{:>3} redeliveries): {rate:>7.0} acks/s, ack p50 {p50:.2} ms, p99 {p99:.2} ms",
                     count.div_ceil(10)
@@ -171,8 +155,8 @@ fn main() {
         let (mut rates_off, mut rates_on) = (Vec::new(), Vec::new());
         for round in 0..8 {
             let order = if round % 2 == 0 { [(&off, true), (&on, false)] } else { [(&on, false), (&off, true)] };
-            for (running, is_off) in order {
-                let (rate, _, _) = wave(&http, &running.url, next_id, 500).await;
+            for (instance, is_off) in order {
+                let (rate, _, _) = wave(&http, &instance.running.url, next_id, 500).await;
                 if is_off { rates_off.push(rate) } else { rates_on.push(rate) }
             }
             next_id += 500;
@@ -183,12 +167,12 @@ fn main() {
             "webhooks, 500 concurrent, 8 alternating rounds: median {m_off:.0} acks/s telemetry off, {m_on:.0} on: overhead {:+.1} %",
             (m_off / m_on - 1.0) * 100.0
         );
-        for (label, running) in [("telemetry off", &off), ("telemetry on ", &on)] {
-            let (lost, duplicated) = check_exactly_once(running, delivered).await;
+        for (label, instance) in [("telemetry off", &off), ("telemetry on ", &on)] {
+            let (lost, duplicated) = check_exactly_once(instance, delivered).await;
             println!("webhooks, {label}: {delivered} distinct updates delivered: lost {lost}, duplicated {duplicated}");
         }
-        for running in [off, on] {
-            let mut child = running.child;
+        for instance in [off, on] {
+            let mut child = instance.running.child;
             let _ = child.kill().await;
         }
     });

@@ -2,26 +2,13 @@
 //! for-tests` into `$PRYX_TEST_PEERS`): turns that call their tools, servers added and
 //! removed while Pryx serves, and servers that crash, hang or print garbage.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jsonrpsee::ws_client::WsClient;
 use pryx::client::PryxApiClient;
 use pryx_api::{McpServerConfig, McpServerState, McpServerStatus, TurnEvent};
 
-use crate::support::{chat, eventually, MockLlm, Options, Pryx, Reply, PATIENCE};
-
-fn peers() -> PathBuf {
-    let dir = std::env::var_os("PRYX_TEST_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/pryx-peers"));
-    assert!(
-        dir.join("node_modules/@modelcontextprotocol/server-everything").exists(),
-        "the MCP test servers are missing from {}: run `./x setup for-tests`",
-        dir.display()
-    );
-    dir
-}
+use crate::support::{chat, eventually, files_containing, free_port, peers, MockLlm, Options, Pryx, Reply, PATIENCE};
 
 fn server_js(package: &str) -> String {
     peers().join("node_modules/@modelcontextprotocol").join(package).join("dist/index.js").display().to_string()
@@ -560,22 +547,4 @@ async fn an_oauth_server_is_signed_in_through_pryx_and_its_tokens_stay_in_the_ke
     client.mcp_logout("secure".into()).await.unwrap();
     wait_for_state(&client, "secure", McpServerState::NeedsAuth).await;
     assert_eq!(keyring.lookup("mcp/oauth/secure").await, None);
-}
-
-/// Files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-            found.push(path);
-        }
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -9,7 +9,7 @@ use pryx::client::PryxApiClient;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::keyring::KeyringSession;
-use crate::support::{base_command, MockLlm, Options, Pryx};
+use crate::support::{base_command, files_containing, MockLlm, Options, Pryx};
 
 fn home_with_config(config: &str) -> PathBuf {
     let home = tempfile::tempdir().unwrap().keep();
@@ -33,20 +33,6 @@ async fn pryx(home: &Path, args: &[&str], env: &[(String, String)], stdin: &str)
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(std::fs::read_dir(&path).unwrap().flatten().map(|e| e.path()));
-        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[tokio::test]
