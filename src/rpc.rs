@@ -35,7 +35,7 @@ impl RpcApi {
 impl From<ChannelError> for ErrorObjectOwned {
     fn from(e: ChannelError) -> Self {
         let code = match &e {
-            ChannelError::NotConfigured(_) => error_code::UNAVAILABLE,
+            ChannelError::NotConfigured(_) | ChannelError::Connecting => error_code::UNAVAILABLE,
             ChannelError::Store(_) => error_code::INTERNAL,
         };
         rpc_error(code, e.to_string())

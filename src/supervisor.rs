@@ -187,7 +187,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
-    let channels = Channels::start(agent.clone(), &launch.config, agent.secrets()).await;
+    let channels = Channels::start(agent.clone(), launch.config.clone());
     let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(
         listener,

@@ -21,7 +21,7 @@ pub mod telegram;
 pub mod whatsapp;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pryx_api::{ApprovalDecision, ChannelReply, PairingCode, TurnEvent, TurnStatus};
@@ -63,6 +63,8 @@ const REFUSAL: &str = "Sorry, this is a private assistant and this chat is not p
 pub enum ChannelError {
     #[error("the channel `{0}` is not configured (see [telegram] and [whatsapp] in the config)")]
     NotConfigured(String),
+    #[error("the channels are still connecting; try again in a moment")]
+    Connecting,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -216,14 +218,12 @@ impl Platform for WhatsAppChannel {
 pub struct Channels {
     agent: Arc<Agent>,
     store: Store,
-    telegram: Option<Arc<TelegramChannel>>,
-    whatsapp: Option<Arc<WhatsAppChannel>>,
-    /// Every configured platform, for the loops that serve them all alike.
-    platforms: Vec<Arc<dyn Platform>>,
-    /// Wakes the dispatcher (new inbox rows) and the sender (new outbox rows).
+    /// The configured platforms, once connected. Connecting reads the keychain and calls the
+    /// platforms' APIs, so it happens in the background and never delays start-up; until
+    /// then webhooks answer 503 and the platforms deliver again.
+    connected: OnceLock<Connected>,
+    /// Wakes the dispatcher (new inbox rows).
     inbox_wake: Notify,
-    /// One per platform: wakes its sender.
-    outbox_wake: HashMap<&'static str, Notify>,
     /// The latest turn of each chat, for `/stop`.
     running: Mutex<HashMap<String, String>>,
     /// Deliveries waiting for the inbox writer.
@@ -232,11 +232,43 @@ pub struct Channels {
     tasks: TaskTracker,
 }
 
+/// The platforms that started.
+struct Connected {
+    telegram: Option<Arc<TelegramChannel>>,
+    whatsapp: Option<Arc<WhatsAppChannel>>,
+    /// Every started platform, for the loops that serve them all alike.
+    platforms: Vec<Arc<dyn Platform>>,
+    /// One per platform: wakes its sender.
+    outbox_wake: HashMap<&'static str, Notify>,
+}
+
 impl Channels {
-    /// Start what is configured. A channel that cannot start (no token in the keychain,
-    /// Telegram unreachable) is logged and left off; the agent runs regardless.
-    pub async fn start(agent: Arc<Agent>, config: &Config, secrets: &SecretsHandle) -> Arc<Channels> {
-        let store = agent.store().clone();
+    /// Start the channels; the configured platforms connect in the background. A platform
+    /// that cannot start (no token in the keychain, unreachable) is logged and left off; the
+    /// agent runs regardless.
+    pub fn start(agent: Arc<Agent>, config: Arc<Config>) -> Arc<Channels> {
+        let (intake, intake_rx) = mpsc::channel(MAX_BATCH * 8);
+        let channels = Arc::new(Channels {
+            store: agent.store().clone(),
+            agent,
+            connected: OnceLock::new(),
+            intake,
+            inbox_wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let writer = channels.clone();
+        channels.tasks.spawn(async move { writer.inbox_writer(intake_rx).await });
+        if config.telegram.bot_token.is_some() || config.whatsapp.access_token.is_some() {
+            let connecting = channels.clone();
+            channels.tasks.spawn(async move { connecting.connect(&config).await });
+        }
+        channels
+    }
+
+    async fn connect(self: Arc<Self>, config: &Config) {
+        let secrets = self.agent.secrets();
         let telegram = match &config.telegram.bot_token {
             Some(token) => match telegram_channel(&config.telegram, token, secrets).await {
                 Ok(channel) => Some(Arc::new(channel)),
@@ -264,39 +296,32 @@ impl Channels {
         if let Some(whatsapp) = &whatsapp {
             platforms.push(whatsapp.clone());
         }
-        let (intake, intake_rx) = mpsc::channel(MAX_BATCH * 8);
         let outbox_wake = platforms.iter().map(|p| (p.channel(), Notify::new())).collect();
-        let channels = Arc::new(Channels {
-            agent,
-            store,
-            telegram,
-            whatsapp,
-            platforms,
-            intake,
-            inbox_wake: Notify::new(),
-            outbox_wake,
-            running: Mutex::new(HashMap::new()),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        });
-        let writer = channels.clone();
-        channels.tasks.spawn(async move { writer.inbox_writer(intake_rx).await });
-        if !channels.platforms.is_empty() {
-            if let Err(e) = channels.recover_interrupted().await {
-                tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
-            }
-            let runner = channels.clone();
-            channels.tasks.spawn(async move { runner.dispatch_loop().await });
-            for platform in channels.platforms.clone() {
-                let runner = channels.clone();
-                channels.tasks.spawn(async move { runner.send_loop(platform).await });
-            }
+        let polling = telegram.as_ref().is_some_and(|t| t.webhook_secret.is_none());
+        let connected = self.connected.get_or_init(|| Connected { telegram, whatsapp, platforms, outbox_wake });
+        if connected.platforms.is_empty() || self.shutdown.is_cancelled() {
+            return;
         }
-        if channels.telegram.as_ref().is_some_and(|t| t.webhook_secret.is_none()) {
-            let runner = channels.clone();
-            channels.tasks.spawn(async move { runner.poll_loop().await });
+        if let Err(e) = self.recover_interrupted().await {
+            tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
         }
-        channels
+        let runner = self.clone();
+        self.tasks.spawn(async move { runner.dispatch_loop().await });
+        for platform in connected.platforms.clone() {
+            let runner = self.clone();
+            self.tasks.spawn(async move { runner.send_loop(platform).await });
+        }
+        if polling {
+            let runner = self.clone();
+            self.tasks.spawn(async move { runner.poll_loop().await });
+        }
+        // Messages that arrived while connecting.
+        self.inbox_wake.notify_one();
+    }
+
+    /// The started platforms (none while connecting).
+    fn platforms(&self) -> &[Arc<dyn Platform>] {
+        self.connected.get().map_or(&[], |c| c.platforms.as_slice())
     }
 
     /// Stop intake, dispatch and sending; queued replies stay queued for the next start.
@@ -360,7 +385,8 @@ impl Channels {
             let outcome_span = span.clone();
             let handled = async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let Some(secret) = channels.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
+                let Some(connected) = channels.connected.get() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
                     return StatusCode::NOT_FOUND;
                 };
                 let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
@@ -410,8 +436,11 @@ impl Channels {
         let verify = move |Query(query): Query<HashMap<String, String>>| {
             let channels = channels.clone();
             async move {
-                let whatsapp = channels.upgrade().and_then(|c| c.whatsapp.clone());
-                let Some(whatsapp) = whatsapp else { return StatusCode::NOT_FOUND.into_response() };
+                let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+                let Some(connected) = channels.connected.get() else {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                };
+                let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND.into_response() };
                 match whatsapp::verify(&query, &whatsapp.verify_token) {
                     Some(challenge) => (StatusCode::OK, challenge).into_response(),
                     None => {
@@ -428,7 +457,8 @@ impl Channels {
             let outcome_span = span.clone();
             let handled = async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let Some(whatsapp) = channels.whatsapp.clone() else { return StatusCode::NOT_FOUND };
+                let Some(connected) = channels.connected.get() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND };
                 let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
                 // The signature covers the raw bytes: check it before parsing anything.
                 if !whatsapp::signature_ok(&whatsapp.app_secret, &body, signature) {
@@ -486,7 +516,7 @@ impl Channels {
 
     /// Long polling: updates are committed before the offset moves past them.
     async fn poll_loop(self: Arc<Self>) {
-        let Some(telegram) = &self.telegram else { return };
+        let Some(telegram) = self.connected.get().and_then(|c| c.telegram.clone()) else { return };
         let mut offset: i64 =
             tables::cursor(&self.store, "telegram").await.ok().flatten().and_then(|c| c.parse().ok()).unwrap_or(0);
         let mut backoff = Duration::from_secs(1);
@@ -535,7 +565,7 @@ impl Channels {
 
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
-            for platform in &self.platforms {
+            for platform in self.platforms() {
                 match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
                     Ok(rows) => {
                         for row in rows {
@@ -556,7 +586,7 @@ impl Channels {
     }
 
     fn platform(&self, channel: &str) -> Option<&Arc<dyn Platform>> {
-        self.platforms.iter().find(|p| p.channel() == channel)
+        self.platforms().iter().find(|p| p.channel() == channel)
     }
 
     async fn reply(&self, row: &InboxRow, text: &str) -> Result<(), StoreError> {
@@ -812,7 +842,7 @@ impl Channels {
 
     /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
     async fn recover_interrupted(&self) -> Result<(), StoreError> {
-        for platform in &self.platforms {
+        for platform in self.platforms() {
             for row in tables::inbox_with_status(&self.store, platform.channel(), "started").await? {
                 let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
                 self.answer(&row, text, row.preview_message_id.as_deref()).await?;
@@ -837,7 +867,7 @@ impl Channels {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 _ => Duration::from_secs(60),
             };
-            let Some(wake) = self.outbox_wake.get(channel) else { return };
+            let Some(wake) = self.connected.get().and_then(|c| c.outbox_wake.get(channel)) else { return };
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = wake.notified() => {}
@@ -847,7 +877,7 @@ impl Channels {
     }
 
     fn wake_sender(&self, channel: &str) {
-        if let Some(wake) = self.outbox_wake.get(channel) {
+        if let Some(wake) = self.connected.get().and_then(|c| c.outbox_wake.get(channel)) {
             wake.notify_one();
         }
     }
@@ -902,6 +932,9 @@ impl Channels {
     // ---- what the API asks ----
 
     pub async fn pairing_code(&self, channel: &str) -> Result<PairingCode, ChannelError> {
+        if self.connected.get().is_none() {
+            return Err(ChannelError::Connecting);
+        }
         let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_owned()))?;
         // 8 characters from an alphabet without look-alikes: about 40 bits, for 10 minutes.
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";

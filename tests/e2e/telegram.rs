@@ -47,6 +47,12 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     let telegram = FakeTelegram::start().await;
     let pryx = Pryx::start(options(&llm, &telegram, WEBHOOK)).await;
     let client = pryx.client().await;
+    // Channels connect in the background (start-up does not wait for Telegram); until then
+    // the webhook answers 503, so Telegram delivers again.
+    eventually("the channel to connect", || async {
+        post_update(&pryx, None, text_update(0, 555, "probe").to_string()).await != 503
+    })
+    .await;
     let webhook = telegram.calls("setWebhook");
     assert_eq!(webhook.len(), 1, "registered at start");
     assert_eq!(webhook[0]["url"], "https://pryx.example.org/webhooks/telegram");
@@ -125,6 +131,7 @@ async fn polling_answers_commands_and_text_and_a_restart_repeats_nothing() {
     let telegram = FakeTelegram::start().await;
     let options = options(&llm, &telegram, "allowed_chats = [42]\n");
     let pryx = Pryx::start(options.clone()).await;
+    eventually("the channel to connect", || async { !telegram.calls("getUpdates").is_empty() }).await;
     assert_eq!(telegram.calls("deleteWebhook").len(), 1, "polling removes any webhook first");
 
     llm.script([Reply::text(&["First answer."])]);
@@ -286,13 +293,10 @@ async fn a_tool_call_is_approved_or_denied_with_buttons_from_the_phone() {
 #[tokio::test]
 async fn polling_works_against_the_telegram_test_api_emulator() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let peers = std::env::var_os("PRYX_TEST_PEERS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/pryx-peers"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::free_port();
     let mut driver = tokio::process::Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/telegram_test_api.cjs"))
-        .env("NODE_PATH", peers.join("node_modules"))
+        .env("NODE_PATH", crate::support::peers().join("node_modules"))
         .env("BOT_TOKEN", TOKEN)
         .env("PORT", port.to_string())
         .stdin(std::process::Stdio::piped())

@@ -22,7 +22,11 @@ async fn start(llm: &MockLlm, whatsapp: &FakeWhatsApp, extra: &str) -> Pryx {
     for (name, value) in [("TOKEN", ACCESS_TOKEN), ("APP_SECRET", APP_SECRET), ("VERIFY", VERIFY_TOKEN)] {
         options.env.push((format!("PRYX_SECRET_WHATSAPP_{name}"), value.into()));
     }
-    Pryx::start(options).await
+    let pryx = Pryx::start(options).await;
+    // Channels connect in the background; until then the webhook answers 503.
+    let url = format!("{}/webhooks/whatsapp", pryx.url);
+    eventually("the channel to connect", || async { reqwest::get(&url).await.unwrap().status() != 503 }).await;
+    pryx
 }
 
 async fn post(pryx: &Pryx, body: &str, signature: Option<&str>) -> u16 {
