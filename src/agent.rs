@@ -477,6 +477,11 @@ impl Agent {
 
     // ---- approvals ----
 
+    /// One approval by id.
+    pub async fn approval(&self, id: &str) -> Result<Approval, AgentError> {
+        Ok(self.approvals.get(id).await?)
+    }
+
     pub async fn approvals(&self, include_settled: bool) -> Result<Vec<Approval>, AgentError> {
         Ok(self.approvals.list(include_settled).await?)
     }

@@ -818,8 +818,7 @@ impl Channels {
                     "deny" => Some(ApprovalDecision::Deny),
                     _ => None,
                 };
-                let approval =
-                    self.agent.approvals(true).await.ok().and_then(|all| all.into_iter().find(|a| a.id == id));
+                let approval = self.agent.approval(id).await.ok();
                 match (decision, approval) {
                     (Some(decision), Some(approval)) if Some(approval.session_id.as_str()) == session => {
                         let by = format!("{}:{}", row.message.channel, row.message.sender_id);
