@@ -35,8 +35,10 @@ impl RpcApi {
 impl From<ChannelError> for ErrorObjectOwned {
     fn from(e: ChannelError) -> Self {
         let code = match &e {
-            ChannelError::NotConfigured(_) | ChannelError::Connecting => error_code::UNAVAILABLE,
-            ChannelError::Store(_) => error_code::INTERNAL,
+            ChannelError::NotConfigured(_) | ChannelError::Connecting | ChannelError::Stopped => {
+                error_code::UNAVAILABLE
+            }
+            ChannelError::Store(_) | ChannelError::NotStored(_) => error_code::INTERNAL,
         };
         rpc_error(code, e.to_string())
     }

@@ -44,7 +44,7 @@ const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
 /// Most deliveries committed in one transaction.
 const MAX_BATCH: usize = 512;
 /// A message waiting to be committed, and who waits for the outcome.
-type Delivery = (InboundMessage, oneshot::Sender<Result<bool, StoreError>>);
+type Delivery = (InboundMessage, oneshot::Sender<Result<bool, ChannelError>>);
 /// Attempts before a reply is given up as failed.
 const MAX_SEND_ATTEMPTS: i64 = 8;
 /// How often the live preview of an answer may change (Telegram allows about one edit a
@@ -65,6 +65,12 @@ pub enum ChannelError {
     NotConfigured(String),
     #[error("the channels are still connecting; try again in a moment")]
     Connecting,
+    #[error("the channels are shutting down")]
+    Stopped,
+    /// The batch this message was committed with failed (the database error, as text: one
+    /// error answers every message of the batch).
+    #[error("the message could not be stored: {0}")]
+    NotStored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -335,12 +341,12 @@ impl Channels {
 
     /// Commit a message, then wake the dispatcher. `Ok(false)`: a redelivery, already in.
     /// Concurrent deliveries are committed together by the inbox writer (group commit).
-    pub async fn accept(&self, message: &InboundMessage) -> Result<bool, StoreError> {
+    pub async fn accept(&self, message: &InboundMessage) -> Result<bool, ChannelError> {
         let (done, answer) = oneshot::channel();
         if self.intake.send((message.clone(), done)).await.is_err() {
-            return Err(StoreError::Corrupt("the inbox writer has stopped".into()));
+            return Err(ChannelError::Stopped);
         }
-        let new = answer.await.map_err(|_| StoreError::Corrupt("the inbox writer has stopped".into()))??;
+        let new = answer.await.map_err(|_| ChannelError::Stopped)??;
         if new {
             self.inbox_wake.notify_one();
         }
@@ -367,7 +373,7 @@ impl Channels {
                 Err(e) => {
                     let why = e.to_string();
                     for (_, done) in batch.drain(..) {
-                        let _ = done.send(Err(StoreError::Corrupt(format!("cannot store the message: {why}"))));
+                        let _ = done.send(Err(ChannelError::NotStored(why.clone())));
                     }
                 }
             }
