@@ -10,12 +10,14 @@ CREATE TABLE channel_inbox (
     chat_id      TEXT NOT NULL,
     sender_id    TEXT NOT NULL,
     sender_name  TEXT NOT NULL DEFAULT '',
-    kind         TEXT NOT NULL,          -- text | command | unsupported
-    text         TEXT NOT NULL DEFAULT '',
+    kind         TEXT NOT NULL,          -- text | command | unsupported | button
+    text         TEXT NOT NULL DEFAULT '',      -- for a button press: the button's id
+    reply_token  TEXT,                          -- what the platform wants back (Telegram's callback id)
     received_at  INTEGER NOT NULL,
     status       TEXT NOT NULL CHECK (status IN ('pending','started','answered','refused','ignored')),
     turn_id      TEXT,
     note         TEXT,                   -- why it was refused or ignored
+    preview_message_id TEXT,             -- the live preview shown for its answer
     UNIQUE (channel, platform_id)
 );
 CREATE INDEX channel_inbox_open ON channel_inbox(status) WHERE status IN ('pending','started');
@@ -27,6 +29,8 @@ CREATE TABLE channel_outbox (
     inbox_id             INTEGER,
     body                 TEXT NOT NULL,   -- platform-formatted text (Telegram HTML)
     plain                TEXT NOT NULL,   -- the same as plain text, sent if formatting is refused
+    buttons              TEXT,            -- JSON [{"id": …, "title": …}]: choices offered with it
+    edit_message_id      TEXT,            -- edit this shown message (the preview) instead of sending
     status               TEXT NOT NULL CHECK (status IN ('pending','sent','failed')),
     attempts             INTEGER NOT NULL DEFAULT 0,
     next_attempt_at      INTEGER NOT NULL,
@@ -57,4 +61,16 @@ CREATE TABLE channel_pairing_codes (
 CREATE TABLE channel_cursors (
     channel      TEXT PRIMARY KEY,
     value        TEXT NOT NULL
+);
+
+-- What a platform reports about messages Pryx sent (WhatsApp's delivery statuses: sent,
+-- delivered, read, failed), keyed by the platform's message id. Kept apart from the outbox
+-- because a status can arrive before Pryx has recorded the send it belongs to.
+CREATE TABLE channel_delivery_status (
+    channel              TEXT NOT NULL,
+    platform_message_id  TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    error                TEXT,
+    at                   INTEGER NOT NULL,
+    PRIMARY KEY (channel, platform_message_id)
 );
