@@ -91,8 +91,9 @@ fn parse_helper_args(args: &[OsString]) -> Result<HelperArgs, String> {
     Ok(parsed)
 }
 
-/// Entry point of the helper: called from `main` before anything else (no threads yet),
-/// with the arguments after the subcommand. Never returns.
+/// Entry point of the helper: called from `main` before anything else (no threads of ours
+/// yet; see [`enter_pid_namespace`] for the one a library may have started), with the
+/// arguments after the subcommand. Never returns.
 pub fn helper_main(args: &[OsString]) -> ! {
     let args = match parse_helper_args(args) {
         Ok(a) => a,
@@ -120,29 +121,37 @@ pub fn helper_main(args: &[OsString]) -> ! {
     }
 }
 
-/// Enter new user + PID namespaces and fork; the child continues as PID 1, the parent
+/// Start a child in new user + PID namespaces; the child continues as PID 1, the parent
 /// waits and exits with the child's status. `false` when the kernel refuses.
+///
+/// This is one `clone` with `CLONE_NEWUSER | CLONE_NEWPID`, not `unshare` then `fork`:
+/// `unshare(CLONE_NEWUSER)` refuses a process with more than one thread, and the desktop
+/// build links WebKit, whose JavaScriptCore starts a thread from a library constructor
+/// before `main` runs. The child of a clone has one thread; until it maps its ids it only
+/// makes raw syscalls with what the parent prepared.
 #[cfg(target_os = "linux")]
 fn enter_pid_namespace() -> bool {
-    // SAFETY: getuid/getgid cannot fail; unshare is called while single-threaded.
+    // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) } != 0 {
-        return false;
-    }
-    // Map our own ids so files keep their owner.
-    let _ = std::fs::write("/proc/self/setgroups", "deny");
-    let _ = std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"));
-    let _ = std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"));
-    // SAFETY: single-threaded, so fork is safe; both sides only make plain syscalls after it.
-    match unsafe { libc::fork() } {
+    let uid_map = format!("{uid} {uid} 1");
+    let gid_map = format!("{gid} {gid} 1");
+    let flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: a fork-like clone (no new stack): the child gets a copy of this thread only.
+    let child = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match child {
         -1 => false,
         0 => {
+            // Map our own ids so files keep their owner.
+            write_proc(c"/proc/self/setgroups", b"deny");
+            write_proc(c"/proc/self/uid_map", uid_map.as_bytes());
+            write_proc(c"/proc/self/gid_map", gid_map.as_bytes());
             // The command (PID 1 of the namespace) dies with the helper.
             // SAFETY: a plain prctl on ourselves.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             true
         }
         child => {
+            let child = child as libc::pid_t;
             let mut status = 0;
             // SAFETY: waiting for our own child.
             while unsafe { libc::waitpid(child, &mut status, 0) } == -1 {
@@ -152,6 +161,19 @@ fn enter_pid_namespace() -> bool {
             }
             let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
             std::process::exit(code);
+        }
+    }
+}
+
+/// Write `bytes` to a /proc file with plain syscalls (no allocation).
+#[cfg(target_os = "linux")]
+fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) {
+    // SAFETY: a NUL-terminated path and a live buffer of the length given.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+            libc::close(fd);
         }
     }
 }
