@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pryx_api::{
-    from_wire_name, wire_name, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus, Role,
-    SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus,
-    MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+    from_wire_name, wire_name, Activity, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus,
+    Role, SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted,
+    TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,8 @@ pub enum AgentError {
     ShuttingDown,
     #[error("{0}")]
     Conflict(String),
+    #[error("Pryx is paused; resume it to start new turns")]
+    Paused,
     #[error("fault injection is disabled (debug build and PRYX_FAULT_INJECTION=1 needed)")]
     FaultsDisabled,
     #[error(transparent)]
@@ -74,6 +76,20 @@ impl From<StoreError> for AgentError {
             StoreError::NotFound(what) => AgentError::NotFound(what),
             other => AgentError::Store(other),
         }
+    }
+}
+
+/// The owner's pause switch. It outlives runtime incarnations (a restart after a panic
+/// does not resume a paused agent), so the supervisor owns it and hands it to each `Agent`.
+#[derive(Debug, Clone, Default)]
+pub struct PauseSwitch(Arc<AtomicBool>);
+
+impl PauseSwitch {
+    pub fn is_paused(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn set(&self, paused: bool) {
+        self.0.store(paused, Ordering::SeqCst);
     }
 }
 
@@ -162,6 +178,10 @@ pub struct Agent {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     faults: Faults,
+    pause: PauseSwitch,
+    /// Why the last turn failed; cleared when the next one starts.
+    last_error: Mutex<Option<String>>,
+    activity: watch::Sender<Activity>,
 }
 
 impl Agent {
@@ -172,6 +192,7 @@ impl Agent {
         runtime_restarts: u64,
         faults: Faults,
         config_path: Option<PathBuf>,
+        pause: PauseSwitch,
     ) -> Result<Arc<Agent>, WorkspaceError> {
         let (events, _) = broadcast::channel(4096);
         let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
@@ -216,6 +237,9 @@ impl Agent {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             faults,
+            activity: watch::channel(Activity::new(0, 0, pause.is_paused(), None)).0,
+            pause,
+            last_error: Mutex::new(None),
         }))
     }
 
@@ -267,6 +291,9 @@ impl Agent {
         if self.shutdown.is_cancelled() {
             return Err(AgentError::ShuttingDown);
         }
+        if self.pause.is_paused() {
+            return Err(AgentError::Paused);
+        }
         if text.trim().is_empty() {
             return Err(AgentError::InvalidInput("the message is empty".into()));
         }
@@ -296,6 +323,8 @@ impl Agent {
             turns.by_id.insert(turn_id.clone(), turn.clone());
             turns.tail.insert(session_id.to_owned(), turn.clone())
         };
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.refresh_activity();
         let agent = self.clone();
         self.tasks.spawn(async move { agent.run_turn(turn, previous).await });
         Ok(TurnStarted { turn_id, session_id: session_id.to_owned(), user_message_id: user.id })
@@ -498,12 +527,41 @@ impl Agent {
         if by.is_empty() || by.len() > 40 || !by.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(AgentError::InvalidInput("answered_by must be 1 to 40 letters, digits or -_.:".into()));
         }
-        self.approvals.answer(id, decision, note, &by).await.map_err(|e| match e {
+        let answered = self.approvals.answer(id, decision, note, &by).await.map_err(|e| match e {
             AnswerError::NotFound(id) => AgentError::NotFound(format!("approval {id}")),
             AnswerError::AlreadySettled { .. } => AgentError::Conflict(e.to_string()),
             AnswerError::Invalid(message) => AgentError::InvalidInput(message),
             AnswerError::Store(store) => AgentError::Store(store),
-        })
+        });
+        self.refresh_activity();
+        answered
+    }
+
+    // ---- activity ----
+
+    /// What the agent is doing now; the receiver sees every change.
+    pub fn activity(&self) -> watch::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+
+    /// Pause or resume: while paused no new turn starts.
+    pub fn set_paused(&self, paused: bool) -> Activity {
+        self.pause.set(paused);
+        tracing::info!(paused, "the owner {} the agent", if paused { "paused" } else { "resumed" });
+        self.refresh_activity();
+        self.activity.borrow().clone()
+    }
+
+    /// Recount running turns and waiting approvals; subscribers hear of a change.
+    fn refresh_activity(&self) {
+        let running = self.lock_turns().by_id.values().filter(|t| !t.is_finished()).count() as u32;
+        let last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let now = Activity::new(running, self.approvals.pending_count() as u32, self.pause.is_paused(), last_error);
+        self.activity.send_if_modified(|current| {
+            let changed = *current != now;
+            *current = now;
+            changed
+        });
     }
 
     pub fn subscribe_approvals(&self) -> broadcast::Receiver<Approval> {
@@ -834,8 +892,11 @@ impl Agent {
                 );
                 let asked = self.approvals.request(request, &turn.cancel, |approval| {
                     self.emit(turn, TurnEvent::ApprovalRequested { approval: approval.clone() });
+                    self.refresh_activity();
                 });
-                let outcome = match asked.instrument(wait.clone()).await {
+                let asked = asked.instrument(wait.clone()).await;
+                self.refresh_activity();
+                let outcome = match asked {
                     Ok(outcome) => outcome,
                     Err(e) => return (format!("error: not run: cannot ask for approval: {e}"), true, "error"),
                 };
@@ -911,8 +972,12 @@ impl Agent {
         {
             tracing::error!(turn = %turn.id, "cannot record the end of a turn: {e}");
         }
+        if let TurnEvent::Error { message, .. } = &event {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+        }
         self.emit(turn, event);
         turn.finished.send_replace(true);
+        self.refresh_activity();
         {
             let mut turns = self.lock_turns();
             if turns.tail.get(&turn.session_id).is_some_and(|t| t.id == turn.id) {

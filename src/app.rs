@@ -86,6 +86,7 @@ pub fn start(
         token,
         listener,
         on_ready,
+        pause: Default::default(),
     };
     let stop = CancellationToken::new();
     let thread_stop = stop.clone();
@@ -101,8 +102,14 @@ pub fn start(
     }
 }
 
-/// Cancel `stop` on SIGINT or SIGTERM; a second signal exits at once.
+/// Cancel `stop` on SIGINT, SIGTERM or SIGHUP; a second signal exits at once.
 pub fn stop_on_signals(stop: CancellationToken) {
+    on_signals(move || stop.cancel());
+}
+
+/// Call `first` on SIGINT, SIGTERM or SIGHUP (the terminal or the session went away); a
+/// second signal exits at once.
+pub fn on_signals(first: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new().name("pryx-signals".into()).spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return;
@@ -110,7 +117,7 @@ pub fn stop_on_signals(stop: CancellationToken) {
         runtime.block_on(async {
             wait_for_signal().await;
             tracing::info!("signal received; stopping (send it again to exit immediately)");
-            stop.cancel();
+            first();
             wait_for_signal().await;
             eprintln!("pryx: second signal, exiting now");
             std::process::exit(130);
@@ -125,14 +132,15 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hangup)) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = hangup.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

@@ -184,6 +184,11 @@ impl Broker {
         self.events.subscribe()
     }
 
+    /// How many requests wait for an answer right now.
+    pub fn pending_count(&self) -> usize {
+        self.lock_waiting().len()
+    }
+
     /// Tools a person allowed for this session.
     pub fn allowed_for_session(&self, session_id: &str) -> HashSet<String> {
         self.session_allows.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).cloned().unwrap_or_default()

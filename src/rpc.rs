@@ -9,7 +9,7 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, wire_name, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
+    error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
     McpServerStatus, McpToolInfo, PairingCode, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
     TurnEventEnvelope, TurnStarted,
 };
@@ -66,6 +66,7 @@ impl From<AgentError> for ErrorObjectOwned {
             AgentError::InvalidInput(_) => error_code::INVALID_INPUT,
             AgentError::ShuttingDown => error_code::UNAVAILABLE,
             AgentError::Conflict(_) => error_code::CONFLICT,
+            AgentError::Paused => error_code::UNAVAILABLE,
             AgentError::FaultsDisabled => jsonrpsee::types::error::METHOD_NOT_FOUND_CODE,
             AgentError::Store(_) => error_code::INTERNAL,
         };
@@ -156,6 +157,29 @@ impl PryxApiServer for RpcApi {
 
     async fn approvals_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         forward(pending, self.agent.subscribe_approvals(), |_: &Approval| true).await
+    }
+
+    async fn activity_get(&self) -> Result<Activity, ErrorObjectOwned> {
+        Ok(self.agent.activity().borrow().clone())
+    }
+
+    async fn activity_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut activity = self.agent.activity();
+        let sink = pending.accept().await?;
+        loop {
+            let now = activity.borrow_and_update().clone();
+            if sink.send(to_json_raw_value(&now)?).await.is_err() {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = activity.changed() => if changed.is_err() { return Ok(()) },
+                _ = sink.closed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn agent_pause(&self, paused: bool) -> Result<Activity, ErrorObjectOwned> {
+        Ok(self.agent.set_paused(paused))
     }
 
     async fn spans_query(

@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, Faults};
+use crate::agent::{Agent, Faults, PauseSwitch};
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::panics;
@@ -46,6 +46,8 @@ pub struct Launch {
     pub listener: std::net::TcpListener,
     /// Called once, when the first incarnation is serving (prints the listening line).
     pub on_ready: Box<dyn Fn(std::net::SocketAddr) + Send + Sync>,
+    /// The owner's pause, kept across incarnations.
+    pub pause: PauseSwitch,
 }
 
 impl Launch {
@@ -152,7 +154,7 @@ fn server_config(config: &Config) -> crate::config::ServerConfig {
 
 /// The address a browser on this machine uses to reach `address` (a wildcard bind is
 /// reached on loopback).
-fn loopback_address(address: std::net::SocketAddr) -> std::net::SocketAddr {
+pub(crate) fn loopback_address(address: std::net::SocketAddr) -> std::net::SocketAddr {
     if address.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
     } else {
@@ -181,6 +183,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         restarts,
         Faults::new(runtime_panic_tx),
         launch.config_path.clone(),
+        launch.pause.clone(),
     )?;
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;

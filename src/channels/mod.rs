@@ -570,7 +570,10 @@ impl Channels {
     // ---- dispatch ----
 
     async fn dispatch_loop(self: Arc<Self>) {
+        // Messages held back while the agent was paused go as soon as it resumes.
+        let mut activity = self.agent.activity();
         loop {
+            let paused_while_reading = activity.borrow().paused;
             for platform in self.platforms() {
                 match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
                     Ok(rows) => {
@@ -586,6 +589,7 @@ impl Channels {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.inbox_wake.notified() => {}
+                _ = wait_until_resumed(&mut activity, paused_while_reading) => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
@@ -701,6 +705,8 @@ impl Channels {
         };
         let started = match self.agent.send(&session, message.text.clone()).await {
             Ok(started) => started,
+            // The message waits in the inbox until the owner resumes the agent.
+            Err(crate::agent::AgentError::Paused) => return Ok(()),
             Err(e) => return self.reply(&row, &format!("Sorry, I could not take that: {e}")).await,
         };
         tables::mark(&self.store, row.id, "started", Some(&started.turn_id), None).await?;
@@ -999,6 +1005,21 @@ async fn send_or_edit(
 }
 
 /// The span of one inbound delivery (`via`: `webhook` or `poll`). No chat ids or text.
+/// Wait until the agent goes from paused to running; `was_paused` is how it was when the
+/// inbox was last read (a resume since then returns at once).
+async fn wait_until_resumed(activity: &mut tokio::sync::watch::Receiver<pryx_api::Activity>, mut was_paused: bool) {
+    loop {
+        let paused = activity.borrow_and_update().paused;
+        if was_paused && !paused {
+            return;
+        }
+        was_paused = paused;
+        if activity.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 fn receive_span(system: &'static str, via: &'static str) -> tracing::Span {
     tracing::info_span!(
         target: crate::telemetry::SPAN_TARGET,
