@@ -31,6 +31,27 @@ pub struct Config {
     pub mcp: McpConfig,
     pub telegram: TelegramConfig,
     pub whatsapp: WhatsAppConfig,
+    pub desktop: DesktopConfig,
+}
+
+/// `[desktop]`: the window and tray of `pryx` without `--serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DesktopConfig {
+    /// Closing the window hides it and Pryx keeps running in the tray (Quit from the tray
+    /// or the File menu ends it). `false`: closing the window quits.
+    pub close_to_tray: bool,
+    /// Ask with a native dialog when a tool call needs approval (besides the page's own).
+    pub approval_dialogs: bool,
+    /// On Linux, register Pryx as the handler of `pryx://` links at start when no package
+    /// did (writes `~/.local/share/applications/pryx.desktop` and runs `xdg-mime`).
+    pub register_links: bool,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        Self { close_to_tray: true, approval_dialogs: true, register_links: true }
+    }
 }
 
 /// `[whatsapp]`: talk to Pryx from WhatsApp through Meta's Cloud API. Off until

@@ -12,6 +12,8 @@ pub mod cli_tools;
 pub mod client;
 pub mod config;
 pub mod datadir;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 pub mod llm;
 pub mod mcp;
 pub mod panics;
@@ -23,4 +25,5 @@ pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tools;
+pub mod ui;
 pub mod workspace;

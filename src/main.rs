@@ -14,10 +14,14 @@ use pryx::{app, chat, cli_tools};
 
 /// Pryx: your own AI agent, in one binary.
 ///
-/// Run `pryx --serve` to run headless; `pryx chat` to talk to it from the terminal.
+/// `pryx` opens the desktop app; `pryx --serve` runs headless; `pryx chat` talks to it from
+/// the terminal.
 #[derive(Debug, Parser)]
 #[command(name = "pryx", version, about, long_about = None)]
 struct Cli {
+    /// A `pryx://` link to open in the desktop app (session/ID, new?text=…, approve/ID).
+    #[arg(value_name = "LINK")]
+    link: Option<String>,
     /// Run headless: serve the API (and later the UI) on a loopback port, no window.
     #[arg(long)]
     serve: bool,
@@ -167,6 +171,7 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     // The shell sandbox helper must run before anything starts a thread (see sandbox.rs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == pryx::sandbox::HELPER_SUBCOMMAND) {
@@ -181,7 +186,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = run(cli);
+    let result = run(cli, started);
     if let Some(exporter) = exporter {
         exporter.shutdown();
     }
@@ -234,9 +239,9 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exp
         .with_filter(log_filter);
     let only_spans = || tracing_subscriber::filter::filter_fn(|m| m.target() == pryx::telemetry::SPAN_TARGET);
 
-    // Export is set up only for the server, and only when configured.
-    let server_config = match (&cli.command, cli.serve) {
-        (None, true) => {
+    // Export is set up only where the agent runs (--serve, the desktop app), when configured.
+    let server_config = match &cli.command {
+        None => {
             let path = match &cli.config {
                 Some(path) => path.clone(),
                 None => default_config_path()?,
@@ -263,7 +268,7 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exp
     Ok(exporter)
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, started: std::time::Instant) -> anyhow::Result<ExitCode> {
     let config_path = match &cli.config {
         Some(path) => path.clone(),
         None => default_config_path()?,
@@ -321,15 +326,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = DataDir::resolve(cli.data_dir.clone())?;
             cli_tools::doctor(config, &config_path, data)
         }
-        None if cli.serve => serve(&cli, &config_path),
-        None => {
-            eprintln!(
-                "The Pryx desktop window is not part of this build yet.\n\
-                 Run the agent headless with:\n\n    pryx --serve\n\n\
-                 then talk to it with `pryx chat`, or any JSON-RPC WebSocket client (see docs/api.md)."
-            );
-            Ok(ExitCode::from(2))
+        None if cli.serve => {
+            if cli.link.is_some() {
+                anyhow::bail!("a pryx:// link opens in the desktop app, not with --serve");
+            }
+            serve(&cli, &config_path)
         }
+        None => desktop(&cli, &config_path, started),
     }
 }
 
@@ -403,7 +406,9 @@ fn config_without_plain_secrets(cli: &Cli, config_path: &std::path::Path) -> any
     load_config(cli, config_path)
 }
 
-fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// What running the agent needs: the config (plain secrets moved out), the data dir and
+/// the API token.
+fn agent_setup(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<(Config, DataDir, Token)> {
     let config = config_without_plain_secrets(cli, config_path)?;
     let data = DataDir::resolve(cli.data_dir.clone())?;
     data.ensure()?;
@@ -412,9 +417,38 @@ fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         Some(_) => anyhow::bail!("--token must be at least 16 characters"),
         None => data.load_or_create_token()?,
     };
-    let agent = app::start(config, Some(config_path.to_owned()), data, Token::new(token), true)
-        .context("cannot start the agent")?;
+    Ok((config, data, Token::new(token)))
+}
+
+fn serve(cli: &Cli, config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (config, data, token) = agent_setup(cli, config_path)?;
+    let agent =
+        app::start(config, Some(config_path.to_owned()), data, token, true).context("cannot start the agent")?;
     app::stop_on_signals(agent.stop_token());
     agent.wait()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The desktop app: window, tray and the agent in one process.
+#[cfg(feature = "desktop")]
+fn desktop(cli: &Cli, config_path: &std::path::Path, started: std::time::Instant) -> anyhow::Result<ExitCode> {
+    let (config, data, token) = agent_setup(cli, config_path)?;
+    pryx::desktop::run(pryx::desktop::DesktopOptions {
+        config,
+        config_path: config_path.to_owned(),
+        data,
+        token,
+        link: cli.link.clone(),
+        started,
+    })
+}
+
+#[cfg(not(feature = "desktop"))]
+fn desktop(_cli: &Cli, _config_path: &std::path::Path, _started: std::time::Instant) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "This build of Pryx has no desktop window (built without the `desktop` feature).\n\
+         Run the agent headless with:\n\n    pryx --serve\n\n\
+         then talk to it with `pryx chat`, or any JSON-RPC WebSocket client (see docs/api.md)."
+    );
+    Ok(ExitCode::from(2))
 }

@@ -1,13 +1,15 @@
-//! The one port: `/healthz`, JSON-RPC at `/rpc` (WebSocket, or plain HTTP POST), and later
-//! the UI assets and webhooks. axum on hyper; jsonrpsee's tower service mounted at `/rpc`.
+//! The one port: `/healthz`, JSON-RPC at `/rpc` (WebSocket, or plain HTTP POST), the page at
+//! `/` (`crate::ui`), the OAuth callback and the webhooks. axum on hyper; jsonrpsee's tower
+//! service mounted at `/rpc`.
 //!
 //! Every request passes [`guard`] first:
 //! - `Host` must name this machine (loopback names, the bind address, configured extras),
 //!   so a DNS-rebinding page cannot reach the agent under a foreign name;
 //! - `Origin`, when a browser sends one, must be the agent's own origin or a configured one;
-//! - everything but `/healthz` and `/oauth/callback` (where a browser returns from an MCP
-//!   server's sign-in, honoured only with the one-time `state` of a sign-in started here)
-//!   needs the bearer token: an `Authorization: Bearer` header, a
+//! - everything but `/healthz`, the static page (`crate::ui::PATHS`, which holds nothing
+//!   private) and `/oauth/callback` (where a browser returns from an MCP server's sign-in,
+//!   honoured only with the one-time `state` of a sign-in started here) needs the bearer
+//!   token (webhooks bring their platform's secret or signature instead): an `Authorization: Bearer` header, a
 //!   `Sec-WebSocket-Protocol` entry `pryx.token.<token>` (browsers cannot set headers on a
 //!   WebSocket; offer `pryx` too and it is echoed back), or a `token` query parameter.
 //!
@@ -157,6 +159,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/rpc", any(rpc))
         .with_state(state.clone())
+        .merge(crate::ui::router())
         .merge(public)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -203,7 +206,8 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
             return error_response(StatusCode::FORBIDDEN, "this Origin is not allowed (see server.allowed_origins)");
         }
     }
-    let token_free = TOKEN_FREE_PATHS.contains(&request.uri().path());
+    let path = request.uri().path();
+    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::ui::PATHS.contains(&path);
     if !token_free && !presents_token(&state.token, headers, request.uri().query()) {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong token (see <data-dir>/token)");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

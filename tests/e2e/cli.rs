@@ -35,10 +35,15 @@ async fn help_and_version_describe_the_program() {
 }
 
 #[tokio::test]
-async fn bare_pryx_explains_how_to_run_headless() {
-    let out = run(&home(), &[], &[]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("pryx --serve"), "{}", text(&out.stderr));
+async fn bare_pryx_without_a_display_explains_how_to_run_headless() {
+    let home = home();
+    let out = run(&home, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot open a window") && stderr.contains("pryx --serve"), "{stderr}");
+    assert!(!home.join("data/desktop.sock").exists(), "a failed start claims nothing");
+    let out = run(&home, &["--serve", "pryx://new"], &[]).await;
+    assert!(text(&out.stderr).contains("opens in the desktop app"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]

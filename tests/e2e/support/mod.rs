@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod desktop;
 pub mod keyring;
 pub mod mock_llm;
 pub mod telegram;
@@ -78,15 +79,17 @@ impl Pryx {
 
     /// Start Pryx on an existing home (data dir and config), e.g. after a kill.
     pub async fn start_in(home: &Path, options: Options) -> Pryx {
+        let mut command = base_command(home);
+        command.args(["--serve", "--port", "0"]);
+        Pryx::launch(command, home, options).await
+    }
+
+    /// Start `command` (a [`base_command`] with its mode's flags) in `home` and wait for
+    /// its listening line.
+    pub async fn launch(mut command: Command, home: &Path, options: Options) -> Pryx {
         let config_path = home.join("config.toml");
         std::fs::write(&config_path, &options.config).expect("write config");
-        let mut command = base_command(home);
-        command
-            .args(["--serve", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         if let Some(url) = &options.llm_url {
             command
                 .env("PRYX_LLM_BASE_URL", url)
@@ -170,7 +173,7 @@ impl Pryx {
         self.signal_and_wait(libc::SIGINT).await
     }
 
-    async fn signal_and_wait(mut self, signal: i32) -> i32 {
+    pub async fn signal_and_wait(mut self, signal: i32) -> i32 {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(self.pid(), signal) };
         let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("pryx did not exit").expect("wait");
@@ -181,6 +184,15 @@ impl Pryx {
     pub async fn kill9(mut self) {
         self.child.start_kill().expect("kill");
         let _ = self.child.wait().await;
+    }
+
+    /// Wait for the process to end by itself; its exit code.
+    pub async fn exited(mut self, within: Duration) -> i32 {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("pryx did not exit within {within:?}; stderr:\n{}", self.stderr()))
+            .expect("wait");
+        status.code().unwrap_or(-1)
     }
 }
 
@@ -202,7 +214,10 @@ pub fn base_command(home: &Path) -> Command {
         .env_remove("PRYX_LLM_API_KEY")
         .env_remove("OPENAI_API_KEY")
         .env_remove("PRYX_TOKEN")
-        .env_remove("CREDENTIALS_DIRECTORY");
+        .env_remove("CREDENTIALS_DIRECTORY")
+        // Only the desktop tests get a display (their own Xvfb).
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
     command
 }
 
