@@ -320,3 +320,58 @@ async fn no_command_outlives_pryx_whether_stopped_or_killed() {
         .await;
     }
 }
+
+/// Collect activity updates until one satisfies `done`.
+async fn activity_until(
+    activity: &mut jsonrpsee::core::client::Subscription<pryx_api::Activity>,
+    done: impl Fn(&pryx_api::Activity) -> bool,
+) -> pryx_api::Activity {
+    loop {
+        let now = tokio::time::timeout(PATIENCE, activity.next()).await.unwrap().unwrap().unwrap();
+        if done(&now) {
+            return now;
+        }
+    }
+}
+
+#[tokio::test]
+async fn activity_says_thinking_waiting_error_and_paused() {
+    use pryx_api::AgentState;
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let workspace = pryx.data_dir().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("a.txt"), "x").unwrap();
+    let client = pryx.client().await;
+    let mut activity = client.activity_subscribe().await.unwrap();
+    let first = activity_until(&mut activity, |_| true).await;
+    assert_eq!((first.state, first.running_turns, first.pending_approvals), (AgentState::Idle, 0, 0));
+
+    let session = client.session_create(None).await.unwrap();
+    llm.script([delete_call("a.txt"), Reply::text(&["Done."])]);
+    let turn = client.message_send(session.id.clone(), "delete a.txt".into()).await.unwrap();
+    let waiting = activity_until(&mut activity, |a| a.state == AgentState::WaitingForApproval).await;
+    assert_eq!((waiting.running_turns, waiting.pending_approvals), (1, 1));
+    let request = client.approval_list(None).await.unwrap().remove(0);
+    client.approval_answer(request.id, ApprovalDecision::AllowOnce, None, None).await.unwrap();
+    follow(&client, &turn.turn_id).await;
+    activity_until(&mut activity, |a| a.state == AgentState::Idle).await;
+
+    llm.script([Reply::error(401, "bad key")]);
+    let turn = client.message_send(session.id.clone(), "again".into()).await.unwrap();
+    follow(&client, &turn.turn_id).await;
+    let failed = activity_until(&mut activity, |a| a.state == AgentState::Error).await;
+    assert!(failed.last_error.is_some());
+    assert_eq!(client.activity_get().await.unwrap(), failed);
+
+    let paused = client.agent_pause(true).await.unwrap();
+    assert!(paused.paused);
+    let refused = client.message_send(session.id.clone(), "more".into()).await.unwrap_err();
+    assert!(refused.to_string().contains("paused"), "{refused}");
+    client.agent_pause(false).await.unwrap();
+    llm.script([Reply::text(&["Fine."])]);
+    let turn = client.message_send(session.id, "more".into()).await.unwrap();
+    follow(&client, &turn.turn_id).await;
+    // A turn that starts clears the last error.
+    activity_until(&mut activity, |a| a.state == AgentState::Idle && a.last_error.is_none()).await;
+}

@@ -37,6 +37,8 @@ async fn pending_approval(client: &jsonrpsee::ws_client::WsClient) -> Approval {
 
 /// The page's accent colour (`--accent` in assets/ui/app.css).
 const ACCENT: &str = "#4f6bed";
+/// The background of the page's notice banner (`.banner` in assets/ui/app.css).
+const BANNER: &str = "#fef3c7";
 
 fn delete_call(path: &str) -> Reply {
     Reply::tool_call("call_del", "fs_delete", &format!("{{\"path\": \"{path}\"}}"))
@@ -90,6 +92,18 @@ async fn the_window_shows_the_app_and_the_tray_follows_and_pauses_the_agent() {
         TurnEvent::Done { status: TurnStatus::Completed, .. }
     ));
 
+    // The agent's runtime panics and restarts: the window reconnects by itself and says so.
+    client.debug_fault("runtime_panic".into()).await.unwrap();
+    eventually("the agent to go down", || async { !client.is_connected() }).await;
+    pryx.reconnect().await;
+    desktop::screenshot_until(&screen, "reconnected", "the page tells the agent restarted", |shot| {
+        desktop::pixels_of(shot, BANNER) > 5_000
+    })
+    .await;
+    let tray = Tray::find(&screen, pryx.pid()).await;
+    eventually("the tray is back to idle", || async { tray.item("Pryx: ").label == "Pryx: Idle" }).await;
+    window_title(&screen, "reconnected", |t| t.ends_with("— Pryx")).await;
+
     assert_eq!(pryx.terminate().await, 0);
 }
 
@@ -118,8 +132,14 @@ async fn a_native_dialog_asks_before_a_delete_and_its_answer_counts_everywhere()
         desktop::pixels_of(shot, ACCENT) > 2_000
     })
     .await;
+    // The tray counts it and opens it in the window.
+    let tray = Tray::find(&screen, pryx.pid()).await;
+    eventually("the tray counts the approval", || async { tray.item("1 approval waiting").enabled }).await;
+    tray.click("1 approval waiting");
+    window_title(&screen, "the approval in the window", |t| t.starts_with("Approval: fs_delete — Pryx")).await;
     screen.keys(&dialog, &["Return"]);
     follow(&client, &turn.turn_id).await;
+    eventually("the tray count clears", || async { !tray.item("No approvals waiting").enabled }).await;
     let settled = pryx::approvals::Broker::new(store.clone(), Duration::from_secs(60)).get(&approval.id).await.unwrap();
     assert_eq!((settled.status, settled.answered_by.as_deref()), (ApprovalStatus::Allowed, Some("desktop")));
     assert!(!workspace.join("allowed.txt").exists());
@@ -149,7 +169,10 @@ async fn a_native_dialog_asks_before_a_delete_and_its_answer_counts_everywhere()
     let trail = pryx::approvals::audit_trail(&store).await.unwrap();
     let answers: Vec<_> = trail.iter().filter(|e| e.approval_id == approval.id).map(|e| e.actor.as_str()).collect();
     assert_eq!(answers, ["cli"], "only the real answer is on record: {trail:?}");
-    window_title(&screen, "idle again", |t| t == "New chat — Pryx").await;
+    window_title(&screen, "idle again (still showing the approval opened from the tray)", |t| {
+        t == "Approval: fs_delete — Pryx"
+    })
+    .await;
 
     assert_eq!(pryx.terminate().await, 0);
 }
@@ -332,4 +355,28 @@ fn screen_geometry(screen: &Screen, window: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_copy_and_paste_work_in_the_window() {
+    let screen = Screen::start();
+    let llm = MockLlm::start().await;
+    let pryx = desktop::start(&screen, Options::with_llm(&llm)).await;
+    window_title(&screen, "the app page", |t| t == "New chat — Pryx").await;
+    let (window, _) = screen.wait_for_window("New chat — Pryx").await;
+    desktop::screenshot_until(&screen, "typing", "the composer is drawn", |shot| {
+        desktop::pixels_of(shot, ACCENT) > 2_000
+    })
+    .await;
+    llm.script([Reply::text(&["Noted."])]);
+    // Type, select all, cut, paste twice, send with Enter: the keyboard, the clipboard and
+    // the composer all work inside the webview (the menu's shortcuts do not swallow them).
+    screen.keys(&window, &["n", "o", "t", "e", "space", "ctrl+a", "ctrl+x", "ctrl+v", "ctrl+v", "Return"]);
+    let client = pryx.client().await;
+    eventually("the message is sent", || async { !client.session_list().await.unwrap().is_empty() }).await;
+    let session = client.session_list().await.unwrap().remove(0);
+    let detail = client.session_get(session.id).await.unwrap();
+    assert_eq!(detail.messages[0].content, "note note ");
+    window_title(&screen, "the new session", |t| t == "note note — Pryx").await;
+    assert_eq!(pryx.terminate().await, 0);
 }

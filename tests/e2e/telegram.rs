@@ -347,3 +347,27 @@ async fn a_long_answer_streams_into_one_message_edited_about_once_a_second() {
     assert!(previews.iter().all(|t| t.ends_with(" …")), "{previews:?}");
     assert!(previews.windows(2).all(|w| w[0].len() < w[1].len()), "the preview grows: {previews:?}");
 }
+
+#[tokio::test]
+async fn a_message_sent_while_paused_waits_and_is_answered_on_resume() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let pryx = Pryx::start(options(&llm, &telegram, "allowed_chats = [42]\n")).await;
+    eventually("the channel to connect", || async { !telegram.calls("getUpdates").is_empty() }).await;
+    let client = pryx.client().await;
+    assert!(client.agent_pause(true).await.unwrap().paused);
+
+    telegram.push_update(text_update(200, 42, "are you there?"));
+    telegram.push_update(text_update(201, 42, "/help"));
+    // Commands are still answered; the message waits, and the model is not asked.
+    wait_for_texts(&telegram, 42, 1).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(telegram.texts_to(42).len(), 1, "{:?}", telegram.texts_to(42));
+    assert!(llm.requests().is_empty());
+
+    llm.script([Reply::text(&["Back now."])]);
+    assert!(!client.agent_pause(false).await.unwrap().paused);
+    let texts = wait_for_texts(&telegram, 42, 2).await;
+    assert_eq!(texts.last().map(String::as_str), Some("Back now."), "{texts:?}");
+    assert_eq!(llm.requests().len(), 1);
+}

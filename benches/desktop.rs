@@ -1,0 +1,190 @@
+//! Desktop figures for issue 8, on a private Xvfb screen and session bus:
+//! - exec → first paint of the window (the page's first frame, reported by the page over
+//!   the webview's IPC), cold (first run) and warm (the rest);
+//! - memory of Pryx plus its WebKit processes, idle, as RSS and as PSS (shared pages
+//!   counted once, the fair total);
+//! - SIGTERM → exit (target: all stopped within 2 s);
+//! - the release binary's size.
+//!
+//! `cargo bench --bench desktop` (`./x bench` runs it too).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 8;
+
+struct Screen {
+    xvfb: Child,
+    dbus: Child,
+    display: String,
+    bus: String,
+}
+
+impl Screen {
+    fn start() -> Screen {
+        let mut xvfb = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb");
+        let display = format!(":{}", first_line(&mut xvfb));
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon");
+        let bus = first_line(&mut dbus);
+        Screen { xvfb, dbus, display, bus }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = self.xvfb.kill();
+        let _ = self.dbus.kill();
+        let _ = self.xvfb.wait();
+        let _ = self.dbus.wait();
+    }
+}
+
+fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    line.trim().to_owned()
+}
+
+/// Every descendant of `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.entry(ppid).or_default().push(child);
+        }
+    }
+    let (mut found, mut queue) = (Vec::new(), vec![pid]);
+    while let Some(parent) = queue.pop() {
+        for &child in parents.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+            found.push(child);
+            queue.push(child);
+        }
+    }
+    found
+}
+
+/// A `kB` field of /proc/PID/smaps_rollup.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Run {
+    first_paint: Duration,
+    rss_kib: u64,
+    pss_kib: u64,
+    pryx_rss_kib: u64,
+    processes: usize,
+    exit: Duration,
+}
+
+fn run_once(screen: &Screen, home: &Path) -> Run {
+    let exec = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pryx"))
+        .args(["--port", "0", "--data-dir"])
+        .arg(home.join("data"))
+        .arg("--config")
+        .arg(home.join("config.toml"))
+        .env("DISPLAY", &screen.display)
+        .env("DBUS_SESSION_BUS_ADDRESS", &screen.bus)
+        .env("XDG_DATA_HOME", home.join("xdg-data"))
+        .env("XDG_CONFIG_HOME", home.join("xdg-config"))
+        .env("PRYX_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pryx");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let first_paint = loop {
+        line.clear();
+        if stderr.read_line(&mut line).expect("read") == 0 {
+            panic!("pryx exited before its first paint");
+        }
+        if line.contains("first paint of the window") {
+            break exec.elapsed();
+        }
+    };
+    // Keep draining the log so Pryx never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id();
+    let mut all = descendants(pid);
+    all.push(pid);
+    let rss_kib = all.iter().map(|&p| memory_kib(p, "Rss:")).sum();
+    let pss_kib = all.iter().map(|&p| memory_kib(p, "Pss:")).sum();
+    let pryx_rss_kib = memory_kib(pid, "Rss:");
+    let stop = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    let exit = stop.elapsed();
+    assert!(status.success(), "pryx exited with {status}");
+    Run { first_paint, rss_kib, pss_kib, pryx_rss_kib, processes: all.len(), exit }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let screen = Screen::start();
+    let home = tempfile::Builder::new().prefix("pryx-bench-desktop-").tempdir().expect("tempdir");
+    std::fs::write(home.path().join("config.toml"), "").expect("config");
+    let runs: Vec<Run> = (0..RUNS).map(|_| run_once(&screen, home.path())).collect();
+    let (cold, warm) = runs.split_first().expect("runs");
+    println!("desktop: exec → first paint, cold (first run, fresh data dir): {:.0} ms", ms(cold.first_paint));
+    let paints: Vec<f64> = warm.iter().map(|r| ms(r.first_paint)).collect();
+    println!(
+        "desktop: exec → first paint, warm ({} runs): median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        warm.len(),
+        median(paints.clone()),
+        paints.iter().copied().fold(f64::MAX, f64::min),
+        paints.iter().copied().fold(0.0, f64::max)
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "desktop: idle memory 3 s after start ({} processes): RSS {:.0} MiB in total (Pryx itself {:.0} MiB), PSS {:.0} MiB",
+        warm[0].processes,
+        mib(median(warm.iter().map(|r| r.rss_kib as f64).collect()) as u64),
+        mib(median(warm.iter().map(|r| r.pryx_rss_kib as f64).collect()) as u64),
+        mib(median(warm.iter().map(|r| r.pss_kib as f64).collect()) as u64),
+    );
+    let exits: Vec<f64> = runs.iter().map(|r| ms(r.exit)).collect();
+    println!(
+        "desktop: SIGTERM → exit 0: median {:.0} ms, max {:.0} ms",
+        median(exits.clone()),
+        exits.iter().copied().fold(0.0, f64::max)
+    );
+    let size = std::fs::metadata(env!("CARGO_BIN_EXE_pryx")).expect("binary").len();
+    println!("desktop: release binary {:.1} MB ({size} bytes)", size as f64 / 1e6);
+}
