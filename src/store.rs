@@ -57,6 +57,9 @@ pub struct TurnRecord {
 
 /// The schema of `telemetry.db`. Spans are disposable history, so this file has no
 /// migrations: a future change may drop and recreate the table.
+/// Spans per INSERT statement (10 parameters each, well under SQLite's 32,766).
+const SPANS_PER_INSERT: usize = 500;
+
 const TELEMETRY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spans (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -347,23 +350,25 @@ impl Store {
     /// Store finished spans, then trim to `max_spans` and `retention_days`.
     pub async fn add_spans(&self, spans: &[pryx_api::SpanRecord], retention_days: u32, max_spans: u32) -> Result<()> {
         let mut tx = self.telemetry.begin().await?;
-        for span in spans {
-            sqlx::query(
-                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&span.trace_id)
-            .bind(&span.span_id)
-            .bind(&span.parent_span_id)
-            .bind(&span.name)
-            .bind(&span.session_id)
-            .bind(&span.turn_id)
-            .bind(span.start_us)
-            .bind(span.end_us.unwrap_or(span.start_us))
-            .bind(&span.status)
-            .bind(serde_json::Value::Object(span.attributes.clone()).to_string())
-            .execute(&mut *tx)
-            .await?;
+        // Many rows per statement: each statement is a round trip to SQLite's worker
+        // thread, and under webhook load there are thousands of spans a second.
+        for chunk in spans.chunks(SPANS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes) ",
+            );
+            insert.push_values(chunk, |mut row, span| {
+                row.push_bind(&span.trace_id)
+                    .push_bind(&span.span_id)
+                    .push_bind(&span.parent_span_id)
+                    .push_bind(&span.name)
+                    .push_bind(&span.session_id)
+                    .push_bind(&span.turn_id)
+                    .push_bind(span.start_us)
+                    .push_bind(span.end_us.unwrap_or(span.start_us))
+                    .push_bind(&span.status)
+                    .push_bind(serde_json::to_string(&span.attributes).unwrap_or_else(|_| "{}".into()));
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         let oldest = now_ms() * 1000 - i64::from(retention_days) * 86_400 * 1_000_000;
         sqlx::query("DELETE FROM spans WHERE start_us < ?").bind(oldest).execute(&mut *tx).await?;
@@ -550,6 +555,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("pryx.db")).await.unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn spans_are_stored_in_batches_and_trimmed_to_the_newest() {
+        let (_dir, store) = store().await;
+        let span = |i: i64| pryx_api::SpanRecord {
+            trace_id: format!("{i:032x}"),
+            span_id: format!("{i:016x}"),
+            parent_span_id: (i % 2 == 0).then(|| "p".into()),
+            name: "channel.receive".into(),
+            session_id: None,
+            turn_id: None,
+            start_us: now_ms() * 1000 + i,
+            end_us: Some(now_ms() * 1000 + i + 5),
+            status: "ok".into(),
+            attributes: serde_json::json!({"n": i, "text": "it's \"quoted\""}).as_object().unwrap().clone(),
+        };
+        // More than two statements' worth, in one call.
+        let spans: Vec<_> = (0..1_201).map(span).collect();
+        store.add_spans(&spans, 7, 1_000).await.unwrap();
+        let stored = store.spans(None, 0, 5_000).await.unwrap();
+        assert_eq!(stored.len(), 1_000, "trimmed to max_spans");
+        assert_eq!(stored.first().unwrap(), &spans[201]);
+        assert_eq!(stored.last().unwrap(), &spans[1_200]);
     }
 
     #[tokio::test]
