@@ -10,73 +10,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 8;
 
-struct Screen {
-    xvfb: Child,
-    dbus: Child,
-    display: String,
-    bus: String,
-}
+#[path = "../tests/e2e/support/virtual_screen.rs"]
+#[allow(dead_code)] // the tests use more of it
+mod virtual_screen;
 
-impl Screen {
-    fn start() -> Screen {
-        let mut xvfb = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb");
-        let display = format!(":{}", first_line(&mut xvfb));
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon");
-        let bus = first_line(&mut dbus);
-        Screen { xvfb, dbus, display, bus }
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        let _ = self.xvfb.kill();
-        let _ = self.dbus.kill();
-        let _ = self.xvfb.wait();
-        let _ = self.dbus.wait();
-    }
-}
-
-fn first_line(child: &mut Child) -> String {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-    line.trim().to_owned()
-}
-
-/// Every descendant of `pid`, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parents.entry(ppid).or_default().push(child);
-        }
-    }
-    let (mut found, mut queue) = (Vec::new(), vec![pid]);
-    while let Some(parent) = queue.pop() {
-        for &child in parents.get(&parent).map(Vec::as_slice).unwrap_or_default() {
-            found.push(child);
-            queue.push(child);
-        }
-    }
-    found
-}
+use virtual_screen::{descendants, VirtualScreen as Screen};
 
 /// A `kB` field of /proc/PID/smaps_rollup.
 fn memory_kib(pid: u32, field: &str) -> u64 {
@@ -130,7 +73,7 @@ fn run_once(screen: &Screen, home: &Path) -> Run {
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     std::thread::sleep(Duration::from_secs(3));
     let pid = child.id();
-    let mut all = descendants(pid);
+    let mut all: Vec<u32> = descendants(pid as i32).into_iter().map(|p| p as u32).collect();
     all.push(pid);
     let rss_kib = all.iter().map(|&p| memory_kib(p, "Rss:")).sum();
     let pss_kib = all.iter().map(|&p| memory_kib(p, "Pss:")).sum();

@@ -100,12 +100,27 @@ fn stop_everything() -> anyhow::Result<()> {
 
 /// When the X display goes away (the session ends), stop properly and exit 0 instead of
 /// GDK's immediate `exit(1)`.
+///
+/// Xlib calls the handler on every thread whose connection breaks (GDK's, and others the
+/// toolkit opened), and it must not return. The first caller stops everything and leaves
+/// with `_exit` (atexit handlers of the toolkit would touch the dead display, with its lock
+/// held elsewhere); any other caller waits for that.
 #[cfg(target_os = "linux")]
 fn stop_when_the_display_goes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static LEAVING: AtomicBool = AtomicBool::new(false);
     unsafe extern "C" fn display_lost(_display: *mut x11_dl::xlib::Display) -> std::os::raw::c_int {
+        if LEAVING.swap(true, Ordering::SeqCst) {
+            loop {
+                std::thread::park();
+            }
+        }
         tracing::info!("the display closed; stopping");
         let code = if stop_everything().is_ok() { 0 } else { 1 };
-        std::process::exit(code)
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        // SAFETY: ends the process at once; everything worth keeping was stopped above.
+        unsafe { libc::_exit(code) }
     }
     match x11_dl::xlib::Xlib::open() {
         // SAFETY: installs a handler with the signature Xlib expects; it never returns.
@@ -152,8 +167,6 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
     let send = to_loop.clone();
     let instance = primary.serve(move |handoff| send(UserEvent::Handoff(handoff)))?;
     *TO_STOP.lock().unwrap_or_else(|p| p.into_inner()) = Some(ToStop { agent, instance });
-    #[cfg(target_os = "linux")]
-    stop_when_the_display_goes();
     let send = to_loop.clone();
     app::on_signals(move || send(UserEvent::Quit));
     let send = to_loop.clone();
@@ -199,6 +212,9 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         result: Ok(()),
     };
     shell.refresh_status();
+    // Last, so no toolkit set-up replaces the handler.
+    #[cfg(target_os = "linux")]
+    stop_when_the_display_goes();
     let code = event_loop.run_return(|event, _target, control_flow| {
         *control_flow = ControlFlow::Wait;
         shell.handle(event, control_flow);

@@ -3,17 +3,17 @@
 //! (screenshots with ImageMagick `import`, keys with `xdotool`, the tray menu over D-Bus
 //! with `gdbus`, as a panel would drive it).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub use super::virtual_screen::descendants;
+use super::virtual_screen::VirtualScreen;
 use super::{base_command, Options, Pryx, PATIENCE};
 
-/// An X display and a D-Bus session bus of our own.
+/// An X display and a D-Bus session bus of our own, with the tools to look and type.
 pub struct Screen {
-    xvfb: Child,
-    dbus: Child,
+    virtual_screen: VirtualScreen,
     pub display: String,
     pub bus: String,
     runtime_dir: tempfile::TempDir,
@@ -21,23 +21,15 @@ pub struct Screen {
 
 impl Screen {
     pub fn start() -> Screen {
-        // `-displayfd 1`: Xvfb picks a free display and prints its number when ready.
-        let mut xvfb = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (apt install xvfb; ./x setup for-tests installs it)");
-        let display = first_line(&mut xvfb, "Xvfb");
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon");
-        let bus = first_line(&mut dbus, "dbus-daemon");
+        let virtual_screen = VirtualScreen::start();
         let runtime_dir = tempfile::Builder::new().prefix("pryx-xdg-runtime-").tempdir().expect("tempdir");
-        Screen { xvfb, dbus, display: format!(":{display}"), bus, runtime_dir }
+        let (display, bus) = (virtual_screen.display.clone(), virtual_screen.bus.clone());
+        Screen { virtual_screen, display, bus, runtime_dir }
+    }
+
+    /// End the X server, as a logout does.
+    pub fn end_display(&mut self) {
+        self.virtual_screen.end_display();
     }
 
     /// Point a command at this screen and bus.
@@ -100,31 +92,6 @@ impl Screen {
         let typed = self.tool("xdotool").args(["key", "--delay", "80"]).args(keys).output().expect("xdotool");
         assert!(typed.status.success(), "xdotool key {keys:?}: {}", String::from_utf8_lossy(&typed.stderr));
     }
-}
-
-impl Screen {
-    /// End the X server, as a logout does: every window loses its display at once.
-    pub fn end_display(&mut self) {
-        let _ = self.xvfb.kill();
-        let _ = self.xvfb.wait();
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        let _ = self.dbus.kill();
-        let _ = self.xvfb.kill();
-        let _ = self.dbus.wait();
-        let _ = self.xvfb.wait();
-    }
-}
-
-fn first_line(child: &mut Child, what: &str) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    assert!(!line.trim().is_empty(), "{what} did not start");
-    line.trim().to_owned()
 }
 
 fn regex_quote(text: &str) -> String {
@@ -243,34 +210,15 @@ impl Tray {
     }
 
     fn owner(screen: &Screen, pid: i32) -> Option<String> {
-        let names = screen.output(
-            "gdbus",
-            &[
-                "call",
-                "--session",
-                "--dest",
-                "org.freedesktop.DBus",
-                "--object-path",
-                "/org/freedesktop/DBus",
-                "--method",
-                "org.freedesktop.DBus.ListNames",
-            ],
-        )?;
+        let bus = |method: &str, args: &[&str]| {
+            let mut call = vec!["call", "--session", "--dest", "org.freedesktop.DBus"];
+            call.extend(["--object-path", "/org/freedesktop/DBus", "--method", method]);
+            call.extend(args);
+            screen.output("gdbus", &call)
+        };
+        let names = bus("org.freedesktop.DBus.ListNames", &[])?;
         for name in names.split('\'').filter(|n| n.starts_with(':')) {
-            let owner = screen.output(
-                "gdbus",
-                &[
-                    "call",
-                    "--session",
-                    "--dest",
-                    "org.freedesktop.DBus",
-                    "--object-path",
-                    "/org/freedesktop/DBus",
-                    "--method",
-                    "org.freedesktop.DBus.GetConnectionUnixProcessID",
-                    name,
-                ],
-            );
+            let owner = bus("org.freedesktop.DBus.GetConnectionUnixProcessID", &[name]);
             if owner.is_some_and(|o| o.contains(&format!("uint32 {pid},"))) {
                 let tree =
                     screen.output("gdbus", &["introspect", "--session", "--dest", name, "--object-path", ITEM_PATH]);
@@ -293,18 +241,18 @@ impl Tray {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A call on the tray's menu object (com.canonical.dbusmenu).
+    fn menu_call(&self, method: &str, args: &[&str]) -> String {
+        let method = format!("com.canonical.dbusmenu.{method}");
+        let path = format!("{ITEM_PATH}/Menu");
+        let mut call = vec!["--object-path", &path, "--method", &method, "--"];
+        call.extend(args);
+        self.gdbus(&call)
+    }
+
     /// The menu as the panel would show it.
     pub fn menu(&self) -> Vec<TrayItem> {
-        let layout = self.gdbus(&[
-            "--object-path",
-            &format!("{ITEM_PATH}/Menu"),
-            "--method",
-            "com.canonical.dbusmenu.GetLayout",
-            "--",
-            "0",
-            "-1",
-            "@as []",
-        ]);
+        let layout = self.menu_call("GetLayout", &["0", "-1", "@as []"]);
         // Children look like `<(5, {'enabled': <false>, 'label': <'No approvals waiting'>}, @av [])>`.
         layout
             .split("<(")
@@ -340,18 +288,8 @@ impl Tray {
 
     /// Click a menu entry, as the panel does when the user picks it.
     pub fn click(&self, label_prefix: &str) {
-        let item = self.item(label_prefix);
-        self.gdbus(&[
-            "--object-path",
-            &format!("{ITEM_PATH}/Menu"),
-            "--method",
-            "com.canonical.dbusmenu.Event",
-            "--",
-            &item.id.to_string(),
-            "clicked",
-            "<0>",
-            "0",
-        ]);
+        let id = self.item(label_prefix).id.to_string();
+        self.menu_call("Event", &[&id, "clicked", "<0>", "0"]);
     }
 
     /// The icon file the panel is told to draw.
@@ -366,29 +304,6 @@ impl Tray {
         ]);
         PathBuf::from(reply.split('\'').nth(1).expect("an icon path"))
     }
-}
-
-/// Every process descending from `pid` (children, grandchildren…), from /proc.
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let mut parents = std::collections::HashMap::<i32, Vec<i32>>::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // `pid (comm) state ppid …`; comm may contain spaces and parentheses.
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parents.entry(ppid).or_default().push(child);
-        }
-    }
-    let mut found = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(parent) = queue.pop() {
-        for &child in parents.get(&parent).map(Vec::as_slice).unwrap_or_default() {
-            found.push(child);
-            queue.push(child);
-        }
-    }
-    found
 }
 
 /// Whether a process is still running (a zombie waiting to be reaped counts as gone).

@@ -7,6 +7,7 @@ pub mod desktop;
 pub mod keyring;
 pub mod mock_llm;
 pub mod telegram;
+pub mod virtual_screen;
 pub mod whatsapp;
 
 use std::path::{Path, PathBuf};
