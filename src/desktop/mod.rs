@@ -179,10 +179,27 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
     }
 
     let window_state = WindowState::load(&data_dir);
-    let window = build_window(&event_loop, &window_state)?;
-    let menu = AppMenu::attach(&window)?;
-    let webview = build_webview(&window, &base_url, &options.token, to_loop.clone())?;
-    let tray = ShellTray::new()?;
+    let built = build_window(&event_loop, &window_state).and_then(|window| {
+        let menu = AppMenu::attach(&window)?;
+        let webview = build_webview(&window, &base_url, &options.token, to_loop.clone())?;
+        Ok((window, menu, webview))
+    });
+    let (window, menu, webview) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            // The agent is already running: stop it properly before reporting.
+            let _ = stop_everything();
+            return Err(e);
+        }
+    };
+    // The AppIndicator library panics when it is missing, instead of failing.
+    let tray = std::panic::catch_unwind(ShellTray::new)
+        .map_err(|_| anyhow::anyhow!("the tray library is missing (libayatana-appindicator3-1)"))
+        .and_then(|tray| tray)
+        .inspect_err(|e| tracing::warn!("no tray icon ({e:#}); closing the window will quit Pryx"))
+        .ok();
+    // Without a tray there would be no way back to a hidden window.
+    let close_to_tray = options.config.desktop.close_to_tray && tray.is_some();
     let send = to_loop.clone();
     let link = agent_link::start(
         LinkOptions {
@@ -202,7 +219,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         running: true,
         data_dir,
         window_state,
-        close_to_tray: options.config.desktop.close_to_tray,
+        close_to_tray,
         shown: Shown::Connecting,
         page_title: "Pryx".into(),
         pending: Vec::new(),
@@ -228,7 +245,8 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
 struct Shell {
     window: Window,
     webview: WebView,
-    tray: ShellTray,
+    /// None when the desktop has no tray (the AppIndicator library is missing).
+    tray: Option<ShellTray>,
     /// Kept alive: dropping it removes the menu bar.
     _menu: AppMenu,
     link: UnboundedSender<ToAgent>,
@@ -348,7 +366,9 @@ impl Shell {
     /// Window title, tray icon, tooltip and menu follow the agent's state.
     fn refresh_status(&mut self) {
         self.window.set_title(&self.shown.window_title(&self.page_title));
-        self.tray.show(&self.shown, self.pending.len());
+        if let Some(tray) = &mut self.tray {
+            tray.show(&self.shown, self.pending.len());
+        }
     }
 
     fn open_link(&mut self, link: &str) {
@@ -427,7 +447,9 @@ impl Shell {
         self.remember_geometry();
         self.save_window_state();
         self.window.set_visible(false);
-        self.tray.hide();
+        if let Some(tray) = &self.tray {
+            tray.hide();
+        }
         if let Err(e) = stop_everything() {
             self.result = Err(e);
         }
