@@ -184,6 +184,7 @@ async fn bench_telemetry_overhead(llm: &MockLlm) {
 }
 
 fn main() {
+    pryx::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let _ = epoch();

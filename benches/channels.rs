@@ -130,6 +130,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    pryx::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let llm = MockLlm::start().await;

@@ -138,6 +138,7 @@ async fn compare(transport: &str, direct: Direct, pryx: ThroughPryx) {
 }
 
 fn main() {
+    pryx::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let stdio = McpServerConfig {

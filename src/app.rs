@@ -58,6 +58,7 @@ pub fn start(
     token: Token,
     announce: bool,
 ) -> anyhow::Result<RunningAgent> {
+    crate::install_tls_provider();
     data.ensure()?;
     let bind = SocketAddr::new(config.server.bind, config.server.port);
     let listener = std::net::TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;

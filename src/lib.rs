@@ -27,3 +27,11 @@ pub mod telemetry;
 pub mod tools;
 pub mod ui;
 pub mod workspace;
+
+/// Choose ring as the TLS crypto provider of every HTTPS client in the process (reqwest is
+/// built without a provider of its own; see Cargo.toml). Idempotent; the binary calls it
+/// first thing, and so must any other program that uses this library's HTTP clients.
+pub fn install_tls_provider() {
+    // Fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         pryx::sandbox::helper_main(&args[2..]);
     }
     limit_malloc_arenas();
-    install_tls_provider();
+    pryx::install_tls_provider();
     let cli = Cli::parse();
     let exporter = match init_logging(&cli) {
         Ok(exporter) => exporter,
@@ -198,13 +198,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Every HTTPS client uses rustls with ring (see Cargo.toml); it must be chosen before the
-/// first client is built.
-fn install_tls_provider() {
-    // Fails only if one is installed already, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// glibc gives every thread that allocates its own arena (up to 8 per core), and each keeps

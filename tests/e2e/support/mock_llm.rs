@@ -81,6 +81,7 @@ pub const MODEL: &str = "mock-model";
 
 impl MockLlm {
     pub async fn start() -> MockLlm {
+        pryx::install_tls_provider();
         Self::start_on("127.0.0.1:0").await.expect("bind the mock LLM")
     }
 

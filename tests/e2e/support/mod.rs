@@ -88,6 +88,8 @@ impl Pryx {
     /// Start `command` (a [`base_command`] with its mode's flags) in `home` and wait for
     /// its listening line.
     pub async fn launch(mut command: Command, home: &Path, options: Options) -> Pryx {
+        // The tests' own HTTPS-capable clients need the provider the binary installs.
+        pryx::install_tls_provider();
         let config_path = home.join("config.toml");
         std::fs::write(&config_path, &options.config).expect("write config");
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
