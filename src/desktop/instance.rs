@@ -83,6 +83,11 @@ fn hand_over(path: &Path, handoff: &Handoff) -> std::io::Result<()> {
 }
 
 impl Primary {
+    /// Give the claim up without serving (the app will not start after all).
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Accept hand-overs on a thread of their own; `deliver` runs for each valid one.
     pub fn serve(self, deliver: impl Fn(Handoff) + Send + 'static) -> std::io::Result<InstanceGuard> {
         let listener = self.listener.try_clone()?;

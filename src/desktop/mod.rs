@@ -148,6 +148,16 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         }
         instance::Claim::Primary(primary) => primary,
     };
+    // No desktop runs here, but a headless Pryx on the same data dir would share the
+    // database and the chats.
+    if let Some(server) = options.data.read_server_file().filter(|s| process_alive(s.pid)) {
+        primary.abandon();
+        anyhow::bail!(
+            "Pryx already runs headless on this data dir ({}, pid {}); stop it first, or use another --data-dir",
+            server.url,
+            server.pid
+        );
+    }
 
     let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
     let proxy = event_loop.create_proxy();
@@ -559,6 +569,13 @@ fn tune_webkit(webview: &WebView) {
     if let Some(context) = engine.context() {
         context.set_cache_model(CacheModel::DocumentViewer);
     }
+}
+
+/// Whether another process with this pid runs (a stale `server.json` names a dead one).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    pid != std::process::id() as libc::pid_t && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// Whether the webview may show `url`: only pages of the agent's own origin.

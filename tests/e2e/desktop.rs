@@ -384,3 +384,15 @@ async fn typing_copy_and_paste_work_in_the_window() {
     window_title(&screen, "the new session", |t| t == "note note — Pryx").await;
     assert_eq!(pryx.terminate().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_refuses_a_data_dir_a_headless_pryx_is_serving() {
+    let screen = Screen::start();
+    let llm = MockLlm::start().await;
+    let server = crate::support::Pryx::start(Options::with_llm(&llm)).await;
+    let (code, stderr) = desktop::second_launch(&screen, &server.home, &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("already runs headless") && stderr.contains(&server.url), "{stderr}");
+    assert!(!server.data_dir().join("desktop.sock").exists(), "nothing claimed");
+    assert!(server.client().await.session_list().await.is_ok(), "the server is untouched");
+}
