@@ -3,7 +3,8 @@
 //! agent restart and simply reconnect. It reports activity and approvals to the event loop,
 //! carries out the shell's commands (pause, answer), and runs the native approval dialogs.
 
-use std::collections::HashSet;
+use std::collections::hash_map::{Entry, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<ToAgent>,
     dialog_commands: mpsc::UnboundedSender<ToAgent>,
 ) {
-    let dialogs = Dialogs { shown: Default::default(), settled: Default::default(), commands: dialog_commands };
+    let dialogs = Dialogs { open: Default::default(), commands: dialog_commands };
     let mut wait = Duration::from_millis(100);
     loop {
         match serve_connection(&options, &notify, &mut commands, &dialogs).await {
@@ -153,33 +154,35 @@ async fn obey(client: &jsonrpsee::ws_client::WsClient, command: ToAgent, notify:
 }
 
 /// Native approval dialogs: one per pending request, answered through the API; a request
-/// settled elsewhere closes its dialog (see `super::close_dialog`).
+/// settled elsewhere closes its dialog (see `dialogs::close_approval_dialog`).
 struct Dialogs {
-    shown: Arc<Mutex<HashSet<String>>>,
-    settled: Arc<Mutex<HashSet<String>>>,
+    /// The dialogs on screen, by approval id; the flag says "settled elsewhere".
+    open: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     commands: mpsc::UnboundedSender<ToAgent>,
 }
 
 impl Dialogs {
     fn ask(&self, approval: &Approval, workspace: &str) {
-        if !lock(&self.shown).insert(approval.id.clone()) {
-            return;
-        }
+        let settled_elsewhere = Arc::new(AtomicBool::new(false));
+        match lock(&self.open).entry(approval.id.clone()) {
+            Entry::Occupied(_) => return,
+            Entry::Vacant(slot) => slot.insert(settled_elsewhere.clone()),
+        };
         let question = dialogs::approval_dialog(approval, workspace);
-        let (id, settled, commands) = (approval.id.clone(), self.settled.clone(), self.commands.clone());
+        let (id, open, commands) = (approval.id.clone(), self.open.clone(), self.commands.clone());
         tokio::spawn(async move {
             let decision = question.await;
+            lock(&open).remove(&id);
             // A dialog closed because the request was settled elsewhere answers nothing.
-            if lock(&settled).contains(&id) {
-                return;
+            if !settled_elsewhere.load(Ordering::SeqCst) {
+                let _ = commands.send(ToAgent::Answer { approval_id: id, decision });
             }
-            let _ = commands.send(ToAgent::Answer { approval_id: id, decision });
         });
     }
 
     fn settled(&self, id: &str) {
-        lock(&self.settled).insert(id.to_owned());
-        if lock(&self.shown).remove(id) {
+        if let Some(flag) = lock(&self.open).get(id) {
+            flag.store(true, Ordering::SeqCst);
             dialogs::close_approval_dialog(id);
         }
     }

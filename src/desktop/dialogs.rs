@@ -15,8 +15,12 @@ const MAX_ARGUMENTS_CHARS: usize = 600;
 
 /// The window title of an approval's dialog; unique per request, so it can be found again.
 pub fn approval_title(approval_id: &str, tool: &str) -> String {
-    let short: String = approval_id.chars().take(8).collect();
-    format!("Pryx: allow {tool}? [{short}]")
+    format!("Pryx: allow {tool}? {}", title_tag(approval_id))
+}
+
+/// The end of the title that names the request.
+fn title_tag(approval_id: &str) -> String {
+    format!("[{}]", approval_id.chars().take(8).collect::<String>())
 }
 
 /// The text a person decides on: what, where, with which arguments.
@@ -58,20 +62,20 @@ fn decision_of(result: MessageDialogResult) -> ApprovalDecision {
 
 /// Close the dialog of an approval that was settled elsewhere.
 pub fn close_approval_dialog(approval_id: &str) {
-    let prefix = format!("[{}]", approval_id.chars().take(8).collect::<String>());
+    let tag = title_tag(approval_id);
     #[cfg(target_os = "linux")]
     gtk::glib::idle_add_once(move || {
         use gtk::prelude::{Cast, GtkWindowExt};
         for widget in gtk::Window::list_toplevels() {
             if let Ok(window) = widget.downcast::<gtk::Window>() {
-                if window.title().is_some_and(|t| t.starts_with("Pryx: allow") && t.ends_with(&prefix)) {
+                if window.title().is_some_and(|t| t.starts_with("Pryx: allow") && t.ends_with(&tag)) {
                     window.close();
                 }
             }
         }
     });
     #[cfg(not(target_os = "linux"))]
-    let _ = prefix;
+    let _ = tag;
 }
 
 /// A notice with an OK button; nothing waits for it.

@@ -65,6 +65,15 @@ impl DeepLink {
         }
     }
 
+    /// What the link opens, in one word (for the log: never the text it carries).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeepLink::Session(_) => "session",
+            DeepLink::NewChat { .. } => "new",
+            DeepLink::Approval(_) => "approve",
+        }
+    }
+
     /// Where the page shows it (a fragment route of the page at `/`).
     pub fn page_route(&self) -> String {
         let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -106,6 +115,7 @@ mod tests {
         let link = DeepLink::parse("pryx://new?text=hello%20%3Cworld%3E%20%26%20more").unwrap();
         assert_eq!(link, DeepLink::NewChat { text: Some("hello <world> & more".into()) });
         assert_eq!(link.page_route(), "#/new?text=hello+%3Cworld%3E+%26+more");
+        assert_eq!(link.kind(), "new", "the log names the kind, never the text");
         assert_eq!(DeepLink::parse("pryx://new").unwrap(), DeepLink::NewChat { text: None });
         assert_eq!(DeepLink::parse("PRYX://new/").unwrap(), DeepLink::NewChat { text: None });
     }

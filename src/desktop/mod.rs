@@ -384,7 +384,8 @@ impl Shell {
     fn open_link(&mut self, link: &str) {
         match DeepLink::parse(link) {
             Ok(deep_link) => {
-                tracing::info!(route = %deep_link.page_route(), "opening a pryx:// link");
+                // The route may carry text to prefill, which stays out of the log.
+                tracing::info!(link = deep_link.kind(), "opening a pryx:// link");
                 if let DeepLink::Session(id) = &deep_link {
                     let _ = self.link.send(ToAgent::CheckSession(id.clone()));
                 }

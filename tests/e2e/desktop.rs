@@ -204,6 +204,7 @@ async fn a_second_launch_hands_its_link_to_the_running_app() {
     let sessions = client.session_list().await.unwrap();
     assert_eq!(sessions.len(), 1, "nothing was sent: {sessions:?}");
     assert!(llm.requests().is_empty());
+    assert!(!pryx.stderr().contains("book a table"), "a link's text stays out of the log");
 
     // Links Pryx does not know, or to things that do not exist, explain themselves and do nothing.
     for link in ["pryx://delete/everything", "pryx://session/00000000-dead-beef-0000-000000000000"] {
