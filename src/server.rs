@@ -6,7 +6,7 @@
 //! - `Host` must name this machine (loopback names, the bind address, configured extras),
 //!   so a DNS-rebinding page cannot reach the agent under a foreign name;
 //! - `Origin`, when a browser sends one, must be the agent's own origin or a configured one;
-//! - everything but `/healthz`, the static page (`crate::ui::PATHS`, which holds nothing
+//! - everything but `/healthz`, the Control Center's files (`crate::ui`, which hold nothing
 //!   private) and `/oauth/callback` (where a browser returns from an MCP server's sign-in,
 //!   honoured only with the one-time `state` of a sign-in started here) needs the bearer
 //!   token (webhooks bring their platform's secret or signature instead): an `Authorization: Bearer` header, a
@@ -207,7 +207,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
     }
     let path = request.uri().path();
-    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::ui::PATHS.contains(&path);
+    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::ui::is_ui_path(path);
     if !token_free && !presents_token(&state.token, headers, request.uri().query()) {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong token (see <data-dir>/token)");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

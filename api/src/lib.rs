@@ -9,6 +9,7 @@
 //! Method names are `noun.verb`. Timestamps are Unix milliseconds. Ids are strings (sessions,
 //! turns) or integers (messages, which are ordered by id within a session).
 
+#[cfg(feature = "server")]
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -592,8 +593,10 @@ impl Activity {
     }
 }
 
-/// The Pryx JSON-RPC API.
-#[rpc(server, client)]
+/// The Pryx JSON-RPC API. The server half is generated only with the `server` feature, so
+/// the browser UI (wasm32, `client` only) builds without the server's runtime.
+#[cfg_attr(feature = "server", rpc(server, client))]
+#[cfg_attr(not(feature = "server"), rpc(client))]
 pub trait PryxApi {
     /// Create an empty session. `title` defaults to "New chat".
     #[method(name = "session.create")]

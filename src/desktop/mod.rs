@@ -499,6 +499,8 @@ fn build_window(event_loop: &tao::event_loop::EventLoop<UserEvent>, state: &Wind
 }
 
 /// The webview: the agent's page, the token handed over by script, no way out of the app.
+/// `native_approvals` tells the page that this shell asks in native dialogs, so it does
+/// not pop up a second prompt of its own.
 fn build_webview(
     window: &Window,
     base_url: &str,
@@ -508,7 +510,7 @@ fn build_webview(
     let origin = base_url.to_owned();
     let init = format!(
         "(function () {{ if (location.origin !== {origin}) return; \
-         Object.defineProperty(window, '__PRYX__', {{ value: Object.freeze({{ token: {token} }}), \
+         Object.defineProperty(window, '__PRYX__', {{ value: Object.freeze({{ token: {token}, native_approvals: true }}), \
          writable: false, configurable: false }}); }})();",
         origin = serde_json::Value::String(origin.clone()),
         token = serde_json::Value::String(token.expose().to_owned()),

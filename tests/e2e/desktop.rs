@@ -35,10 +35,12 @@ async fn pending_approval(client: &jsonrpsee::ws_client::WsClient) -> Approval {
     }
 }
 
-/// The page's accent colour (`--accent` in assets/ui/app.css).
+/// The page's accent colour (`--accent` in frontend/style/app.css).
 const ACCENT: &str = "#4f6bed";
-/// The background of the page's notice banner (`.banner` in assets/ui/app.css).
+/// The background of the page's notice banner (`.banner` in frontend/style/app.css).
 const BANNER: &str = "#fef3c7";
+/// The background of the page's navigation rail (`--rail` in frontend/style/app.css).
+const RAIL: &str = "#f0f2f7";
 
 fn delete_call(path: &str) -> Reply {
     Reply::tool_call("call_del", "fs_delete", &format!("{{\"path\": \"{path}\"}}"))
@@ -129,7 +131,7 @@ async fn a_native_dialog_asks_before_a_delete_and_its_answer_counts_everywhere()
     assert!(title.ends_with(&format!("[{}]", &approval.id[..8])), "{title}");
     window_title(&screen, "waiting", |t| t.ends_with("· Waiting for your approval")).await;
     desktop::screenshot_until(&screen, "approval-dialog", "the app behind the dialog", |shot| {
-        desktop::pixels_of(shot, ACCENT) > 2_000
+        desktop::pixels_of(shot, RAIL) > 20_000
     })
     .await;
     // The tray counts it and opens it in the window.

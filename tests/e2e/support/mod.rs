@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod desktop;
 pub mod keyring;
 pub mod mock_llm;

@@ -1,0 +1,245 @@
+//! The root of the Control Center: the navigation rail, the notice banner, sign-in, the
+//! approval modal, and the route that picks the screen.
+
+use leptos::ev;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use pryx_api::{AgentState, PryxApiClient};
+use wasm_bindgen::JsValue;
+
+use crate::approvals::{ApprovalModal, ApprovalPage, ApprovalsPage};
+use crate::chat::{ChatPage, SearchBox};
+use crate::route::Route;
+use crate::state::{self, Agent, Link};
+
+/// Show `route` (a `location.hash` change, so Back works).
+pub fn go(route: &Route) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().set_hash(&route.hash());
+    }
+}
+
+fn current_route() -> Route {
+    let hash = web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default();
+    Route::parse(&hash)
+}
+
+/// Set the page title as `WHAT — Pryx` (the desktop shell appends the agent's state).
+pub fn set_title(what: &str) {
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        document.set_title(&format!("{what} — Pryx"));
+    }
+}
+
+/// A Unix-ms time as people read it: the time today, else the date and time.
+pub fn clock_time(ms: i64) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    let today = js_sys::Date::new_0();
+    let same_day = date.to_date_string() == today.to_date_string();
+    let time: String = date.to_locale_time_string("default").into();
+    // Drop the seconds: "14:03:27" → "14:03" (and "2:03:27 PM" → "2:03 PM").
+    let time = match (time.rfind(':'), time.find(':')) {
+        (Some(last), Some(first)) if last != first => format!("{}{}", &time[..last], &time[last + 3..]),
+        _ => time,
+    };
+    if same_day {
+        time
+    } else {
+        let day: String = date.to_locale_date_string("default", &JsValue::UNDEFINED).into();
+        format!("{day} {time}")
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let agent = Agent::new();
+    provide_context(agent);
+    let search = SearchBox(NodeRef::new());
+    provide_context(search);
+    let route = RwSignal::new(current_route());
+    let _ = window_event_listener(ev::hashchange, move |_| route.set(current_route()));
+    // Ctrl+K (Cmd+K): find a chat, from anywhere.
+    let _ = window_event_listener(ev::keydown, move |ev| {
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k") {
+            ev.prevent_default();
+            if !matches!(route.get_untracked(), Route::NewChat { .. } | Route::Session(_)) {
+                go(&Route::NewChat { text: String::new() });
+            }
+            request_animation_frame(move || {
+                if let Some(input) = search.0.get_untracked() {
+                    let _ = input.focus();
+                    input.select();
+                }
+            });
+        }
+    });
+    // Chats started elsewhere (the CLI, another tab) show up when the user comes back.
+    let _ = window_event_listener(ev::focus, move |_| {
+        spawn_local(async move {
+            agent.refresh_sessions().await;
+            agent.refresh_pending().await;
+        });
+    });
+    agent.start();
+    on_first_paint();
+
+    let screen = move || match agent.link.get() {
+        Link::NeedsToken { refused } => view! { <SignIn refused/> }.into_any(),
+        _ => match route.get() {
+            Route::NewChat { .. } | Route::Session(_) => {
+                let session = Signal::derive(move || match route.get() {
+                    Route::Session(id) => Some(id),
+                    _ => None,
+                });
+                let prefill = Signal::derive(move || match route.get() {
+                    Route::NewChat { text } => text,
+                    _ => String::new(),
+                });
+                view! { <ChatPage session prefill/> }.into_any()
+            }
+            Route::Approval(id) => view! { <ApprovalPage id/> }.into_any(),
+            Route::Approvals => {
+                set_title("Approvals");
+                view! { <ApprovalsPage/> }.into_any()
+            }
+            // Screens that arrive with later work show the chat until then.
+            Route::Connections | Route::Tools | Route::Traces | Route::Settings => {
+                go(&Route::NewChat { text: String::new() });
+                view! { <p class="muted">"Loading…"</p> }.into_any()
+            }
+        },
+    };
+    let chat_current = move || matches!(route.get(), Route::NewChat { .. } | Route::Session(_));
+    let show_modal = !state::has_native_approvals();
+    view! {
+        <div class="app">
+            <nav class="rail" aria-label="Sections">
+                <a class="logo" href="#/" title="Pryx">
+                    <img src="icon.svg" alt="" width="28" height="28"/>
+                    <span>"Pryx"</span>
+                </a>
+                <a class="rail-item" class:current=chat_current href="#/">"Chat"</a>
+                <a class="rail-item" class:current=move || matches!(route.get(), Route::Approvals | Route::Approval(_)) href="#/approvals">
+                    "Approvals"
+                    <Show when=move || agent.pending.with(|p| !p.is_empty())>
+                        <span class="count" aria-label="waiting">{move || agent.pending.with(|p| p.len())}</span>
+                    </Show>
+                </a>
+                <div class="rail-foot">
+                    <Status/>
+                </div>
+            </nav>
+            <main class="main">
+                <Banner/>
+                {screen}
+            </main>
+            <Show when=move || show_modal && agent.link.with(|l| *l == Link::Connected)>
+                <ApprovalModal route/>
+            </Show>
+        </div>
+    }
+}
+
+/// The agent's state and the pause switch, at the foot of the rail.
+#[component]
+fn Status() -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    let text = move || match agent.link.get() {
+        Link::Connecting => ("Connecting…", "wait"),
+        Link::Reconnecting => ("Reconnecting…", "wait"),
+        Link::NeedsToken { .. } => ("Not signed in", "error"),
+        Link::Connected => match agent.activity.get().map(|a| a.state) {
+            Some(AgentState::Idle) | None => ("Ready", "idle"),
+            Some(AgentState::Thinking) => ("Thinking…", "busy"),
+            Some(AgentState::WaitingForApproval) => ("Waiting for you", "ask"),
+            Some(AgentState::Error) => ("Last turn failed", "error"),
+            Some(AgentState::Paused) => ("Paused", "paused"),
+        },
+    };
+    let paused = move || agent.activity.get().is_some_and(|a| a.paused);
+    let toggle = move |_| {
+        let pause = !paused();
+        spawn_local(async move {
+            if let Some(activity) =
+                agent.call("Could not change the pause", |c| async move { c.agent_pause(pause).await }).await
+            {
+                agent.activity.set(Some(activity));
+            }
+        });
+    };
+    let error = move || agent.activity.get().and_then(|a| a.last_error);
+    view! {
+        <div class=move || format!("status {}", text().1) title=move || error().unwrap_or_default()>
+            <span class="dot"></span>{move || text().0}
+        </div>
+        <button class="ghost small pause" on:click=toggle disabled=move || agent.link.get() != Link::Connected>
+            {move || if paused() { "Resume agent" } else { "Pause agent" }}
+        </button>
+    }
+}
+
+/// Connection trouble and notices, above every screen.
+#[component]
+fn Banner() -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    move || {
+        if let Some(notice) = agent.notice.get() {
+            let class = if notice.error { "banner error" } else { "banner" };
+            return Some(view! { <div class=class role="status">{notice.text}</div> }.into_any());
+        }
+        match agent.link.get() {
+            Link::Reconnecting => {
+                Some(view! { <div class="banner" role="status">"Reconnecting to the agent…"</div> }.into_any())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A browser tab's sign-in: the token from `<data-dir>/token`.
+#[component]
+fn SignIn(refused: bool) -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    let token = RwSignal::new(String::new());
+    set_title("Sign in");
+    view! {
+        <section class="page narrow sign-in">
+            <h1>"Connect to your agent"</h1>
+            <p>"Paste the token Pryx created at its first start. It is in the file " <code>"token"</code>
+               " in Pryx's data directory (" <code>"~/.local/share/pryx/token"</code> " on Linux), or the value given to " <code>"--token"</code> "."</p>
+            {refused.then(|| view! { <p class="error-box">"The agent refused that token. Check it and try again."</p> })}
+            <form on:submit=move |ev: ev::SubmitEvent| {
+                ev.prevent_default();
+                let value = token.get_untracked();
+                if !value.trim().is_empty() { agent.sign_in(&value) }
+            }>
+                <input type="password" autocomplete="off" placeholder="Token" aria-label="Token" autofocus
+                    prop:value=move || token.get() on:input=move |ev| token.set(event_target_value(&ev))/>
+                <button class="primary" type="submit">"Connect"</button>
+            </form>
+            <p class="muted small">"The token stays in this tab only and is forgotten when you close it."</p>
+        </section>
+    }
+}
+
+/// Tell the desktop shell (it measures time to first paint) and the performance timeline
+/// that the first frame is on screen.
+fn on_first_paint() {
+    request_animation_frame(|| {
+        request_animation_frame(|| {
+            let Some(window) = web_sys::window() else { return };
+            if let Some(performance) = window.performance() {
+                let _ = performance.mark("pryx-first-render");
+            }
+            let ipc = js_sys::Reflect::get(&window, &"ipc".into()).ok().filter(|ipc| ipc.is_object());
+            if let Some(ipc) = ipc {
+                let post = js_sys::Reflect::get(&ipc, &"postMessage".into()).ok();
+                if let Some(post) = post.and_then(|p| p.dyn_into::<js_sys::Function>().ok()) {
+                    let _ = post.call1(&ipc, &"painted".into());
+                }
+            }
+        })
+    });
+}
+
+use wasm_bindgen::JsCast;

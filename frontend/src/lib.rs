@@ -1,0 +1,30 @@
+//! The Pryx Control Center, a Leptos app rendered in the browser (the desktop window and
+//! any browser pointed at `pryx --serve`). It talks to the agent only through the
+//! generated `PryxApiClient` (see `rpc`).
+//!
+//! The pure modules (Markdown, highlighting, routes) build natively and carry the unit
+//! tests; the rest exists only on wasm32.
+
+pub mod highlight;
+pub mod markdown;
+pub mod route;
+
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod approvals;
+#[cfg(target_arch = "wasm32")]
+mod chat;
+#[cfg(target_arch = "wasm32")]
+mod render;
+#[cfg(target_arch = "wasm32")]
+mod rpc;
+#[cfg(target_arch = "wasm32")]
+mod state;
+
+/// Mount the app on the page's body.
+#[cfg(target_arch = "wasm32")]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

@@ -1,0 +1,378 @@
+//! The Control Center in a real browser (headless chromium) against the real binary and
+//! the LLM stand-in: signing in, chatting with streaming Markdown, approvals from the
+//! modal, the sessions sidebar, inert model output, reconnecting. Screenshots of each
+//! screen land in `$CARGO_TARGET_DIR/artifacts/browser/` for people to look at.
+
+use std::time::Duration;
+
+use pryx::client::PryxApiClient;
+use pryx_api::{ApprovalDecision, ApprovalStatus};
+use serde_json::json;
+
+use crate::support::browser::Browser;
+use crate::support::{MockLlm, Options, Pryx, Reply};
+
+/// Open the Control Center signed in (the token put where the sign-in form puts it).
+async fn open_signed_in(pryx: &Pryx) -> Browser {
+    let browser = Browser::launch().await;
+    browser.goto(&pryx.url).await;
+    browser.eval(&format!("sessionStorage.setItem('pryx.token', {})", json!(pryx.token))).await;
+    browser.goto(&pryx.url).await;
+    browser.wait_for("document.querySelector('.composer textarea')", "the chat screen").await;
+    browser.wait_for("document.querySelector('.status.idle')", "the agent to be connected and idle").await;
+    browser
+}
+
+fn slow(pieces: &[&str], delay_ms: u64) -> Reply {
+    Reply::Text { pieces: pieces.iter().map(|s| s.to_string()).collect(), delay: Duration::from_millis(delay_ms) }
+}
+
+/// Fail with what the page reported if anything went wrong in it.
+fn assert_clean(browser: &Browser) {
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "the page reported problems: {problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_with_the_token_and_refusing_a_wrong_one() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = Browser::launch().await;
+    browser.goto(&pryx.url).await;
+    browser.wait_for("document.querySelector('.sign-in input[type=password]')", "the sign-in form").await;
+    assert_eq!(browser.eval("document.title").await, "Sign in — Pryx");
+    browser.screenshot("sign-in").await;
+
+    browser.click(".sign-in input").await;
+    browser.type_text("not-the-token").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.sign-in .error-box')", "the refusal").await;
+    assert!(browser.text(".sign-in .error-box").await.contains("refused that token"));
+    assert_eq!(browser.eval("sessionStorage.getItem('pryx.token')").await, json!(null), "a refused token is forgotten");
+
+    browser.click(".sign-in input").await;
+    browser.type_text(&pryx.token).await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.composer textarea')", "the chat screen").await;
+    assert_eq!(browser.eval("document.title").await, "New chat — Pryx");
+    // The token never shows up in the address.
+    assert!(!browser.eval("location.href").await.as_str().unwrap().contains(&pryx.token));
+    // The failed WebSocket handshake of the wrong token is the only thing the console saw.
+    let problems: Vec<_> = browser.problems().into_iter().filter(|p| !p.contains("WebSocket")).collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_streams_in_as_markdown_with_highlighted_code() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.screenshot("new-chat").await;
+    llm.script([slow(
+        &[
+            "Here is **bold** ",
+            "and a list:\n\n- one\n- two\n\n",
+            "```rust\nfn main() {\n    let answer = 42; // the answer\n}\n```\n\n",
+            "Done.",
+        ],
+        400,
+    )]);
+    // Focused on load: type and press Enter.
+    browser.type_text("Show me some Rust").await;
+    browser.press("Enter", 0).await;
+
+    // It streams: part of the answer is on screen while the rest is still coming.
+    browser
+        .wait_for(
+            "(() => { const live = document.querySelector('.msg.assistant.live'); \
+             return live && live.innerText.includes('bold') && !live.innerText.includes('Done.'); })()",
+            "a partly streamed answer",
+        )
+        .await;
+    assert_eq!(browser.text(".msg.user .bubble").await, "Show me some Rust");
+    browser.wait_for("document.querySelector('.composer .stop')", "the Stop button while it runs").await;
+    browser.screenshot("chat-streaming").await;
+
+    // Finished: Markdown rendered, code highlighted with a copy button.
+    browser
+        .wait_for(
+            "!document.querySelector('.msg.assistant.live') && document.querySelector('.msg.assistant')?.innerText.includes('Done.')",
+            "the finished answer",
+        )
+        .await;
+    assert_eq!(browser.text(".msg.assistant strong").await, "bold");
+    assert_eq!(browser.eval("document.querySelectorAll('.msg.assistant li').length").await, 2);
+    assert_eq!(browser.text(".msg.assistant .code .hl-k").await, "fn");
+    assert_eq!(browser.text(".msg.assistant .code .hl-n").await, "42");
+    assert_eq!(browser.text(".msg.assistant .code .hl-c").await, "// the answer");
+    assert_eq!(browser.text(".msg.assistant .code-bar button").await, "Copy");
+    // The sidebar lists the chat under the title the agent gave it, and the tab says so.
+    browser.wait_for("document.title === 'Show me some Rust — Pryx'", "the session title").await;
+    assert_eq!(browser.text(".sessions li.current .session-title").await, "Show me some Rust");
+    assert!(browser.eval("location.hash").await.as_str().unwrap().starts_with("#/session/"));
+    browser.screenshot("chat").await;
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_output_with_script_and_img_onerror_renders_inert() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = open_signed_in(&pryx).await;
+    llm.script([Reply::text(&[
+        "<script>window.__pwned = 1</script>\n\n",
+        "Look: <img src=x onerror=\"window.__pwned = 2\"> and <b onmouseover=\"window.__pwned = 3\">this</b>\n\n",
+        "[click me](javascript:window.__pwned=4) ![pic](javascript:window.__pwned=5)\n\n",
+        "<iframe src=\"https://example.com\"></iframe> end",
+    ])]);
+    browser.type_text("<img src=y onerror=\"window.__pwned = 6\"> hi").await;
+    browser.press("Enter", 0).await;
+    browser
+        .wait_for("document.querySelector('.msg.assistant:not(.live)')?.innerText.includes('end')", "the answer")
+        .await;
+    // The markup is on screen as text…
+    let answer = browser.text(".msg.assistant").await;
+    assert!(answer.contains("<script>window.__pwned = 1</script>"), "{answer}");
+    assert!(answer.contains("<img src=x onerror=\"window.__pwned = 2\">"), "{answer}");
+    assert!(browser.text(".msg.user").await.contains("<img src=y onerror="));
+    // …and none of it became an element, a handler or a link.
+    let elements = browser
+        .eval("document.querySelectorAll('.messages script, .messages img, .messages iframe, .messages b, .messages [onerror], .messages [onmouseover]').length")
+        .await;
+    assert_eq!(elements, 0);
+    assert_eq!(browser.eval("[...document.querySelectorAll('.messages a')].map(a => a.href)").await, json!([]));
+    browser.click_text(".msg.assistant p", "click me").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(browser.eval("typeof window.__pwned").await, "undefined");
+    browser.screenshot("inert-markup").await;
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approving_and_denying_from_the_modal() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let workspace = pryx.data_dir().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("old.txt"), "x").unwrap();
+    std::fs::write(workspace.join("keep.txt"), "x").unwrap();
+    let browser = open_signed_in(&pryx).await;
+    let client = pryx.client().await;
+
+    llm.script([Reply::tool_call("call_1", "fs_delete", r#"{"path": "old.txt"}"#), Reply::text(&["Deleted old.txt."])]);
+    browser.type_text("delete old.txt").await;
+    browser.press("Enter", 0).await;
+    // The modal asks, the rail counts it, and Allow once is focused (Enter answers).
+    browser.wait_for("document.querySelector('.modal .approval-card')", "the approval modal").await;
+    assert!(browser.text(".modal h2").await.contains("fs_delete"));
+    assert!(browser.text(".modal .arguments").await.contains("\"path\": \"old.txt\""));
+    assert_eq!(browser.text(".rail .count").await, "1");
+    assert_eq!(browser.eval("document.activeElement.innerText").await, "Allow once");
+    browser.screenshot("approval-modal").await;
+    browser.click_text(".modal button", "Allow once").await;
+    browser.wait_for("!document.querySelector('.modal')", "the modal to close").await;
+    browser.wait_for("document.querySelector('.messages')?.innerText.includes('Deleted old.txt.') && !document.querySelector('.live')", "the answer").await;
+    assert!(!workspace.join("old.txt").exists());
+    // The call is shown inline, collapsed, with its arguments and result inside.
+    assert!(browser.text(".tool summary").await.contains("fs_delete"));
+    browser.click(".tool summary").await;
+    browser.wait_for("document.querySelector('.tool[open] .tool-body')", "the open tool call").await;
+    assert!(browser.text(".tool-body").await.contains("old.txt"));
+
+    // Deny with a note: the file stays, the note is on record and reaches the model.
+    llm.script([
+        Reply::tool_call("call_2", "fs_delete", r#"{"path": "keep.txt"}"#),
+        Reply::text(&["Understood, kept."]),
+    ]);
+    browser.click(".composer textarea").await;
+    browser.type_text("now delete keep.txt").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.modal .note')", "the second request").await;
+    browser.click(".modal .note").await;
+    browser.type_text("that one is precious").await;
+    browser.click_text(".modal button", "Deny").await;
+    browser.wait_for("document.querySelector('.messages')?.innerText.includes('Understood, kept.') && !document.querySelector('.live')", "the answer").await;
+    assert!(workspace.join("keep.txt").exists());
+    let history = client.approval_list(Some(true)).await.unwrap();
+    let denied = history.iter().find(|a| a.arguments.contains("keep.txt")).unwrap();
+    assert_eq!(denied.status, ApprovalStatus::Denied);
+    assert_eq!(
+        (denied.decision, denied.note.as_deref(), denied.answered_by.as_deref()),
+        (Some(ApprovalDecision::Deny), Some("that one is precious"), Some("ui"))
+    );
+    let allowed = history.iter().find(|a| a.arguments.contains("old.txt")).unwrap();
+    assert_eq!((allowed.status, allowed.answered_by.as_deref()), (ApprovalStatus::Allowed, Some("ui")));
+    let to_model = llm.requests().last().unwrap().to_string();
+    assert!(to_model.contains("that one is precious"), "the note reaches the model");
+
+    // The history lists both decisions.
+    browser.click(".rail a[href='#/approvals']").await;
+    browser.wait_for("document.querySelectorAll('table.history tbody tr').length === 2", "the history").await;
+    assert_eq!(browser.eval("document.title").await, "Approvals — Pryx");
+    let rows = browser.text("table.history").await;
+    assert!(rows.contains("Denied (from ui) · note: that one is precious"), "{rows}");
+    assert!(rows.contains("Allowed once (from ui)"), "{rows}");
+    browser.screenshot("approvals").await;
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_answered_elsewhere_leaves_the_modal() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    std::fs::create_dir_all(pryx.data_dir().join("workspace")).unwrap();
+    std::fs::write(pryx.data_dir().join("workspace/a.txt"), "x").unwrap();
+    let browser = open_signed_in(&pryx).await;
+    let client = pryx.client().await;
+    llm.script([Reply::tool_call("c", "fs_delete", r#"{"path": "a.txt"}"#), Reply::text(&["ok"])]);
+    browser.type_text("delete a.txt").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.modal')", "the modal").await;
+    let pending = client.approval_list(None).await.unwrap().remove(0);
+    client.approval_answer(pending.id, ApprovalDecision::Deny, None, Some("cli".into())).await.unwrap();
+    browser
+        .wait_for(
+            "!document.querySelector('.modal') && !document.querySelector('.rail .count')",
+            "the modal and badge to go",
+        )
+        .await;
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidebar_searches_renames_and_deletes_chats() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let client = pryx.client().await;
+    for title in ["Trip to Lisbon", "Tax return", "Recipe ideas"] {
+        client.session_create(Some(title.into())).await.unwrap();
+    }
+    let browser = open_signed_in(&pryx).await;
+    browser.wait_for("document.querySelectorAll('.sessions li').length === 3", "three chats").await;
+
+    // Ctrl+K focuses the search; typing filters.
+    browser.press("k", 2).await;
+    browser.wait_for("document.activeElement.className === 'search'", "the search box focused").await;
+    browser.type_text("ta").await;
+    browser.wait_for("document.querySelectorAll('.sessions li').length === 1", "one match").await;
+    assert_eq!(browser.text(".sessions li .session-title").await, "Tax return");
+    browser.press("Escape", 0).await;
+    browser.wait_for("document.querySelectorAll('.sessions li').length === 3", "the filter cleared").await;
+
+    // Rename in place.
+    browser.click_text(".sessions li .session-title", "Recipe ideas").await;
+    browser.wait_for("document.title === 'Recipe ideas — Pryx'", "the chat opened").await;
+    browser.eval("document.querySelector('.sessions li.current button[title=Rename]').click()").await;
+    browser.wait_for("document.activeElement.className === 'rename'", "the rename box").await;
+    browser.eval("document.activeElement.select()").await;
+    browser.type_text("Dinner recipes").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.title === 'Dinner recipes — Pryx'", "the new title").await;
+    let titles: Vec<String> = client.session_list().await.unwrap().into_iter().map(|s| s.title).collect();
+    assert!(titles.contains(&"Dinner recipes".to_owned()), "{titles:?}");
+
+    // Delete asks once more, then the chat is gone and the screen is a new chat.
+    browser.eval("document.querySelector('.sessions li.current button[title=Delete]').click()").await;
+    browser.wait_for("document.querySelector('.row-actions.confirm')", "the confirmation").await;
+    browser.screenshot("sidebar-delete").await;
+    browser.click_text(".row-actions.confirm button", "Delete chat").await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('.sessions li').length === 2 && document.title === 'New chat — Pryx'",
+            "the chat gone",
+        )
+        .await;
+    assert_eq!(client.session_list().await.unwrap().len(), 2);
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_retry_and_reconnect_after_the_agent_restarts() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = open_signed_in(&pryx).await;
+
+    // Stop a slow answer.
+    llm.script([Reply::slow_text(200, Duration::from_millis(100))]);
+    browser.type_text("write a lot").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.msg.assistant.live')?.innerText.includes('word2')", "the stream").await;
+    browser.click(".composer .stop").await;
+    browser.wait_for("document.querySelector('.msg-status')?.innerText === 'Stopped.'", "the stopped answer").await;
+
+    // Retry sends the question again and this time it finishes.
+    llm.script([Reply::text(&["All done this time."])]);
+    browser.click_text(".retry-row button", "Retry").await;
+    browser
+        .wait_for(
+            "[...document.querySelectorAll('.msg.assistant')].some(m => m.innerText.includes('All done this time.'))",
+            "the retried answer",
+        )
+        .await;
+    let client = pryx.client().await;
+    let session = client.session_list().await.unwrap().remove(0);
+    let asked: Vec<String> = client
+        .session_get(session.id)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .filter(|m| m.role == pryx_api::Role::User)
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(asked, ["write a lot", "write a lot"]);
+
+    // The agent's runtime panics and restarts: the page reconnects by itself and says so.
+    client.debug_fault("runtime_panic".into()).await.unwrap();
+    browser
+        .wait_for(
+            "document.querySelector('.banner')?.innerText.includes('Reconnected to the agent (it restarted)')",
+            "the reconnect banner",
+        )
+        .await;
+    browser.screenshot("reconnected").await;
+    browser.wait_for("document.querySelector('.status.idle')", "idle again").await;
+    llm.script([Reply::text(&["Still here."])]);
+    browser.click(".composer textarea").await;
+    browser.type_text("are you there?").await;
+    browser.press("Enter", 0).await;
+    browser
+        .wait_for(
+            "document.querySelector('.messages')?.innerText.includes('Still here.')",
+            "an answer after the restart",
+        )
+        .await;
+    let problems: Vec<_> = browser.problems().into_iter().filter(|p| !p.contains("WebSocket")).collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test]
+async fn the_files_are_served_compressed_cached_and_under_a_strict_policy() {
+    let pryx = Pryx::start(Options::default()).await;
+    let http = reqwest::Client::new();
+    let page = http.get(&pryx.url).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(page.status(), 200, "the page needs no token");
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'; script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
+    // Without gzip the same page comes inflated; it names its hashed files.
+    let plain = http.get(&pryx.url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let html = plain.text().await.unwrap();
+    let wasm = html.split('"').find(|s| s.ends_with(".wasm")).expect("the page preloads its wasm").to_owned();
+    assert!(wasm.starts_with("pryx_bg-") && wasm.len() == "pryx_bg-".len() + 12 + ".wasm".len(), "{wasm}");
+    let module = http.get(format!("{}/{wasm}", pryx.url)).header("accept-encoding", "gzip, br").send().await.unwrap();
+    assert_eq!(module.status(), 200);
+    assert_eq!(module.headers()["content-type"], "application/wasm");
+    assert_eq!(module.headers()["cache-control"], "public, max-age=31536000, immutable");
+    // Revalidation: the page's ETag answers 304.
+    let etag = headers["etag"].to_str().unwrap();
+    let again = http.get(&pryx.url).header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    // Anything else still needs the token.
+    assert_eq!(http.get(format!("{}/pryx_bg-000000000000.wasm", pryx.url)).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(format!("{}/index.html/../rpc", pryx.url)).send().await.unwrap().status(), 401);
+}
