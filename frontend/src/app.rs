@@ -11,6 +11,8 @@ use crate::approvals::{ApprovalModal, ApprovalPage, ApprovalsPage};
 use crate::chat::{ChatPage, SearchBox};
 use crate::route::Route;
 use crate::state::{self, Agent, Link};
+use crate::tools::ToolsPage;
+use crate::traces::TracesPage;
 
 /// Show `route` (a `location.hash` change, so Back works).
 pub fn go(route: &Route) {
@@ -102,8 +104,10 @@ pub fn App() -> impl IntoView {
                 set_title("Approvals");
                 view! { <ApprovalsPage/> }.into_any()
             }
+            Route::Tools => view! { <ToolsPage/> }.into_any(),
+            Route::Traces => view! { <TracesPage/> }.into_any(),
             // Screens that arrive with later work show the chat until then.
-            Route::Connections | Route::Tools | Route::Traces | Route::Settings => {
+            Route::Connections | Route::Settings => {
                 go(&Route::NewChat { text: String::new() });
                 view! { <p class="muted">"Loading…"</p> }.into_any()
             }
@@ -125,6 +129,8 @@ pub fn App() -> impl IntoView {
                         <span class="count" aria-label="waiting">{move || agent.pending.with(|p| p.len())}</span>
                     </Show>
                 </a>
+                <a class="rail-item" class:current=move || route.get() == Route::Tools href="#/tools">"Tools"</a>
+                <a class="rail-item" class:current=move || route.get() == Route::Traces href="#/traces">"Traces"</a>
                 <div class="rail-foot">
                     <Status/>
                 </div>

@@ -179,7 +179,7 @@ pub fn ApprovalsPage() -> impl IntoView {
             let Ok(client) = agent.client() else { return };
             if let Ok(mut all) = client.approval_list(Some(true)).await {
                 all.retain(|a| a.status != ApprovalStatus::Pending);
-                all.sort_by_key(|a| std::cmp::Reverse(a.settled_at.unwrap_or(a.created_at)));
+                all.sort_unstable_by_key(|a| std::cmp::Reverse(a.settled_at.unwrap_or(a.created_at)));
                 history.set(all);
             }
         });

@@ -2,9 +2,10 @@
 //! any browser pointed at `pryx --serve`). It talks to the agent only through the
 //! generated `PryxApiClient` (see `rpc`).
 //!
-//! The pure modules (Markdown, highlighting, routes) build natively and carry the unit
+//! The pure modules (Markdown, highlighting, routes, Gantt layout) build natively and carry the unit
 //! tests; the rest exists only on wasm32.
 
+pub mod gantt;
 pub mod highlight;
 pub mod markdown;
 pub mod route;
@@ -21,6 +22,10 @@ mod render;
 mod rpc;
 #[cfg(target_arch = "wasm32")]
 mod state;
+#[cfg(target_arch = "wasm32")]
+mod tools;
+#[cfg(target_arch = "wasm32")]
+mod traces;
 
 /// Mount the app on the page's body.
 #[cfg(target_arch = "wasm32")]

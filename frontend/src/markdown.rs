@@ -5,15 +5,17 @@
 //! `innerHTML`; it parses it here into [`Block`]s and [`Inline`]s that the view turns into
 //! DOM nodes one by one. Raw HTML in the input stays visible as text, images become links
 //! (nothing is fetched), and only `http`, `https` and `mailto` links survive.
-
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+//!
+//! The parser covers what models write (CommonMark's common constructs and GitHub's tables
+//! and strikethrough), not all of CommonMark: a full parser (pulldown-cmark) was a sixth of
+//! the page's download. It never fails and tolerates text that is still streaming in.
 
 /// A block of rendered Markdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
     Paragraph(Vec<Inline>),
     Heading(u8, Vec<Inline>),
-    /// A fenced or indented code block; `lang` is the fence's first word, if any.
+    /// A fenced code block; `lang` is the fence's first word, if any.
     Code {
         lang: Option<String>,
         text: String,
@@ -48,16 +50,6 @@ pub enum Inline {
     LineBreak,
 }
 
-/// Parse `text` into blocks. Never fails: anything unusual ends up as text.
-pub fn parse(text: &str) -> Vec<Block> {
-    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
-    let mut builder = Builder::default();
-    for event in Parser::new_ext(text, options) {
-        builder.event(event);
-    }
-    builder.finish()
-}
-
 /// The link targets the UI follows (in a new browser window, never inside the app).
 pub fn safe_href(href: &str) -> Option<String> {
     let href = href.trim();
@@ -68,233 +60,480 @@ pub fn safe_href(href: &str) -> Option<String> {
     }
 }
 
-/// An open container while the event stream is walked.
-#[derive(Debug)]
-enum Frame {
-    Blocks(Vec<Block>),
-    Quote(Vec<Block>),
-    List {
-        start: Option<u64>,
-        items: Vec<Vec<Block>>,
-    },
-    /// A list item: its blocks, and the inlines of a tight item not yet put in a block.
-    Item(Vec<Block>, Vec<Inline>),
-    Paragraph(Vec<Inline>),
-    Heading(u8, Vec<Inline>),
-    Code {
-        lang: Option<String>,
-        text: String,
-    },
-    Table {
-        head: Vec<Vec<Inline>>,
-        rows: Vec<Vec<Vec<Inline>>>,
-        in_head: bool,
-    },
-    Row(Vec<Vec<Inline>>),
-    Cell(Vec<Inline>),
-    Strong(Vec<Inline>),
-    Emphasis(Vec<Inline>),
-    Strike(Vec<Inline>),
-    Link(Option<String>, Vec<Inline>),
-    Image(Option<String>, Vec<Inline>),
+/// Parse `text` into blocks. Never fails: anything unusual ends up as text.
+pub fn parse(text: &str) -> Vec<Block> {
+    let lines: Vec<&str> = text.lines().collect();
+    parse_lines(&lines)
 }
 
-#[derive(Debug)]
-struct Builder {
-    stack: Vec<Frame>,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder { stack: vec![Frame::Blocks(Vec::new())] }
-    }
-}
-
-impl Builder {
-    fn event(&mut self, event: Event<'_>) {
-        match event {
-            Event::Start(tag) => self.start(tag),
-            Event::End(tag) => self.end(tag),
-            Event::Text(text) => self.text(&text),
-            Event::Code(code) => self.inline(Inline::Code(code.into_string())),
-            // Raw HTML is shown as what it is: text.
-            Event::Html(html) | Event::InlineHtml(html) => self.text(&html),
-            Event::SoftBreak => self.text(" "),
-            Event::HardBreak => self.inline(Inline::LineBreak),
-            Event::Rule => self.block(Block::Rule),
-            Event::FootnoteReference(name) => self.text(&format!("[^{name}]")),
-            Event::TaskListMarker(done) => self.text(if done { "☑ " } else { "☐ " }),
-            Event::InlineMath(math) | Event::DisplayMath(math) => self.inline(Inline::Code(math.into_string())),
+fn parse_lines(lines: &[&str]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.is_empty() {
+            i += 1;
+        } else if let Some((fence, info)) = fence_open(trimmed) {
+            let lang = info.split_whitespace().next().map(str::to_owned);
+            let mut body = Vec::new();
+            let mut closed = false;
+            i += 1;
+            while i < lines.len() {
+                let candidate = lines[i].trim();
+                if candidate.starts_with(fence) && candidate.chars().all(|c| c == fence.chars().next().unwrap_or('`')) {
+                    closed = true;
+                    i += 1;
+                    break;
+                }
+                // Content keeps its own indentation, less the fence's.
+                body.push(strip_indent(lines[i], indent));
+                i += 1;
+            }
+            let mut text = body.join("\n");
+            if closed && !body.is_empty() {
+                text.push('\n');
+            }
+            blocks.push(Block::Code { lang, text });
+        } else if let Some((level, title)) = heading(trimmed) {
+            blocks.push(Block::Heading(level, parse_inlines(title)));
+            i += 1;
+        } else if is_rule(trimmed) {
+            blocks.push(Block::Rule);
+            i += 1;
+        } else if trimmed.starts_with('>') {
+            let mut quoted = Vec::new();
+            while i < lines.len() && lines[i].trim_start().starts_with('>') {
+                let inner = &lines[i].trim_start()[1..];
+                quoted.push(inner.strip_prefix(' ').unwrap_or(inner));
+                i += 1;
+            }
+            blocks.push(Block::Quote(parse_lines(&quoted)));
+        } else if let Some(marker) = list_marker(trimmed) {
+            let (block, next) = list(lines, i, indent, marker);
+            blocks.push(block);
+            i = next;
+        } else if i + 1 < lines.len() && trimmed.contains('|') && is_table_divider(lines[i + 1]) {
+            let head = cells(trimmed);
+            let mut rows = Vec::new();
+            i += 2;
+            while i < lines.len() && lines[i].contains('|') && !lines[i].trim().is_empty() {
+                rows.push(cells(lines[i].trim()));
+                i += 1;
+            }
+            blocks.push(Block::Table { head, rows });
+        } else {
+            let start = i;
+            i += 1;
+            while i < lines.len() && continues_paragraph(lines[i]) {
+                i += 1;
+            }
+            let text: Vec<&str> = lines[start..i].iter().map(|l| l.trim_start()).collect();
+            blocks.push(Block::Paragraph(parse_inlines(&text.join("\n"))));
         }
     }
+    blocks
+}
 
-    fn start(&mut self, tag: Tag<'_>) {
-        let frame = match tag {
-            Tag::Paragraph => Frame::Paragraph(Vec::new()),
-            Tag::Heading { level, .. } => Frame::Heading(heading_level(level), Vec::new()),
-            Tag::BlockQuote(_) => Frame::Quote(Vec::new()),
-            Tag::CodeBlock(kind) => {
-                let lang = match kind {
-                    CodeBlockKind::Fenced(info) => info.split_whitespace().next().map(str::to_owned),
-                    CodeBlockKind::Indented => None,
-                };
-                Frame::Code { lang, text: String::new() }
+/// A line that goes on with the paragraph above it (nothing else starts there).
+fn continues_paragraph(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    !trimmed.is_empty()
+        && fence_open(trimmed).is_none()
+        && heading(trimmed).is_none()
+        && !is_rule(trimmed)
+        && !trimmed.starts_with('>')
+        && list_marker(trimmed).is_none()
+}
+
+fn strip_indent(line: &str, indent: usize) -> &str {
+    let spaces = line.len() - line.trim_start_matches(' ').len();
+    &line[spaces.min(indent)..]
+}
+
+/// ```` ``` ```` or `~~~` (three or more) and the info string after it.
+fn fence_open(line: &str) -> Option<(&str, &str)> {
+    for fence_char in ['`', '~'] {
+        let run = line.len() - line.trim_start_matches(fence_char).len();
+        if run >= 3 {
+            let (fence, info) = line.split_at(run);
+            if fence_char == '`' && info.contains('`') {
+                return None;
             }
-            Tag::List(start) => Frame::List { start, items: Vec::new() },
-            Tag::Item => Frame::Item(Vec::new(), Vec::new()),
-            Tag::Table(_) => Frame::Table { head: Vec::new(), rows: Vec::new(), in_head: false },
-            Tag::TableHead => {
-                if let Some(Frame::Table { in_head, .. }) = self.stack.last_mut() {
-                    *in_head = true;
-                }
-                Frame::Row(Vec::new())
-            }
-            Tag::TableRow => Frame::Row(Vec::new()),
-            Tag::TableCell => Frame::Cell(Vec::new()),
-            Tag::Emphasis => Frame::Emphasis(Vec::new()),
-            Tag::Strong => Frame::Strong(Vec::new()),
-            Tag::Strikethrough => Frame::Strike(Vec::new()),
-            Tag::Link { dest_url, .. } => Frame::Link(safe_href(&dest_url), Vec::new()),
-            Tag::Image { dest_url, .. } => Frame::Image(safe_href(&dest_url), Vec::new()),
-            // Everything else (footnote definitions, metadata, HTML blocks…) is a plain
-            // container whose contents still show.
-            _ => Frame::Blocks(Vec::new()),
+            return Some((fence, info.trim()));
+        }
+    }
+    None
+}
+
+fn heading(line: &str) -> Option<(u8, &str)> {
+    let level = line.len() - line.trim_start_matches('#').len();
+    let rest = &line[level..];
+    if (1..=6).contains(&level) && (rest.is_empty() || rest.starts_with(' ')) {
+        let title = rest.trim().trim_end_matches('#').trim_end();
+        return Some((level as u8, title));
+    }
+    None
+}
+
+fn is_rule(line: &str) -> bool {
+    let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.len() >= 3 && ['-', '*', '_'].iter().any(|mark| compact.chars().all(|c| c == *mark))
+}
+
+/// What starts a list item: a bullet, or a number with `.` or `)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Marker {
+    Bullet(char),
+    Number(u64),
+}
+
+/// The marker and the width it takes (with the space after it).
+fn list_marker(line: &str) -> Option<(Marker, usize)> {
+    let mut chars = line.chars();
+    let first = chars.next()?;
+    if matches!(first, '-' | '*' | '+') {
+        return match chars.next() {
+            Some(' ') => Some((Marker::Bullet(first), 2)),
+            None => Some((Marker::Bullet(first), 1)),
+            _ => None,
         };
-        self.stack.push(frame);
     }
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 9 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let number = line[..digits].parse().ok()?;
+    let mut rest_chars = rest.chars();
+    match (rest_chars.next(), rest_chars.next()) {
+        (Some('.' | ')'), Some(' ')) => Some((Marker::Number(number), digits + 2)),
+        (Some('.' | ')'), None) => Some((Marker::Number(number), digits + 1)),
+        _ => None,
+    }
+}
 
-    fn end(&mut self, _tag: TagEnd) {
-        if self.stack.len() <= 1 {
-            return;
-        }
-        let Some(frame) = self.stack.pop() else { return };
-        match frame {
-            Frame::Paragraph(inlines) => self.block(Block::Paragraph(inlines)),
-            Frame::Heading(level, inlines) => self.block(Block::Heading(level, inlines)),
-            Frame::Quote(blocks) => self.block(Block::Quote(blocks)),
-            Frame::Code { lang, text } => self.block(Block::Code { lang, text }),
-            Frame::List { start, items } => self.block(Block::List { start, items }),
-            Frame::Item(mut blocks, inlines) => {
-                // Tight list items hold inlines directly, without a paragraph.
-                if !inlines.is_empty() {
-                    blocks.push(Block::Paragraph(inlines));
+/// A list starting at `lines[start]`: items while markers of the same kind follow at the
+/// same indentation; more-indented lines belong to the item (nested lists, paragraphs).
+fn list(lines: &[&str], start: usize, indent: usize, (first, _): (Marker, usize)) -> (Block, usize) {
+    let same_kind = |marker: Marker| match (first, marker) {
+        (Marker::Bullet(a), Marker::Bullet(b)) => a == b,
+        (Marker::Number(_), Marker::Number(_)) => true,
+        _ => false,
+    };
+    let mut items = Vec::new();
+    let mut i = start;
+    while i < lines.len() {
+        let trimmed = lines[i].trim_start();
+        let this_indent = lines[i].len() - trimmed.len();
+        let Some((_, width)) = list_marker(trimmed).filter(|(m, _)| this_indent == indent && same_kind(*m)) else {
+            break;
+        };
+        let content_indent = indent + width;
+        let mut body = vec![&trimmed[width.min(trimmed.len())..]];
+        i += 1;
+        while i < lines.len() {
+            let line = lines[i];
+            let line_indent = line.len() - line.trim_start().len();
+            if line.trim().is_empty() {
+                // A blank line ends the item unless indented content follows it.
+                let more = lines.get(i + 1).is_some_and(|next| {
+                    !next.trim().is_empty() && next.len() - next.trim_start().len() >= content_indent
+                });
+                if !more {
+                    break;
                 }
-                if let Some(Frame::List { items, .. }) = self.stack.last_mut() {
-                    items.push(blocks);
+                body.push("");
+            } else if line_indent >= content_indent {
+                body.push(strip_indent(line, content_indent));
+            } else if line_indent > indent || (list_marker(line.trim_start()).is_none() && continues_paragraph(line)) {
+                // A lazy continuation of the item's paragraph.
+                body.push(line.trim_start());
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        items.push(parse_lines(&body));
+        // Blank lines between items of one list.
+        while i < lines.len() && lines[i].trim().is_empty() {
+            let next_is_item = lines.get(i + 1).is_some_and(|next| {
+                let t = next.trim_start();
+                next.len() - t.len() == indent && list_marker(t).is_some_and(|(m, _)| same_kind(m))
+            });
+            if !next_is_item {
+                break;
+            }
+            i += 1;
+        }
+    }
+    let start_number = match first {
+        Marker::Number(n) => Some(n),
+        Marker::Bullet(_) => None,
+    };
+    (Block::List { start: start_number, items }, i)
+}
+
+fn is_table_divider(line: &str) -> bool {
+    let line = line.trim();
+    line.contains('-')
+        && line.contains('|') | line.starts_with('-')
+        && line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+}
+
+fn cells(line: &str) -> Vec<Vec<Inline>> {
+    let line = line.trim();
+    let line = line.strip_prefix('|').unwrap_or(line);
+    let line = line.strip_suffix('|').unwrap_or(line);
+    line.split('|').map(|cell| parse_inlines(cell.trim())).collect()
+}
+
+/// Text-level parsing: code spans, emphasis, strikethrough, links, images, breaks.
+pub fn parse_inlines(text: &str) -> Vec<Inline> {
+    let mut out = Vec::new();
+    let mut plain = String::new();
+    let mut i = 0;
+    let flush = |plain: &mut String, out: &mut Vec<Inline>| {
+        if !plain.is_empty() {
+            push_text(out, &std::mem::take(plain));
+        }
+    };
+    while i < text.len() {
+        let rest = &text[i..];
+        let c = rest.chars().next().unwrap_or(' ');
+        // Backslash escapes of punctuation; a backslash at a line end is a hard break.
+        if c == '\\' {
+            match rest[1..].chars().next() {
+                Some('\n') => {
+                    flush(&mut plain, &mut out);
+                    out.push(Inline::LineBreak);
+                    i += 2;
+                    continue;
+                }
+                Some(next) if next.is_ascii_punctuation() => {
+                    plain.push(next);
+                    i += 1 + next.len_utf8();
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if c == '\n' {
+            // Two spaces before a line end are a hard break; otherwise a soft one.
+            if plain.ends_with("  ") {
+                let kept = plain.trim_end_matches(' ').len();
+                plain.truncate(kept);
+                flush(&mut plain, &mut out);
+                out.push(Inline::LineBreak);
+            } else {
+                let kept = plain.trim_end_matches(' ').len();
+                plain.truncate(kept);
+                plain.push(' ');
+            }
+            i += 1;
+            continue;
+        }
+        if c == '`' {
+            let run = rest.len() - rest.trim_start_matches('`').len();
+            let fence = &rest[..run];
+            if let Some(end) = rest[run..].find(fence).filter(|end| !rest[run + end + run..].starts_with('`')) {
+                let code = &rest[run..run + end];
+                let code = if code.starts_with(' ') && code.ends_with(' ') && code.trim() != "" {
+                    &code[1..code.len() - 1]
+                } else {
+                    code
+                };
+                flush(&mut plain, &mut out);
+                out.push(Inline::Code(code.replace('\n', " ")));
+                i += run + end + run;
+                continue;
+            }
+            plain.push_str(fence);
+            i += run;
+            continue;
+        }
+        if let Some((delimiter, make)) = emphasis(rest) {
+            let after = &rest[delimiter.len()..];
+            let opens = after.chars().next().is_some_and(|n| !n.is_whitespace())
+                && (delimiter.starts_with('*') || delimiter.starts_with('~') || word_boundary_before(&text[..i]));
+            if opens {
+                if let Some(end) = closing(after, delimiter) {
+                    flush(&mut plain, &mut out);
+                    out.push(make(parse_inlines(&after[..end])));
+                    i += delimiter.len() + end + delimiter.len();
+                    continue;
                 }
             }
-            Frame::Table { head, rows, .. } => self.block(Block::Table { head, rows }),
-            Frame::Row(cells) => {
-                if let Some(Frame::Table { head, rows, in_head }) = self.stack.last_mut() {
-                    if *in_head {
-                        *head = cells;
-                        *in_head = false;
-                    } else {
-                        rows.push(cells);
+            plain.push_str(delimiter);
+            i += delimiter.len();
+            continue;
+        }
+        if c == '[' || (c == '!' && rest[1..].starts_with('[')) {
+            let image = c == '!';
+            let open = if image { 1 } else { 0 };
+            if let Some((label, href, used)) = link(&rest[open..]) {
+                flush(&mut plain, &mut out);
+                let children = parse_inlines(label);
+                if image {
+                    let alt = plain_text(&children);
+                    let label = if alt.is_empty() { "image".to_owned() } else { format!("image: {alt}") };
+                    match safe_href(href) {
+                        Some(href) => out.push(Inline::Link { href, children: vec![Inline::Text(label)] }),
+                        None => push_text(&mut out, &format!("[{label}]")),
+                    }
+                } else {
+                    match safe_href(href) {
+                        Some(href) => out.push(Inline::Link { href, children }),
+                        None => children.into_iter().for_each(|child| match child {
+                            Inline::Text(text) => push_text(&mut out, &text),
+                            other => out.push(other),
+                        }),
+                    }
+                }
+                i += open + used;
+                continue;
+            }
+        }
+        if c == '<' {
+            // <https://…> autolinks.
+            if let Some(end) = rest.find('>') {
+                let target = &rest[1..end];
+                if !target.contains(char::is_whitespace) {
+                    if let Some(href) =
+                        safe_href(target).filter(|_| target.contains("://") || target.starts_with("mailto:"))
+                    {
+                        flush(&mut plain, &mut out);
+                        out.push(Inline::Link { href, children: vec![Inline::Text(target.to_owned())] });
+                        i += end + 1;
+                        continue;
                     }
                 }
             }
-            Frame::Cell(inlines) => {
-                if let Some(Frame::Row(cells)) = self.stack.last_mut() {
-                    cells.push(inlines);
-                }
-            }
-            Frame::Strong(inlines) => self.inline(Inline::Strong(inlines)),
-            Frame::Emphasis(inlines) => self.inline(Inline::Emphasis(inlines)),
-            Frame::Strike(inlines) => self.inline(Inline::Strike(inlines)),
-            Frame::Link(Some(href), children) => self.inline(Inline::Link { href, children }),
-            Frame::Link(None, children) => children.into_iter().for_each(|child| self.inline(child)),
-            Frame::Image(href, alt) => {
-                let alt = plain_text(&alt);
-                let label = if alt.is_empty() { "image".to_owned() } else { format!("image: {alt}") };
-                match href {
-                    Some(href) => self.inline(Inline::Link { href, children: vec![Inline::Text(label)] }),
-                    None => self.text(&format!("[{label}]")),
-                }
-            }
-            Frame::Blocks(blocks) => blocks.into_iter().for_each(|block| self.block(block)),
         }
-    }
-
-    fn text(&mut self, text: &str) {
-        if let Some(Frame::Code { text: code, .. }) = self.stack.last_mut() {
-            code.push_str(text);
-            return;
-        }
-        // Merge with the previous text run so the view makes one node, not many.
-        if let Some(Inline::Text(last)) = self.inlines().and_then(|inlines| inlines.last_mut()) {
-            last.push_str(text);
-            return;
-        }
-        self.inline(Inline::Text(text.to_owned()));
-    }
-
-    fn inline(&mut self, inline: Inline) {
-        if let Some(inlines) = self.inlines() {
-            inlines.push(inline);
-        } else {
-            // Inline content outside any paragraph (e.g. after raw HTML): give it one.
-            self.block(Block::Paragraph(vec![inline]));
-        }
-    }
-
-    /// The inline list text goes into now, if the innermost frame takes inlines.
-    fn inlines(&mut self) -> Option<&mut Vec<Inline>> {
-        match self.stack.last_mut()? {
-            Frame::Paragraph(inlines)
-            | Frame::Heading(_, inlines)
-            | Frame::Item(_, inlines)
-            | Frame::Cell(inlines)
-            | Frame::Strong(inlines)
-            | Frame::Emphasis(inlines)
-            | Frame::Strike(inlines)
-            | Frame::Link(_, inlines)
-            | Frame::Image(_, inlines) => Some(inlines),
-            _ => None,
-        }
-    }
-
-    fn block(&mut self, block: Block) {
-        match self.stack.last_mut() {
-            Some(Frame::Blocks(blocks) | Frame::Quote(blocks)) => blocks.push(block),
-            Some(Frame::Item(blocks, inlines)) => {
-                if !inlines.is_empty() {
-                    blocks.push(Block::Paragraph(std::mem::take(inlines)));
-                }
-                blocks.push(block);
-            }
-            _ => {
-                // A block inside inline content cannot happen in valid CommonMark; keep its
-                // text rather than lose it.
-                let text = block_text(&block);
-                if let Some(inlines) = self.inlines() {
-                    inlines.push(Inline::Text(text));
-                }
+        if c == '&' {
+            if let Some((decoded, used)) = entity(rest) {
+                plain.push_str(decoded);
+                i += used;
+                continue;
             }
         }
+        plain.push(c);
+        i += c.len_utf8();
     }
+    flush(&mut plain, &mut out);
+    out
+}
 
-    fn finish(mut self) -> Vec<Block> {
-        // Close whatever an unfinished (still streaming) text left open.
-        while self.stack.len() > 1 {
-            self.end(TagEnd::Paragraph);
-        }
-        match self.stack.pop() {
-            Some(Frame::Blocks(blocks)) => blocks,
-            _ => Vec::new(),
-        }
+/// Append text, merging with a text run before it (one DOM node, not many).
+fn push_text(out: &mut Vec<Inline>, text: &str) {
+    match out.last_mut() {
+        Some(Inline::Text(last)) => last.push_str(text),
+        _ => out.push(Inline::Text(text.to_owned())),
     }
 }
 
-fn heading_level(level: HeadingLevel) -> u8 {
-    match level {
-        HeadingLevel::H1 => 1,
-        HeadingLevel::H2 => 2,
-        HeadingLevel::H3 => 3,
-        HeadingLevel::H4 => 4,
-        HeadingLevel::H5 => 5,
-        HeadingLevel::H6 => 6,
+type Wrap = fn(Vec<Inline>) -> Inline;
+
+/// The emphasis delimiter `text` starts with, longest first.
+fn emphasis(text: &str) -> Option<(&'static str, Wrap)> {
+    const DELIMITERS: [(&str, Wrap); 5] = [
+        ("**", Inline::Strong),
+        ("__", Inline::Strong),
+        ("~~", Inline::Strike),
+        ("*", Inline::Emphasis),
+        ("_", Inline::Emphasis),
+    ];
+    DELIMITERS.into_iter().find(|(delimiter, _)| text.starts_with(delimiter))
+}
+
+/// Where `delimiter` closes in `text`: not after whitespace, not part of a longer run, and
+/// for `_` at the end of a word.
+fn closing(text: &str, delimiter: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(delimiter) {
+        let at = from + found;
+        let before_ok = at > 0 && !text[..at].ends_with(char::is_whitespace);
+        let after = &text[at + delimiter.len()..];
+        let single = delimiter.len() == 1;
+        let longer_run = single && after.starts_with(delimiter);
+        let word_ok = !delimiter.starts_with('_') || !after.starts_with(|c: char| c.is_alphanumeric());
+        // Skip over code spans: delimiters inside them do not count.
+        if let Some(tick) = text[from..at].find('`') {
+            let tick = from + tick;
+            if let Some(close) = text[tick + 1..].find('`') {
+                from = tick + 1 + close + 1;
+                continue;
+            }
+        }
+        if before_ok && !longer_run && word_ok {
+            return Some(at);
+        }
+        from = at + delimiter.len();
     }
+    None
+}
+
+fn word_boundary_before(text: &str) -> bool {
+    !text.ends_with(|c: char| c.is_alphanumeric())
+}
+
+/// `[label](target "title")`: the label, the target and how many bytes it took.
+fn link(text: &str) -> Option<(&str, &str, usize)> {
+    let mut depth = 0;
+    let mut close = None;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            '\n' if text[..i].ends_with('\n') => return None,
+            _ => {}
+        }
+    }
+    let close = close?;
+    let after = &text[close + 1..];
+    if !after.starts_with('(') {
+        return None;
+    }
+    let mut depth = 0;
+    for (i, c) in after.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let inside = after[1..i].trim();
+                    let target = inside.split_whitespace().next().unwrap_or("");
+                    let target = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(target);
+                    return Some((&text[1..close], target, close + 1 + i + 1));
+                }
+            }
+            '\n' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The entities models actually write.
+fn entity(text: &str) -> Option<(&'static str, usize)> {
+    const ENTITIES: [(&str, &str); 8] = [
+        ("&amp;", "&"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&apos;", "'"),
+        ("&nbsp;", "\u{a0}"),
+        ("&mdash;", "—"),
+    ];
+    ENTITIES.iter().find(|(name, _)| text.starts_with(name)).map(|(name, value)| (*value, name.len()))
 }
 
 /// The text of inlines without formatting (image alt text, titles).
@@ -313,6 +552,7 @@ pub fn plain_text(inlines: &[Inline]) -> String {
     out
 }
 
+#[cfg(test)]
 fn block_text(block: &Block) -> String {
     match block {
         Block::Paragraph(inlines) | Block::Heading(_, inlines) => plain_text(inlines),
@@ -405,6 +645,37 @@ mod tests {
             }),
             "some **bold"
         );
+    }
+
+    #[test]
+    fn what_models_write_in_practice() {
+        // snake_case and arithmetic are not emphasis; code spans keep their stars.
+        assert_eq!(
+            parse("call my_func_name with 2 * 3 * 4 and `a*b*c`"),
+            vec![Block::Paragraph(vec![text("call my_func_name with 2 * 3 * 4 and "), Inline::Code("a*b*c".into())])]
+        );
+        // Nested lists, a loose list, and a paragraph after the list.
+        let blocks = parse("1. first\n   - inner a\n   - inner b\n2. second\n\n3. third\n\nAfter.");
+        let Block::List { start: Some(1), items } = &blocks[0] else { panic!("{blocks:?}") };
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert!(matches!(&items[0][1], Block::List { start: None, items } if items.len() == 2), "{items:?}");
+        assert_eq!(blocks[1], Block::Paragraph(vec![text("After.")]));
+        // Hard breaks, escapes, entities, autolinks, closing hashes, ~~~ fences.
+        assert_eq!(
+            parse("one  \ntwo\\\nthree \\*not em\\* &amp; <https://x.org>"),
+            vec![Block::Paragraph(vec![
+                text("one"),
+                Inline::LineBreak,
+                text("two"),
+                Inline::LineBreak,
+                text("three *not em* & "),
+                Inline::Link { href: "https://x.org".into(), children: vec![text("https://x.org")] },
+            ])]
+        );
+        assert_eq!(parse("## Title ##")[0], Block::Heading(2, vec![text("Title")]));
+        assert_eq!(parse("~~~\nx\n~~~")[0], Block::Code { lang: None, text: "x\n".into() });
+        assert_eq!(parse("~~gone~~")[0], Block::Paragraph(vec![Inline::Strike(vec![text("gone")])]));
+        assert_eq!(parse("***")[0], Block::Rule);
     }
 
     #[test]

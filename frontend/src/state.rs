@@ -219,7 +219,7 @@ impl Agent {
                     pending.retain(|a| a.id != approval.id);
                     if approval.status == ApprovalStatus::Pending {
                         pending.push(approval);
-                        pending.sort_by_key(|a| a.created_at);
+                        pending.sort_unstable_by_key(|a| a.created_at);
                     }
                 });
             }
@@ -246,7 +246,7 @@ impl Agent {
         if let Ok(client) = self.client() {
             if let Ok(mut pending) = client.approval_list(Some(false)).await {
                 pending.retain(|a| a.status == ApprovalStatus::Pending);
-                pending.sort_by_key(|a| a.created_at);
+                pending.sort_unstable_by_key(|a| a.created_at);
                 self.pending.set(pending);
             }
         }
@@ -279,9 +279,10 @@ impl Agent {
                 }
                 TurnEvent::ToolProgress { call_id, progress, total, message } => {
                     if let Some(tool) = turn.tools.iter_mut().find(|t| t.call.id == call_id) {
+                        // Whole numbers: formatting floats would add about 40 KB to the page.
                         let amount = match total {
-                            Some(total) if total > 0.0 => format!("{:.0} %", progress / total * 100.0),
-                            _ => format!("{progress}"),
+                            Some(total) if total > 0.0 => format!("{} %", (progress / total * 100.0).round() as i64),
+                            _ => format!("{}", progress.round() as i64),
                         };
                         tool.progress = Some(match message {
                             Some(message) => format!("{amount} · {message}"),

@@ -376,3 +376,108 @@ async fn the_files_are_served_compressed_cached_and_under_a_strict_policy() {
     assert_eq!(http.get(format!("{}/pryx_bg-000000000000.wasm", pryx.url)).send().await.unwrap().status(), 401);
     assert_eq!(http.get(format!("{}/index.html/../rpc", pryx.url)).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/tools']").await;
+    browser
+        .wait_for("document.title === 'Tools — Pryx' && document.querySelector('.add-server')", "the Tools screen")
+        .await;
+
+    // A mistake is explained and nothing is added.
+    browser.click(".add-server input[name=name]").await;
+    browser.type_text("everything").await;
+    browser.click_text(".add-server button", "Add server").await;
+    browser
+        .wait_for("document.querySelector('.error-box')?.innerText.includes('command')", "the missing command named")
+        .await;
+
+    browser.click(".add-server input[name=command]").await;
+    browser.type_text("node").await;
+    browser.click(".add-server textarea[name=args]").await;
+    browser.type_text(&format!("{}\nstdio", crate::mcp::server_js("server-everything"))).await;
+    browser.click_text(".add-server button", "Add server").await;
+    // The real server starts; its card turns ready and lists its tools with their hints.
+    browser.wait_for("document.querySelector('[data-server=everything] .status.idle')", "the server ready").await;
+    browser
+        .wait_for("[...document.querySelectorAll('[data-server=everything] table.tools code')].some(c => c.innerText === 'echo')", "its tools")
+        .await;
+    let echo_row = browser
+        .eval("[...document.querySelectorAll('[data-server=everything] table.tools tr')].find(r => r.querySelector('code')?.innerText === 'echo').innerText")
+        .await;
+    assert!(echo_row.as_str().unwrap().to_lowercase().contains("read-only"), "{echo_row}");
+    assert!(echo_row.as_str().unwrap().contains("allow"), "a read-only tool runs without asking: {echo_row}");
+    let client = pryx.client().await;
+    let config = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(config.contains("[mcp.servers.everything]"), "written to the config file:\n{config}");
+    assert!(client.mcp_tools(Some("everything".into())).await.unwrap().iter().any(|t| t.tool == "echo"));
+    browser.eval("document.querySelector('.page').scrollTop = 0").await;
+    browser.screenshot("tools").await;
+
+    // Paste an mcpServers document: the second server appears too.
+    let shared = tempfile::tempdir().unwrap();
+    let document = json!({"mcpServers": {"files": {"command": "node", "args": [crate::mcp::server_js("server-filesystem"), shared.path()]}}});
+    browser.click(".add-server textarea[name=import]").await;
+    browser.type_text(&document.to_string()).await;
+    browser.click_text(".add-server button", "Import").await;
+    browser.wait_for("document.querySelector('[data-server=files] .status.idle')", "the imported server ready").await;
+
+    // Restart and remove, live.
+    browser.click("[data-server=files] .server-head button").await;
+    browser
+        .wait_for(
+            "document.querySelector('[data-server=files]')?.innerText.includes('restarted 1 times')",
+            "the restart",
+        )
+        .await;
+    browser.click_text("[data-server=files] button", "Remove").await;
+    browser.click_text("[data-server=files] button", "Remove it").await;
+    browser.wait_for("!document.querySelector('[data-server=files]')", "the server gone").await;
+    assert!(client.mcp_list().await.unwrap().servers.iter().all(|s| s.name != "files"));
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_appear_in_the_gantt_as_they_open_and_close() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    std::fs::create_dir_all(pryx.data_dir().join("workspace")).unwrap();
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/traces']").await;
+    browser.wait_for("document.title === 'Traces — Pryx'", "the Traces screen").await;
+
+    let client = pryx.client().await;
+    let session = client.session_create(None).await.unwrap();
+    llm.script([
+        Reply::tool_call("c1", "fs_list", r#"{"path": "."}"#),
+        slow(&["Your ", "workspace ", "is ", "empty."], 700),
+    ]);
+    client.message_send(session.id.clone(), "what is in my workspace?".into()).await.unwrap();
+    // While the turn runs: its bar is open and growing.
+    browser.wait_for("document.querySelector('.gantt-bars rect.kind-turn.open')", "the running turn's bar").await;
+    let first =
+        browser.eval("parseFloat(document.querySelector('.gantt-bars rect.kind-turn').getAttribute('width'))").await;
+    browser.screenshot("traces-live").await;
+    // Closed: turn → chat, tool, chat, in that order under it.
+    browser.wait_for("document.querySelector('.gantt-bars rect.kind-turn:not(.open)')", "the finished turn").await;
+    let labels = browser.eval("[...document.querySelectorAll('.gantt-labels text')].map(t => t.textContent)").await;
+    let labels: Vec<String> = serde_json::from_value(labels).unwrap();
+    assert_eq!(labels[0], "turn", "{labels:?}");
+    assert!(labels.iter().any(|l| l.starts_with("chat ")), "{labels:?}");
+    assert!(labels.iter().any(|l| l == "execute_tool fs_list"), "{labels:?}");
+    assert!(first.as_f64().unwrap() > 0.0);
+    // Details on click.
+    browser.click(".gantt-bars rect.kind-llm").await;
+    browser.wait_for("document.querySelector('.span-details')", "the span's details").await;
+    let details = browser.text(".span-details").await;
+    assert!(details.contains("gen_ai.request.model") && details.contains("gen_ai.usage.output_tokens"), "{details}");
+    assert!(!details.contains("what is in my workspace"), "content capture is off: no message text");
+    // Zoom.
+    browser.click(".chart-tools button[title='Zoom in']").await;
+    browser.wait_for("document.querySelector('.chart-tools .muted').innerText.startsWith('2×')", "zoomed").await;
+    browser.screenshot("traces").await;
+    assert_clean(&browser);
+}

@@ -10,7 +10,7 @@ use pryx_api::{McpServerConfig, McpServerState, McpServerStatus, TurnEvent};
 
 use crate::support::{chat, eventually, files_containing, free_port, peers, MockLlm, Options, Pryx, Reply, PATIENCE};
 
-fn server_js(package: &str) -> String {
+pub fn server_js(package: &str) -> String {
     peers().join("node_modules/@modelcontextprotocol").join(package).join("dist/index.js").display().to_string()
 }
 
