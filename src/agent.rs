@@ -20,8 +20,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use pryx_api::{
     from_wire_name, wire_name, Activity, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus,
-    Role, SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall, TurnEvent, TurnEventEnvelope, TurnStarted,
-    TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+    Role, SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall, ToolPolicy, TurnEvent, TurnEventEnvelope,
+    TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::approvals::{Broker, NewApproval, Policy, Rule};
 use crate::config::Config;
+use crate::config_edit::EditError;
 use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
 use crate::mcp::McpManager;
 use crate::panics;
@@ -68,6 +69,8 @@ pub enum AgentError {
     FaultsDisabled,
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Config(#[from] EditError),
 }
 
 impl From<StoreError> for AgentError {
@@ -165,7 +168,8 @@ pub struct Agent {
     tools: Arc<LiveTools>,
     mcp: Arc<McpManager>,
     workspace: Arc<Workspace>,
-    policy: Policy,
+    /// Swapped whole when the user changes a rule (`tools.set_rule`).
+    policy: std::sync::RwLock<Policy>,
     approvals: Broker,
     secrets: SecretsHandle,
     /// Probed on first use: starting a helper process is not free.
@@ -226,7 +230,7 @@ impl Agent {
             tools,
             mcp,
             workspace,
-            policy,
+            policy: std::sync::RwLock::new(policy),
             protection: tokio::sync::OnceCell::new(),
             config,
             data_dir,
@@ -609,7 +613,61 @@ impl Agent {
     pub fn rule_for(&self, tool: &str) -> Option<Rule> {
         let tool = self.tools.current().get(tool).cloned()?;
         let arguments = serde_json::json!({});
-        Some(self.policy.decide(tool.name(), tool.risk(), tool.trusted_by_user(), &arguments, &Default::default()))
+        Some(self.policy().decide(tool.name(), tool.risk(), tool.trusted_by_user(), &arguments, &Default::default()))
+    }
+
+    fn policy(&self) -> std::sync::RwLockReadGuard<'_, Policy> {
+        self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every tool offered now with what the policy does with it.
+    pub fn tool_policies(&self) -> Vec<ToolPolicy> {
+        let registry = self.tools.current();
+        registry.all().map(|tool| self.tool_policy(tool.as_ref())).collect()
+    }
+
+    fn tool_policy(&self, tool: &dyn crate::tools::Tool) -> ToolPolicy {
+        let policy = self.policy();
+        let rule = policy.decide(
+            tool.name(),
+            tool.risk(),
+            tool.trusted_by_user(),
+            &serde_json::json!({}),
+            &Default::default(),
+        );
+        let source = if self.tools.is_builtin(tool.name()) {
+            "builtin".to_owned()
+        } else {
+            tool.name().split("__").next().unwrap_or_default().to_owned()
+        };
+        ToolPolicy {
+            name: tool.name().to_owned(),
+            description: tool.description().to_owned(),
+            risk: pryx_api::wire_name(&tool.risk()),
+            source,
+            rule: pryx_api::wire_name(&rule),
+            configured: policy.config().tools.get(tool.name()).map(pryx_api::wire_name),
+        }
+    }
+
+    /// Set (or, with `None`, clear) a tool's rule: written to the config file, then in force.
+    pub fn set_tool_rule(&self, name: &str, rule: Option<Rule>) -> Result<ToolPolicy, AgentError> {
+        let registry = self.tools.current();
+        let tool = registry.get(name).ok_or_else(|| AgentError::NotFound(format!("tool `{name}`")))?;
+        let path = self.mcp.config_path().ok_or_else(|| {
+            AgentError::Config(EditError::File {
+                path: "(none)".into(),
+                message: "Pryx runs without a config file".into(),
+            })
+        })?;
+        crate::config_edit::set_tool_rule(path, name, rule)?;
+        let mut config = self.policy().config().clone();
+        match rule {
+            Some(rule) => config.tools.insert(name.to_owned(), rule),
+            None => config.tools.remove(name),
+        };
+        *self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Policy::new(config);
+        Ok(self.tool_policy(tool.as_ref()))
     }
 
     // ---- the turn itself ----
@@ -864,7 +922,8 @@ impl Agent {
             Err(e) => return (format!("error: {e}"), true, "bad_arguments"),
         };
         let allowed = self.approvals.allowed_for_session(&turn.session_id);
-        match self.policy.decide(&call.name, tool.risk(), tool.trusted_by_user(), &arguments, &allowed) {
+        let decision = self.policy().decide(&call.name, tool.risk(), tool.trusted_by_user(), &arguments, &allowed);
+        match decision {
             Rule::Deny => {
                 return (
                     format!("error: not run: the user's policy does not allow `{}` here", call.name),

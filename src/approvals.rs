@@ -71,6 +71,11 @@ impl Policy {
         Policy { config }
     }
 
+    /// The rules in force (what `[policy]` said when this policy was made).
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
     pub fn approval_timeout(&self) -> Duration {
         Duration::from_secs(self.config.approval_timeout_secs)
     }

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod cli_tools;
 pub mod client;
 pub mod config;
+pub mod config_edit;
 pub mod datadir;
 #[cfg(feature = "desktop")]
 pub mod desktop;

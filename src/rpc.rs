@@ -11,11 +11,12 @@ use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
     error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
     McpServerStatus, McpToolInfo, PairingCode, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
-    TurnEventEnvelope, TurnStarted,
+    ToolPolicy, TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Agent, AgentError};
+use crate::approvals::Rule;
 use crate::channels::{ChannelError, Channels};
 use crate::mcp::config_file::{parse_mcp_servers_json, EditError};
 use crate::mcp::McpError;
@@ -69,6 +70,10 @@ impl From<AgentError> for ErrorObjectOwned {
             AgentError::Paused => error_code::UNAVAILABLE,
             AgentError::FaultsDisabled => jsonrpsee::types::error::METHOD_NOT_FOUND_CODE,
             AgentError::Store(_) => error_code::INTERNAL,
+            AgentError::Config(EditError::NotFound(_)) => error_code::NOT_FOUND,
+            AgentError::Config(EditError::Exists(_)) => error_code::CONFLICT,
+            AgentError::Config(EditError::Invalid(_) | EditError::Config(_)) => error_code::INVALID_INPUT,
+            AgentError::Config(EditError::File { .. }) => error_code::UNAVAILABLE,
         };
         rpc_error(code, e.to_string())
     }
@@ -235,6 +240,20 @@ impl PryxApiServer for RpcApi {
     ) -> Result<McpServerStatus, ErrorObjectOwned> {
         let mut statuses = self.agent.mcp().add(vec![(name.clone(), server)], replace.unwrap_or(false)).await?;
         statuses.pop().ok_or_else(|| rpc_error(error_code::INTERNAL, format!("`{name}` was not started")))
+    }
+
+    async fn tools_list(&self) -> Result<Vec<ToolPolicy>, ErrorObjectOwned> {
+        Ok(self.agent.tool_policies())
+    }
+
+    async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned> {
+        let rule = match rule.as_deref() {
+            None | Some("default") => None,
+            Some(text) => Some(pryx_api::from_wire_name::<Rule>(text).ok_or_else(|| {
+                rpc_error(error_code::INVALID_INPUT, format!("`{text}` is not a rule: use allow, ask, deny or null"))
+            })?),
+        };
+        Ok(self.agent.set_tool_rule(&tool, rule)?)
     }
 
     async fn mcp_remove(&self, name: String) -> Result<(), ErrorObjectOwned> {

@@ -548,6 +548,24 @@ pub struct ChannelReply {
     pub platform_status: Option<String>,
 }
 
+/// A tool and what the approval policy does with its calls (`tools.list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolPolicy {
+    /// The function name the model calls.
+    pub name: String,
+    pub description: String,
+    /// `read`, `write`, `destructive` or `execute`.
+    pub risk: String,
+    /// `builtin`, or the MCP server that offers it.
+    pub source: String,
+    /// What a call gets now: `allow`, `ask` or `deny` (before "allow for this chat" answers
+    /// and the shell's prefix rules, which look at each call).
+    pub rule: String,
+    /// The rule the user set in `[policy.tools]`; `None` means the default for its risk
+    /// (reads allowed, everything else asks; trusted MCP servers allowed).
+    pub configured: Option<String>,
+}
+
 /// What the agent is doing, in one word, for status displays (window title, tray icon).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -673,6 +691,15 @@ pub trait PryxApi {
     /// inbox) or resume the agent. Running turns go on. Lasts until resumed or the process ends.
     #[method(name = "agent.pause")]
     async fn agent_pause(&self, paused: bool) -> Result<Activity, ErrorObjectOwned>;
+
+    /// Every tool offered now (built-ins and MCP tools) with its approval rule.
+    #[method(name = "tools.list")]
+    async fn tools_list(&self) -> Result<Vec<ToolPolicy>, ErrorObjectOwned>;
+
+    /// Set a tool's rule (`allow`, `ask`, `deny`) or, with `null`, go back to the default.
+    /// Written to `[policy.tools]` in the config file and in force for the next call.
+    #[method(name = "tools.set_rule")]
+    async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned>;
 
     /// Stored spans, oldest first: of one session if given, starting at or after `since_us`,
     /// at most `limit` (default 1000, at most 10000).

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo, PryxApiClient};
+use pryx_api::{McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo, PryxApiClient, ToolPolicy};
 
 use crate::state::Agent;
 
@@ -18,6 +18,7 @@ pub fn ToolsPage() -> impl IntoView {
     crate::app::set_title("Tools");
     let overview = RwSignal::new(None::<McpOverview>);
     let tools = RwSignal::new(Vec::<McpToolInfo>::new());
+    let policies = RwSignal::new(Vec::<ToolPolicy>::new());
     let reload = move || {
         spawn_local(async move {
             let Ok(client) = agent.client() else { return };
@@ -27,8 +28,17 @@ pub fn ToolsPage() -> impl IntoView {
             if let Ok(list) = client.mcp_tools(None).await {
                 tools.set(list);
             }
+            if let Ok(list) = client.tools_list().await {
+                policies.set(list);
+            }
         });
     };
+    let builtins = move || {
+        let mut list = policies.get();
+        list.retain(|p| p.source == "builtin");
+        list
+    };
+    provide_context(Policies { list: policies, reload: Callback::new(move |()| reload()) });
     // Load on every (re)connection and follow every status change live.
     Effect::new(move |_| {
         agent.connection.track();
@@ -49,6 +59,9 @@ pub fn ToolsPage() -> impl IntoView {
                     if let Ok(list) = client.mcp_tools(None).await {
                         tools.set(list);
                     }
+                    if let Ok(list) = client.tools_list().await {
+                        policies.set(list);
+                    }
                 }
             }
         });
@@ -60,6 +73,22 @@ pub fn ToolsPage() -> impl IntoView {
             {move || overview.get().and_then(|o| o.config_error).map(|e| view! {
                 <p class="error-box">{format!("The config file has an edit that does not load (servers keep running as they were): {e}")}</p>
             })}
+            <h2>"Built-in tools"</h2>
+            <p class="muted small">"Reads run without asking; anything that writes, deletes or runs a program asks first, unless you say otherwise here. Deny always wins."</p>
+            <table class="tools builtin">
+                <thead><tr><th>"Tool"</th><th>"What it does"</th><th>"Risk"</th><th>"Policy"</th></tr></thead>
+                <tbody>
+                    <For each=builtins
+                        key=|p| (p.name.clone(), p.rule.clone(), p.configured.clone()) let:tool>
+                        <tr data-tool=tool.name.clone()>
+                            <td><code>{tool.name.clone()}</code></td>
+                            <td class="description">{first_line(&tool.description)}</td>
+                            <td><span class=format!("risk {}", tool.risk)>{tool.risk.clone()}</span></td>
+                            <td><RuleSelect tool=tool.name.clone()/></td>
+                        </tr>
+                    </For>
+                </tbody>
+            </table>
             <h2>"MCP servers"</h2>
             <Show when=move || overview.with(|o| o.as_ref().is_some_and(|o| !o.servers.is_empty()))
                 fallback=|| view! { <p class="empty">"No MCP servers yet. Add one below, or paste the " <code>"mcpServers"</code> " part of a Claude Desktop or Cursor config."</p> }>
@@ -169,13 +198,57 @@ fn ServerCard(
                                 <td><code>{tool.tool.clone()}</code>{tool.title.clone().map(|t| view! { <div class="muted small">{t}</div> })}</td>
                                 <td class="description">{first_line(&tool.description)}</td>
                                 <td>{hints(&tool).into_iter().map(|h| view! { <span class="badge">{h}</span> " " }).collect_view()}</td>
-                                <td><span class=format!("rule {}", tool.rule)>{tool.rule.clone()}</span></td>
+                                <td><RuleSelect tool=tool.name.clone()/></td>
                             </tr>
                         </For>
                     </tbody>
                 </table>
             </Show>
         </div>
+    }
+}
+
+/// The tools' rules, shared by every rule picker on the screen.
+#[derive(Clone, Copy)]
+struct Policies {
+    list: RwSignal<Vec<ToolPolicy>>,
+    reload: Callback<()>,
+}
+
+/// Allow / Ask / Deny (or the default) for one tool, saved as soon as it is picked.
+#[component]
+fn RuleSelect(tool: String) -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    let Policies { list, reload } = expect_context::<Policies>();
+    let name = tool.clone();
+    let current = move || list.with(|l| l.iter().find(|p| p.name == name).cloned());
+    let label = {
+        let current = current.clone();
+        move || match current() {
+            Some(p) if p.configured.is_none() => format!("Default: {}", p.rule),
+            _ => "Default".to_owned(),
+        }
+    };
+    let is = move |rule: &'static str| {
+        let current = current.clone();
+        move || current().and_then(|p| p.configured).as_deref() == Some(rule)
+    };
+    let change = move |ev: ev::Event| {
+        let value = event_target_value(&ev);
+        let tool = tool.clone();
+        spawn_local(async move {
+            let rule = (!value.is_empty()).then_some(value);
+            agent.call("Could not change the rule", |c| async move { c.tools_set_rule(tool, rule).await }).await;
+            reload.run(());
+        });
+    };
+    view! {
+        <select class="rule-select" aria-label="Policy" on:change=change>
+            <option value="">{label}</option>
+            <option value="allow" selected=is("allow")>"Allow"</option>
+            <option value="ask" selected=is("ask")>"Ask"</option>
+            <option value="deny" selected=is("deny")>"Deny"</option>
+        </select>
     }
 }
 

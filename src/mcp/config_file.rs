@@ -1,4 +1,5 @@
-//! Writing MCP servers into the config file, and reading `mcpServers` JSON from other apps.
+//! Writing MCP servers into the config file (through `config_edit`), and reading
+//! `mcpServers` JSON from other apps.
 //!
 //! The config file is the one source of truth: `mcp.add`, `mcp.remove` and `mcp import`
 //! edit it (with `toml_edit`, so the user's comments and layout survive) and the running
@@ -11,22 +12,8 @@ use pryx_api::McpServerConfig;
 use serde_json::Value;
 
 use super::names::is_valid_server_name;
-use crate::config::{Config, ConfigError};
-
-/// Why the config file could not be changed.
-#[derive(Debug, thiserror::Error)]
-pub enum EditError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("an MCP server named `{0}` already exists (remove it first, or replace it)")]
-    Exists(String),
-    #[error("there is no MCP server named `{0}`")]
-    NotFound(String),
-    #[error("the config file {path} cannot be used: {message}")]
-    File { path: String, message: String },
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
+pub use crate::config_edit::EditError;
+use crate::config_edit::{implicit_table, read_document, write_checked};
 
 /// Add (or, with `replace`, overwrite) servers, then check the whole file still loads
 /// before it is written. Nothing is written when any entry is refused.
@@ -142,12 +129,6 @@ fn importable_name(name: &str) -> String {
     }
 }
 
-fn implicit_table() -> toml_edit::Item {
-    let mut table = toml_edit::Table::new();
-    table.set_implicit(true);
-    toml_edit::Item::Table(table)
-}
-
 /// A server as a TOML table holding only what differs from the defaults.
 fn server_table(server: &McpServerConfig) -> Result<toml_edit::Table, EditError> {
     let mut value = serde_json::to_value(server).map_err(|e| EditError::Invalid(e.to_string()))?;
@@ -161,45 +142,10 @@ fn server_table(server: &McpServerConfig) -> Result<toml_edit::Table, EditError>
     Ok(document.as_table().clone())
 }
 
-fn read_document(path: &Path) -> Result<toml_edit::DocumentMut, EditError> {
-    let file_error = |message: String| EditError::File { path: path.display().to_string(), message };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(file_error(e.to_string())),
-    };
-    text.parse().map_err(|e: toml_edit::TomlError| file_error(e.to_string()))
-}
-
-/// Write `document` only if it still loads as a whole config, atomically, keeping the
-/// file's permissions (0600 for a new file: it may hold secret references and headers).
-fn write_checked(path: &Path, document: &toml_edit::DocumentMut) -> Result<(), EditError> {
-    let text = document.to_string();
-    Config::parse(&text, path)?;
-    let file_error = |e: std::io::Error| EditError::File { path: path.display().to_string(), message: e.to_string() };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(file_error)?;
-    }
-    let tmp = path.with_extension("toml.pryx-tmp");
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(file_error)?;
-        file.write_all(text.as_bytes()).map_err(file_error)?;
-        file.sync_all().map_err(file_error)?;
-    }
-    if let Ok(metadata) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, metadata.permissions());
-    }
-    std::fs::rename(&tmp, path).map_err(file_error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn stdio(command: &str) -> McpServerConfig {
         McpServerConfig { command: Some(command.into()), ..McpServerConfig::default() }

@@ -281,6 +281,11 @@ impl McpManager {
 
     // ---- what the API asks ----
 
+    /// The config file the API edits, if Pryx runs with one.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
     pub fn overview(&self) -> McpOverview {
         let state = self.lock();
         McpOverview {

@@ -134,6 +134,11 @@ impl ToolRegistry {
     }
 
     /// A tool by name.
+    /// Every tool, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
     }
@@ -201,6 +206,11 @@ impl LiveTools {
     pub fn new(builtins: ToolRegistry) -> Self {
         let current = std::sync::RwLock::new(Arc::new(builtins.clone()));
         LiveTools { builtins, current }
+    }
+
+    /// Whether `name` is one of Pryx's own tools (not an MCP server's).
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtins.get(name).is_some()
     }
 
     /// The set to use for the next model request.

@@ -375,3 +375,45 @@ async fn activity_says_thinking_waiting_error_and_paused() {
     // A turn that starts clears the last error.
     activity_until(&mut activity, |a| a.state == AgentState::Idle && a.last_error.is_none()).await;
 }
+
+#[tokio::test]
+async fn tool_rules_change_from_the_api_take_effect_at_once_and_land_in_the_config_file() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let workspace = pryx.data_dir().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("old.txt"), "x").unwrap();
+    let client = pryx.client().await;
+
+    let tools = client.tools_list().await.unwrap();
+    let delete = tools.iter().find(|t| t.name == "fs_delete").unwrap();
+    assert_eq!((delete.source.as_str(), delete.risk.as_str(), delete.rule.as_str()), ("builtin", "destructive", "ask"));
+    assert_eq!(delete.configured, None);
+    assert_eq!(tools.iter().find(|t| t.name == "fs_read").unwrap().rule, "allow");
+
+    // Allow: the next delete runs without a question.
+    let changed = client.tools_set_rule("fs_delete".into(), Some("allow".into())).await.unwrap();
+    assert_eq!((changed.rule.as_str(), changed.configured.as_deref()), ("allow", Some("allow")));
+    llm.script([delete_call("old.txt"), Reply::text(&["Gone."])]);
+    let session = client.session_create(None).await.unwrap();
+    let turn = client.message_send(session.id.clone(), "delete old.txt".into()).await.unwrap();
+    follow(&client, &turn.turn_id).await;
+    assert!(!workspace.join("old.txt").exists());
+    assert!(client.approval_list(Some(true)).await.unwrap().is_empty(), "nobody was asked");
+    let config = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(config.contains("[policy.tools]") && config.contains("fs_delete = \"allow\""), "{config}");
+
+    // Deny wins over everything; null goes back to the default.
+    client.tools_set_rule("shell_execute".into(), Some("deny".into())).await.unwrap();
+    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "shell_execute").unwrap().rule, "deny");
+    let reset = client.tools_set_rule("fs_delete".into(), None).await.unwrap();
+    assert_eq!((reset.rule.as_str(), reset.configured), ("ask", None));
+    assert!(!std::fs::read_to_string(pryx.home.join("config.toml")).unwrap().contains("fs_delete"));
+
+    // Bad input: a clear error, nothing changed.
+    let unknown = client.tools_set_rule("no_such_tool".into(), Some("allow".into())).await.unwrap_err();
+    assert!(unknown.to_string().contains("no_such_tool"), "{unknown}");
+    let bad = client.tools_set_rule("fs_write".into(), Some("sometimes".into())).await.unwrap_err();
+    assert!(bad.to_string().contains("not a rule"), "{bad}");
+    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "fs_write").unwrap().rule, "ask");
+}

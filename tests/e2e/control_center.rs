@@ -10,7 +10,7 @@ use pryx_api::{ApprovalDecision, ApprovalStatus};
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::{MockLlm, Options, Pryx, Reply};
+use crate::support::{eventually, MockLlm, Options, Pryx, Reply};
 
 /// Open the Control Center signed in (the token put where the sign-in form puts it).
 async fn open_signed_in(pryx: &Pryx) -> Browser {
@@ -416,6 +416,21 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
     assert!(client.mcp_tools(Some("everything".into())).await.unwrap().iter().any(|t| t.tool == "echo"));
     browser.eval("document.querySelector('.page').scrollTop = 0").await;
     browser.screenshot("tools").await;
+
+    // Built-in tool policies: deletes ask by default; pick Allow and it is in force and saved.
+    browser.wait_for("document.querySelector('tr[data-tool=fs_delete] select')", "the built-in tools").await;
+    assert_eq!(browser.text("tr[data-tool=fs_delete] select option").await, "Default: ask");
+    browser
+        .eval("(() => { const s = document.querySelector('tr[data-tool=fs_delete] select'); s.value = 'allow'; s.dispatchEvent(new Event('change')); })()")
+        .await;
+    eventually("the rule to change", || async {
+        client.tools_list().await.unwrap().iter().any(|t| t.name == "fs_delete" && t.rule == "allow")
+    })
+    .await;
+    assert!(std::fs::read_to_string(pryx.home.join("config.toml")).unwrap().contains("fs_delete = \"allow\""));
+    browser
+        .wait_for("document.querySelector('tr[data-tool=fs_delete] select').value === 'allow'", "the picker to show it")
+        .await;
 
     // Paste an mcpServers document: the second server appears too.
     let shared = tempfile::tempdir().unwrap();

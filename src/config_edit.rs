@@ -1,0 +1,124 @@
+//! Changing the config file from the API (the Control Center edits settings this way).
+//!
+//! The file stays the one source of truth: edits go through `toml_edit`, so the user's
+//! comments and layout survive, and a change is written only if the whole file still
+//! loads, atomically, keeping the file's permissions. The running agent then applies the
+//! new value (MCP servers reload, tool rules swap) without a restart.
+
+use std::path::Path;
+
+use crate::approvals::Rule;
+use crate::config::{Config, ConfigError};
+
+/// Why the config file could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("an MCP server named `{0}` already exists (remove it first, or replace it)")]
+    Exists(String),
+    #[error("there is no MCP server named `{0}`")]
+    NotFound(String),
+    #[error("the config file {path} cannot be used: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Set `[policy.tools] TOOL = RULE`, or remove the line (`None`: back to the default).
+pub fn set_tool_rule(path: &Path, tool: &str, rule: Option<Rule>) -> Result<(), EditError> {
+    let mut document = read_document(path)?;
+    let policy = document
+        .entry("policy")
+        .or_insert_with(implicit_table)
+        .as_table_mut()
+        .ok_or_else(|| EditError::Invalid("`policy` in the config file is not a table".into()))?;
+    let tools = policy
+        .entry("tools")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| EditError::Invalid("`policy.tools` in the config file is not a table".into()))?;
+    match rule {
+        Some(rule) => {
+            tools.insert(tool, toml_edit::value(pryx_api::wire_name(&rule)));
+        }
+        None => {
+            tools.remove(tool);
+        }
+    }
+    write_checked(path, &document)
+}
+
+pub(crate) fn implicit_table() -> toml_edit::Item {
+    let mut table = toml_edit::Table::new();
+    table.set_implicit(true);
+    toml_edit::Item::Table(table)
+}
+
+pub(crate) fn read_document(path: &Path) -> Result<toml_edit::DocumentMut, EditError> {
+    let file_error = |message: String| EditError::File { path: path.display().to_string(), message };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(file_error(e.to_string())),
+    };
+    text.parse().map_err(|e: toml_edit::TomlError| file_error(e.to_string()))
+}
+
+/// Write `document` only if it still loads as a whole config, atomically, keeping the
+/// file's permissions (0600 for a new file: it may hold secret references and headers).
+pub(crate) fn write_checked(path: &Path, document: &toml_edit::DocumentMut) -> Result<(), EditError> {
+    let text = document.to_string();
+    Config::parse(&text, path)?;
+    let file_error = |e: std::io::Error| EditError::File { path: path.display().to_string(), message: e.to_string() };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(file_error)?;
+    }
+    let tmp = path.with_extension("toml.pryx-tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(file_error)?;
+        file.write_all(text.as_bytes()).map_err(file_error)?;
+        file.sync_all().map_err(file_error)?;
+    }
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, metadata.permissions());
+    }
+    std::fs::rename(&tmp, path).map_err(file_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_rules_are_written_removed_and_comments_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# my settings\n[policy]\nshell_allow = [\"git status\"]\n").unwrap();
+        set_tool_rule(&path, "fs_write", Some(Rule::Allow)).unwrap();
+        set_tool_rule(&path, "shell_execute", Some(Rule::Deny)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my settings\n"), "{text}");
+        let config = Config::parse(&text, &path).unwrap();
+        assert_eq!(config.policy.tools.get("fs_write"), Some(&Rule::Allow));
+        assert_eq!(config.policy.tools.get("shell_execute"), Some(&Rule::Deny));
+        assert_eq!(config.policy.shell_allow, ["git status"]);
+        set_tool_rule(&path, "fs_write", None).unwrap();
+        let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert_eq!(config.policy.tools.get("fs_write"), None);
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[policy]\ntools = 3\n").unwrap();
+        assert!(set_tool_rule(&path, "fs_write", Some(Rule::Allow)).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[policy]\ntools = 3\n");
+    }
+}
