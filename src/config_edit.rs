@@ -49,6 +49,27 @@ pub fn set_tool_rule(path: &Path, tool: &str, rule: Option<Rule>) -> Result<(), 
     write_checked(path, &document)
 }
 
+/// Set (`Some`) or remove (`None`) keys of one table, e.g. `[llm] base_url`.
+pub fn set_values(path: &Path, table: &str, values: &[(&str, Option<&str>)]) -> Result<(), EditError> {
+    let mut document = read_document(path)?;
+    let section = document
+        .entry(table)
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
+    for (key, value) in values {
+        match value {
+            Some(value) => {
+                section.insert(key, toml_edit::value(*value));
+            }
+            None => {
+                section.remove(key);
+            }
+        }
+    }
+    write_checked(path, &document)
+}
+
 pub(crate) fn implicit_table() -> toml_edit::Item {
     let mut table = toml_edit::Table::new();
     table.set_implicit(true);
@@ -111,6 +132,21 @@ mod tests {
         set_tool_rule(&path, "fs_write", None).unwrap();
         let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
         assert_eq!(config.policy.tools.get("fs_write"), None);
+    }
+
+    #[test]
+    fn values_are_set_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[llm]\nmodel = \"old\"\ncontext_window_tokens = 8000\n").unwrap();
+        set_values(&path, "llm", &[("base_url", Some("http://127.0.0.1:1/v1")), ("model", None)]).unwrap();
+        let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:1/v1"));
+        assert_eq!((config.llm.model, config.llm.context_window_tokens), (None, 8000));
+        assert!(
+            set_values(&path, "llm", &[("context_window_tokens", Some("many"))]).is_err(),
+            "checked before writing"
+        );
     }
 
     #[test]

@@ -339,7 +339,8 @@ struct WireUsage {
 /// When nothing is configured it probes the local servers; a miss is cached briefly so a
 /// user who starts Ollama after Pryx gets it within seconds.
 pub struct ProviderResolver {
-    config: LlmConfig,
+    /// Replaced whole when the user changes the provider (`provider.set`).
+    config: std::sync::RwLock<LlmConfig>,
     secrets: SecretsHandle,
     state: Mutex<Resolution>,
 }
@@ -352,7 +353,35 @@ enum Resolution {
 
 impl ProviderResolver {
     pub fn new(config: LlmConfig, secrets: SecretsHandle) -> Self {
-        ProviderResolver { config, secrets, state: Mutex::new(Resolution::Unresolved) }
+        ProviderResolver { config: std::sync::RwLock::new(config), secrets, state: Mutex::new(Resolution::Unresolved) }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> LlmConfig {
+        self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Use `config` from the next request on (turns already running keep their provider).
+    pub async fn reconfigure(&self, config: LlmConfig) {
+        let mut state = self.state.lock().await;
+        *self.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+        *state = Resolution::Unresolved;
+    }
+
+    /// Make one small real request with `config` (the user's "Test" button): the model
+    /// that answered and how long it took, or the provider's error in words. No retries,
+    /// so a wrong setting fails at once.
+    pub async fn test(config: LlmConfig, secrets: SecretsHandle) -> Result<(ProviderInfo, Duration), LlmError> {
+        let config = LlmConfig { max_retries: 0, max_output_tokens: Some(16), ..config };
+        let resolver = ProviderResolver::new(config, secrets);
+        let provider = resolver.provider().await?;
+        let started = Instant::now();
+        let request = ChatRequest {
+            messages: vec![WireMessage::user("Reply with the single word OK.")],
+            tools: std::sync::Arc::new(Vec::new()),
+        };
+        provider.stream_chat(&request, |_| {}).await?;
+        Ok((provider.info, started.elapsed()))
     }
 
     /// The provider, or an error that tells the user how to configure one.
@@ -385,14 +414,14 @@ impl ProviderResolver {
 
     /// The API key, read from the keychain when the config names a `secret:` reference.
     async fn api_key(&self) -> Result<Option<SecretString>, LlmError> {
-        let Some(value) = self.config.api_key.clone() else { return Ok(None) };
+        let Some(value) = self.config().api_key else { return Ok(None) };
         self.secrets.run(move |secrets| secrets.resolve(&value)).await.map(Some).map_err(|e| {
             LlmError::new(ErrorKind::NotConfigured, format!("cannot read the LLM API key (llm.api_key): {e}"))
         })
     }
 
     async fn resolve(&self) -> Result<Option<Provider>, LlmError> {
-        let c = &self.config;
+        let c = &self.config();
         let api_key = self.api_key().await?;
         let key = api_key.as_ref();
         if let Some(base) = &c.base_url {

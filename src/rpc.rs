@@ -10,8 +10,8 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
     error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
-    McpServerStatus, McpToolInfo, PairingCode, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo,
-    ToolPolicy, TurnEventEnvelope, TurnStarted,
+    McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings, ProviderTest, PryxApiServer, Session,
+    SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -240,6 +240,28 @@ impl PryxApiServer for RpcApi {
     ) -> Result<McpServerStatus, ErrorObjectOwned> {
         let mut statuses = self.agent.mcp().add(vec![(name.clone(), server)], replace.unwrap_or(false)).await?;
         statuses.pop().ok_or_else(|| rpc_error(error_code::INTERNAL, format!("`{name}` was not started")))
+    }
+
+    async fn provider_get(&self) -> Result<ProviderSettings, ErrorObjectOwned> {
+        Ok(self.agent.provider_settings())
+    }
+
+    async fn provider_set(
+        &self,
+        base_url: Option<String>,
+        model: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<ProviderInfo, ErrorObjectOwned> {
+        Ok(self.agent.set_provider(base_url, model, api_key).await?)
+    }
+
+    async fn provider_test(
+        &self,
+        base_url: Option<String>,
+        model: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<ProviderTest, ErrorObjectOwned> {
+        Ok(self.agent.test_provider(base_url, model, api_key).await?)
     }
 
     async fn tools_list(&self) -> Result<Vec<ToolPolicy>, ErrorObjectOwned> {

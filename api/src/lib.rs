@@ -343,6 +343,29 @@ pub struct ProviderInfo {
     pub has_api_key: bool,
 }
 
+/// The LLM provider as the user configured it (`provider.get`); `system.info` shows the
+/// one in use (which may have been found on this machine instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSettings {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// Whether an API key is set (never the key itself).
+    pub has_api_key: bool,
+    /// Environment variables set for Pryx that win over the config file at the next start
+    /// (`PRYX_LLM_BASE_URL`, `PRYX_LLM_MODEL`, `PRYX_LLM_API_KEY`, `OPENAI_API_KEY`).
+    pub overridden_by_env: Vec<String>,
+}
+
+/// What `provider.test` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderTest {
+    pub ok: bool,
+    /// The provider's error in words, or which model answered.
+    pub message: String,
+    pub model: Option<String>,
+    pub latency_ms: u64,
+}
+
 /// What `system.info` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemInfo {
@@ -691,6 +714,31 @@ pub trait PryxApi {
     /// inbox) or resume the agent. Running turns go on. Lasts until resumed or the process ends.
     #[method(name = "agent.pause")]
     async fn agent_pause(&self, paused: bool) -> Result<Activity, ErrorObjectOwned>;
+
+    /// The LLM provider as configured.
+    #[method(name = "provider.get")]
+    async fn provider_get(&self) -> Result<ProviderSettings, ErrorObjectOwned>;
+
+    /// Use this provider from the next request on, and save it to the config file. An
+    /// `api_key` goes to the keychain (`llm/api_key`); `null` keeps the current key, `""`
+    /// removes it. Answers the provider now in use.
+    #[method(name = "provider.set")]
+    async fn provider_set(
+        &self,
+        base_url: Option<String>,
+        model: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<ProviderInfo, ErrorObjectOwned>;
+
+    /// Make one small real request with these settings (unset ones: the current ones),
+    /// without saving anything. A failure is an answer (`ok: false`), not an error.
+    #[method(name = "provider.test")]
+    async fn provider_test(
+        &self,
+        base_url: Option<String>,
+        model: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<ProviderTest, ErrorObjectOwned>;
 
     /// Every tool offered now (built-ins and MCP tools) with its approval rule.
     #[method(name = "tools.list")]

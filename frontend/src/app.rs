@@ -9,6 +9,7 @@ use wasm_bindgen::JsValue;
 
 use crate::approvals::{ApprovalModal, ApprovalPage, ApprovalsPage};
 use crate::chat::{ChatPage, SearchBox};
+use crate::connections::ConnectionsPage;
 use crate::route::Route;
 use crate::state::{self, Agent, Link};
 use crate::tools::ToolsPage;
@@ -106,8 +107,9 @@ pub fn App() -> impl IntoView {
             }
             Route::Tools => view! { <ToolsPage/> }.into_any(),
             Route::Traces => view! { <TracesPage/> }.into_any(),
+            Route::Connections => view! { <ConnectionsPage/> }.into_any(),
             // Screens that arrive with later work show the chat until then.
-            Route::Connections | Route::Settings => {
+            Route::Settings => {
                 go(&Route::NewChat { text: String::new() });
                 view! { <p class="muted">"Loading…"</p> }.into_any()
             }
@@ -129,6 +131,7 @@ pub fn App() -> impl IntoView {
                         <span class="count" aria-label="waiting">{move || agent.pending.with(|p| p.len())}</span>
                     </Show>
                 </a>
+                <a class="rail-item" class:current=move || route.get() == Route::Connections href="#/connections">"Connections"</a>
                 <a class="rail-item" class:current=move || route.get() == Route::Tools href="#/tools">"Tools"</a>
                 <a class="rail-item" class:current=move || route.get() == Route::Traces href="#/traces">"Traces"</a>
                 <div class="rail-foot">

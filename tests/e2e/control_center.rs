@@ -496,3 +496,57 @@ async fn spans_appear_in_the_gantt_as_they_open_and_close() {
     browser.screenshot("traces").await;
     assert_clean(&browser);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_a_model_from_the_connections_screen() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let config = "[secrets]\nbackend = \"keychain\"\n[llm]\nautodetect_local = false\n";
+    let pryx = Pryx::start(Options { llm_url: None, config: config.into(), env: keyring.env() }).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/connections']").await;
+    browser.wait_for("document.querySelector('.connection .status.error')", "no model connected yet").await;
+    assert!(browser.text(".connection .status").await.contains("no model connected"));
+
+    browser.click(".connection input[name=base_url]").await;
+    browser.type_text(&llm.base_url()).await;
+    browser.click(".connection input[name=model]").await;
+    browser.type_text("mock-model").await;
+    browser.click(".connection input[name=api_key]").await;
+    browser.type_text("sk-wrong").await;
+    // A refused key: the provider's words, plainly.
+    llm.script([Reply::error(401, "Incorrect API key provided")]);
+    browser.click_text(".connection button", "Test").await;
+    browser.wait_for("document.querySelector('.test-result.error-box')", "the failed test").await;
+    let failure = browser.text(".test-result").await;
+    assert!(failure.starts_with("Does not work:") && failure.contains("key"), "{failure}");
+    browser.screenshot("connections-test-failed").await;
+
+    // The right key: the test passes, then Save puts it in use.
+    browser.eval("document.querySelector('.connection input[name=api_key]').select()").await;
+    browser.type_text("sk-right-1").await;
+    llm.script([Reply::text(&["OK"])]);
+    browser.click_text(".connection button", "Test").await;
+    browser.wait_for("document.querySelector('.test-result.ok')", "the passing test").await;
+    assert!(browser.text(".test-result").await.contains("mock-model answered"));
+    browser.click_text(".connection button", "Save").await;
+    browser
+        .wait_for(
+            "document.querySelector('.connection .status.idle')?.innerText.includes('mock-model')",
+            "the model in use",
+        )
+        .await;
+    browser.screenshot("connections").await;
+    assert_eq!(keyring.lookup("llm/api_key").await.as_deref(), Some("sk-right-1"));
+    assert!(!std::fs::read_to_string(pryx.home.join("config.toml")).unwrap().contains("sk-right-1"));
+
+    // And the chat uses it, no restart.
+    browser.click(".rail a[href='#/']").await;
+    browser.wait_for("document.querySelector('.composer textarea')", "the chat").await;
+    browser.click(".composer textarea").await;
+    browser.type_text("hi there").await;
+    browser.press("Enter", 0).await;
+    browser.wait_for("document.querySelector('.messages')?.innerText.includes('Echo: hi there')", "the answer").await;
+    assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-right-1"));
+    assert_clean(&browser);
+}

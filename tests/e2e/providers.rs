@@ -147,3 +147,55 @@ async fn with_nothing_configured_pryx_explains_or_finds_a_local_server() {
     assert_eq!(log.text(), "hello from local");
     assert_eq!(ollama.requests()[0]["model"], "mock-model", "the model the server listed is used");
 }
+
+#[tokio::test]
+async fn the_provider_is_tested_then_set_from_the_api_without_a_restart() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let options = Options {
+        llm_url: None,
+        config: "[secrets]\nbackend = \"keychain\"\n[llm]\nautodetect_local = false\n".into(),
+        env: keyring.env(),
+    };
+    let pryx = Pryx::start(options).await;
+    let client = pryx.client().await;
+    let before = client.provider_get().await.unwrap();
+    assert_eq!((before.base_url, before.model, before.has_api_key), (None, None, false));
+    assert_eq!(client.system_info().await.unwrap().provider.source, "none");
+
+    // Test without saving: a working setting, a refused key, an address nobody answers.
+    llm.script([Reply::text(&["OK"])]);
+    let ok =
+        client.provider_test(Some(llm.base_url()), Some("mock-model".into()), Some("sk-try-1".into())).await.unwrap();
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.model.as_deref(), Some("mock-model"));
+    assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-try-1"));
+    llm.script([Reply::error(401, "Incorrect API key provided")]);
+    let refused =
+        client.provider_test(Some(llm.base_url()), Some("mock-model".into()), Some("sk-bad".into())).await.unwrap();
+    assert!(!refused.ok && refused.message.contains("key"), "{refused:?}");
+    let nobody = format!("http://127.0.0.1:{}/v1", crate::support::free_port());
+    let unreachable = client.provider_test(Some(nobody), Some("m".into()), None).await.unwrap();
+    assert!(!unreachable.ok && !unreachable.message.is_empty(), "{unreachable:?}");
+    assert_eq!(client.provider_get().await.unwrap().base_url, None, "testing saves nothing");
+
+    // Set: in use for the next turn, the key in the keychain and only its name in the file.
+    let info =
+        client.provider_set(Some(llm.base_url()), Some("mock-model".into()), Some("sk-live-7".into())).await.unwrap();
+    assert_eq!(
+        (info.source.as_str(), info.model.as_deref(), info.has_api_key),
+        ("configured", Some("mock-model"), true)
+    );
+    let (_, log) = chat(&client, "hello").await;
+    assert_eq!(log.text(), "Echo: hello");
+    assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-live-7"));
+    let config = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(config.contains("api_key = \"secret:llm/api_key\"") && !config.contains("sk-live-7"), "{config}");
+    assert_eq!(keyring.lookup("llm/api_key").await.as_deref(), Some("sk-live-7"));
+    assert!(!pryx.stderr().contains("sk-live-7") && !pryx.stderr().contains("sk-try-1"), "keys stay out of the log");
+
+    // Bad input is refused and changes nothing.
+    let bad = client.provider_set(Some("ftp://example.com".into()), None, None).await.unwrap_err();
+    assert!(bad.to_string().contains("http(s)"), "{bad}");
+    assert_eq!(client.provider_get().await.unwrap().base_url, Some(llm.base_url()));
+}
