@@ -231,8 +231,8 @@ fn SignIn(refused: bool) -> impl IntoView {
     }
 }
 
-/// Tell the desktop shell (it measures time to first paint) and the performance timeline
-/// that the first frame is on screen.
+/// Tell the desktop shell (it measures when the app is ready; boot.js already reported the
+/// first paint of the static frame) and the performance timeline that the app is on screen.
 fn on_first_paint() {
     request_animation_frame(|| {
         request_animation_frame(|| {
@@ -244,7 +244,7 @@ fn on_first_paint() {
             if let Some(ipc) = ipc {
                 let post = js_sys::Reflect::get(&ipc, &"postMessage".into()).ok();
                 if let Some(post) = post.and_then(|p| p.dyn_into::<js_sys::Function>().ok()) {
-                    let _ = post.call1(&ipc, &"painted".into());
+                    let _ = post.call1(&ipc, &"ready".into());
                 }
             }
         })

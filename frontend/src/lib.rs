@@ -33,5 +33,9 @@ mod traces;
 #[cfg(target_arch = "wasm32")]
 pub fn start() {
     console_error_panic_hook::set_once();
+    // The static frame index.html shows while this module loads.
+    if let Some(shell) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("shell")) {
+        shell.remove();
+    }
     leptos::mount::mount_to_body(app::App);
 }

@@ -72,6 +72,8 @@ enum UserEvent {
     PageTitle(String),
     /// The page drew its first frame.
     Painted,
+    /// The page's app mounted (its code loaded and ran).
+    Ready,
     /// A link the webview must not follow; opened in the system browser.
     OpenExternal(String),
     /// SIGTERM, SIGINT or SIGHUP.
@@ -235,6 +237,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         pending: Vec::new(),
         started: options.started,
         painted: false,
+        ready: false,
         early_link: options.link,
         result: Ok(()),
     };
@@ -271,6 +274,8 @@ struct Shell {
     pending: Vec<Approval>,
     started: Instant,
     painted: bool,
+    /// The Control Center has mounted (after its WebAssembly loaded).
+    ready: bool,
     /// A link from the command line, opened once the page has loaded.
     early_link: Option<String>,
     result: anyhow::Result<()>,
@@ -312,6 +317,13 @@ impl Shell {
             Event::UserEvent(UserEvent::PageTitle(title)) => {
                 self.page_title = title;
                 self.refresh_status();
+            }
+            Event::UserEvent(UserEvent::Ready) if !self.ready => {
+                self.ready = true;
+                tracing::info!(
+                    elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                    "the app is ready in the window"
+                );
             }
             Event::UserEvent(UserEvent::Painted) if !self.painted => {
                 self.painted = true;
@@ -537,10 +549,11 @@ fn build_webview(
             wry::NewWindowResponse::Deny
         })
         .with_document_title_changed_handler(move |title| titles(UserEvent::PageTitle(title)))
-        .with_ipc_handler(move |request| {
-            if request.body() == "painted" {
-                ipc(UserEvent::Painted);
-            }
+        .with_ipc_handler(move |request| match request.body().as_str() {
+            // The page's static frame is on screen (boot.js), then the app itself.
+            "painted" => ipc(UserEvent::Painted),
+            "ready" => ipc(UserEvent::Ready),
+            _ => {}
         });
     #[cfg(target_os = "linux")]
     let webview = {
