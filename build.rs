@@ -6,10 +6,11 @@
 //! - Embed the Control Center (`./x ui` builds it into `frontend/dist`): each file gets a
 //!   content hash in its name (so browsers may cache it forever), references between the
 //!   files are rewritten to those names, and everything is stored gzip-compressed (what
-//!   every browser asks for; `src/ui.rs` inflates for the rare client that does not).
+//!   every browser asks for; `src/ui.rs` inflates for the rare client that does not), with
+//!   Zopfli: plain gzip that is about 5 % smaller than zlib's best, which counts against
+//!   the page's download budget.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -47,6 +48,14 @@ fn embed_ui() {
     let dist = std::env::var("PRYX_UI_DIST").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("frontend/dist"));
     println!("cargo:rerun-if-changed={}", dist.display());
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Files of earlier UI builds (their names change with their content).
+    if let Ok(entries) = std::fs::read_dir(&out_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("ui-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let files: Vec<(String, &str, Vec<u8>)> = if dist.join("index.html").exists() {
         hashed_files(&dist)
     } else {
@@ -104,7 +113,7 @@ fn short_hash(body: &[u8]) -> String {
 }
 
 fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(body).expect("compress in memory");
-    encoder.finish().expect("compress in memory")
+    let mut out = Vec::new();
+    zopfli::compress(zopfli::Options::default(), zopfli::Format::Gzip, body, &mut out).expect("compress in memory");
+    out
 }

@@ -11,6 +11,7 @@ use crate::approvals::{ApprovalModal, ApprovalPage, ApprovalsPage};
 use crate::chat::{ChatPage, SearchBox};
 use crate::connections::ConnectionsPage;
 use crate::route::Route;
+use crate::settings::SettingsPage;
 use crate::state::{self, Agent, Link};
 use crate::tools::ToolsPage;
 use crate::traces::TracesPage;
@@ -108,11 +109,7 @@ pub fn App() -> impl IntoView {
             Route::Tools => view! { <ToolsPage/> }.into_any(),
             Route::Traces => view! { <TracesPage/> }.into_any(),
             Route::Connections => view! { <ConnectionsPage/> }.into_any(),
-            // Screens that arrive with later work show the chat until then.
-            Route::Settings => {
-                go(&Route::NewChat { text: String::new() });
-                view! { <p class="muted">"Loading…"</p> }.into_any()
-            }
+            Route::Settings => view! { <SettingsPage/> }.into_any(),
         },
     };
     let chat_current = move || matches!(route.get(), Route::NewChat { .. } | Route::Session(_));
@@ -134,6 +131,7 @@ pub fn App() -> impl IntoView {
                 <a class="rail-item" class:current=move || route.get() == Route::Connections href="#/connections">"Connections"</a>
                 <a class="rail-item" class:current=move || route.get() == Route::Tools href="#/tools">"Tools"</a>
                 <a class="rail-item" class:current=move || route.get() == Route::Traces href="#/traces">"Traces"</a>
+                <a class="rail-item" class:current=move || route.get() == Route::Settings href="#/settings">"Settings"</a>
                 <div class="rail-foot">
                     <Status/>
                 </div>

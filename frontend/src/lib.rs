@@ -23,6 +23,8 @@ mod render;
 #[cfg(target_arch = "wasm32")]
 mod rpc;
 #[cfg(target_arch = "wasm32")]
+mod settings;
+#[cfg(target_arch = "wasm32")]
 mod state;
 #[cfg(target_arch = "wasm32")]
 mod tools;

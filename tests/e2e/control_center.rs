@@ -550,3 +550,32 @@ async fn connecting_a_model_from_the_connections_screen() {
     assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-right-1"));
     assert_clean(&browser);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_switch_the_theme_and_show_where_things_are() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/settings']").await;
+    browser.wait_for("document.querySelector('table.facts')", "the facts").await;
+    assert_eq!(browser.eval("document.title").await, "Settings — Pryx");
+    let workspace = pryx.data_dir().join("workspace").canonicalize().unwrap();
+    let facts = browser.text("table.facts").await;
+    assert!(facts.contains(&workspace.display().to_string()), "{facts}");
+    assert!(facts.contains("nothing leaves this computer"), "{facts}");
+
+    // Dark, at once and after a reload (applied before the first frame).
+    browser.click_text(".theme button", "Dark").await;
+    browser.wait_for("document.documentElement.dataset.theme === 'dark'", "the dark theme").await;
+    let background = "getComputedStyle(document.body).backgroundColor";
+    assert_eq!(browser.eval(background).await, "rgb(21, 24, 31)");
+    browser.screenshot("settings-dark").await;
+    browser.goto(&format!("{}/#/settings", pryx.url)).await;
+    browser.wait_for("document.querySelector('.theme button.on')?.innerText === 'Dark'", "the choice kept").await;
+    assert_eq!(browser.eval(background).await, "rgb(21, 24, 31)");
+    // Back to the system's (light in headless chromium).
+    browser.click_text(".theme button", "System").await;
+    browser.wait_for("!document.documentElement.dataset.theme", "the system theme").await;
+    assert_eq!(browser.eval(background).await, "rgb(255, 255, 255)");
+    assert_clean(&browser);
+}
