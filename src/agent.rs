@@ -185,6 +185,8 @@ pub struct Agent {
     workspace: Arc<Workspace>,
     /// Swapped whole when the user changes a rule (`tools.set_rule`).
     policy: std::sync::RwLock<Policy>,
+    /// One `provider.set` at a time, so the file and the settings in use agree.
+    provider_edit: tokio::sync::Mutex<()>,
     approvals: Broker,
     secrets: SecretsHandle,
     /// Probed on first use: starting a helper process is not free.
@@ -246,6 +248,7 @@ impl Agent {
             mcp,
             workspace,
             policy: std::sync::RwLock::new(policy),
+            provider_edit: tokio::sync::Mutex::new(()),
             protection: tokio::sync::OnceCell::new(),
             config,
             data_dir,
@@ -540,6 +543,7 @@ impl Agent {
         model: Option<String>,
         api_key: Option<String>,
     ) -> Result<ProviderInfo, AgentError> {
+        let _one_at_a_time = self.provider_edit.lock().await;
         let new_key = api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
         let mut config = self.provider_config(base_url, model, api_key)?;
         let path = self.mcp.config_path().ok_or_else(|| {
@@ -774,13 +778,17 @@ impl Agent {
                 message: "Pryx runs without a config file".into(),
             })
         })?;
-        crate::config_edit::set_tool_rule(path, name, rule)?;
-        let mut config = self.policy().config().clone();
-        match rule {
-            Some(rule) => config.tools.insert(name.to_owned(), rule),
-            None => config.tools.remove(name),
-        };
-        *self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Policy::new(config);
+        {
+            // Held across the file and the swap, so two changes at once land in both alike.
+            let mut policy = self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            crate::config_edit::set_tool_rule(path, name, rule)?;
+            let mut config = policy.config().clone();
+            match rule {
+                Some(rule) => config.tools.insert(name.to_owned(), rule),
+                None => config.tools.remove(name),
+            };
+            *policy = Policy::new(config);
+        }
         Ok(self.tool_policy(tool.as_ref()))
     }
 

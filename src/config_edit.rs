@@ -27,46 +27,62 @@ pub enum EditError {
 
 /// Set `[policy.tools] TOOL = RULE`, or remove the line (`None`: back to the default).
 pub fn set_tool_rule(path: &Path, tool: &str, rule: Option<Rule>) -> Result<(), EditError> {
-    let mut document = read_document(path)?;
-    let policy = document
-        .entry("policy")
-        .or_insert_with(implicit_table)
-        .as_table_mut()
-        .ok_or_else(|| EditError::Invalid("`policy` in the config file is not a table".into()))?;
-    let tools = policy
-        .entry("tools")
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_mut()
-        .ok_or_else(|| EditError::Invalid("`policy.tools` in the config file is not a table".into()))?;
-    match rule {
-        Some(rule) => {
-            tools.insert(tool, toml_edit::value(pryx_api::wire_name(&rule)));
+    edit(path, |document| {
+        let policy = document
+            .entry("policy")
+            .or_insert_with(implicit_table)
+            .as_table_mut()
+            .ok_or_else(|| EditError::Invalid("`policy` in the config file is not a table".into()))?;
+        let tools = policy
+            .entry("tools")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| EditError::Invalid("`policy.tools` in the config file is not a table".into()))?;
+        match rule {
+            Some(rule) => {
+                tools.insert(tool, toml_edit::value(pryx_api::wire_name(&rule)));
+            }
+            None => {
+                tools.remove(tool);
+            }
         }
-        None => {
-            tools.remove(tool);
-        }
-    }
-    write_checked(path, &document)
+        Ok(())
+    })
 }
 
 /// Set (`Some`) or remove (`None`) keys of one table, e.g. `[llm] base_url`.
 pub fn set_values(path: &Path, table: &str, values: &[(&str, Option<&str>)]) -> Result<(), EditError> {
-    let mut document = read_document(path)?;
-    let section = document
-        .entry(table)
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_mut()
-        .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
-    for (key, value) in values {
-        match value {
-            Some(value) => {
-                section.insert(key, toml_edit::value(*value));
-            }
-            None => {
-                section.remove(key);
+    edit(path, |document| {
+        let section = document
+            .entry(table)
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
+        for (key, value) in values {
+            match value {
+                Some(value) => {
+                    section.insert(key, toml_edit::value(*value));
+                }
+                None => {
+                    section.remove(key);
+                }
             }
         }
-    }
+        Ok(())
+    })
+}
+
+/// Read the file, change it with `change`, and write it if it still loads; one edit at a
+/// time in this process, so concurrent API calls (a rule, a server, the provider) cannot
+/// drop each other's changes.
+pub(crate) fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), EditError>,
+) -> Result<(), EditError> {
+    static ONE_EDIT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _edit = ONE_EDIT_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut document = read_document(path)?;
+    change(&mut document)?;
     write_checked(path, &document)
 }
 
@@ -76,7 +92,7 @@ pub(crate) fn implicit_table() -> toml_edit::Item {
     toml_edit::Item::Table(table)
 }
 
-pub(crate) fn read_document(path: &Path) -> Result<toml_edit::DocumentMut, EditError> {
+fn read_document(path: &Path) -> Result<toml_edit::DocumentMut, EditError> {
     let file_error = |message: String| EditError::File { path: path.display().to_string(), message };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -88,7 +104,7 @@ pub(crate) fn read_document(path: &Path) -> Result<toml_edit::DocumentMut, EditE
 
 /// Write `document` only if it still loads as a whole config, atomically, keeping the
 /// file's permissions (0600 for a new file: it may hold secret references and headers).
-pub(crate) fn write_checked(path: &Path, document: &toml_edit::DocumentMut) -> Result<(), EditError> {
+fn write_checked(path: &Path, document: &toml_edit::DocumentMut) -> Result<(), EditError> {
     let text = document.to_string();
     Config::parse(&text, path)?;
     let file_error = |e: std::io::Error| EditError::File { path: path.display().to_string(), message: e.to_string() };
@@ -132,6 +148,22 @@ mod tests {
         set_tool_rule(&path, "fs_write", None).unwrap();
         let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
         assert_eq!(config.policy.tools.get("fs_write"), None);
+    }
+
+    #[test]
+    fn edits_at_the_same_time_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let path = &path;
+                scope.spawn(move || set_tool_rule(path, &format!("tool_{i}"), Some(Rule::Deny)).unwrap());
+            }
+            scope.spawn(|| set_values(&path, "llm", &[("model", Some("m"))]).unwrap());
+        });
+        let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert_eq!(config.policy.tools.len(), 8, "{:?}", config.policy.tools);
+        assert_eq!(config.llm.model.as_deref(), Some("m"));
     }
 
     #[test]

@@ -13,39 +13,41 @@ use serde_json::Value;
 
 use super::names::is_valid_server_name;
 pub use crate::config_edit::EditError;
-use crate::config_edit::{implicit_table, read_document, write_checked};
+use crate::config_edit::{edit, implicit_table};
 
 /// Add (or, with `replace`, overwrite) servers, then check the whole file still loads
 /// before it is written. Nothing is written when any entry is refused.
 pub fn add_servers(path: &Path, servers: &[(String, McpServerConfig)], replace: bool) -> Result<(), EditError> {
-    let mut document = read_document(path)?;
-    for (name, server) in servers {
-        check_server(name, server)?;
-        let table = document
-            .entry("mcp")
-            .or_insert_with(implicit_table)
-            .as_table_mut()
-            .ok_or_else(|| EditError::Invalid("`mcp` in the config file is not a table".into()))?
-            .entry("servers")
-            .or_insert_with(implicit_table)
-            .as_table_mut()
-            .ok_or_else(|| EditError::Invalid("`mcp.servers` in the config file is not a table".into()))?;
-        if table.contains_key(name) && !replace {
-            return Err(EditError::Exists(name.clone()));
+    edit(path, |document| {
+        for (name, server) in servers {
+            check_server(name, server)?;
+            let table = document
+                .entry("mcp")
+                .or_insert_with(implicit_table)
+                .as_table_mut()
+                .ok_or_else(|| EditError::Invalid("`mcp` in the config file is not a table".into()))?
+                .entry("servers")
+                .or_insert_with(implicit_table)
+                .as_table_mut()
+                .ok_or_else(|| EditError::Invalid("`mcp.servers` in the config file is not a table".into()))?;
+            if table.contains_key(name) && !replace {
+                return Err(EditError::Exists(name.clone()));
+            }
+            table.insert(name, toml_edit::Item::Table(server_table(server)?));
         }
-        table.insert(name, toml_edit::Item::Table(server_table(server)?));
-    }
-    write_checked(path, &document)
+        Ok(())
+    })
 }
 
 /// Remove a server from the file.
 pub fn remove_server(path: &Path, name: &str) -> Result<(), EditError> {
-    let mut document = read_document(path)?;
-    let servers = document.get_mut("mcp").and_then(|m| m.get_mut("servers")).and_then(|s| s.as_table_like_mut());
-    match servers.and_then(|servers| servers.remove(name)) {
-        Some(_) => write_checked(path, &document),
-        None => Err(EditError::NotFound(name.to_owned())),
-    }
+    edit(path, |document| {
+        let servers = document.get_mut("mcp").and_then(|m| m.get_mut("servers")).and_then(|s| s.as_table_like_mut());
+        match servers.and_then(|servers| servers.remove(name)) {
+            Some(_) => Ok(()),
+            None => Err(EditError::NotFound(name.to_owned())),
+        }
+    })
 }
 
 /// What Pryx accepts of a server: a valid name and exactly one transport.
