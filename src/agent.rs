@@ -86,10 +86,11 @@ impl From<StoreError> for AgentError {
 const PROVIDER_KEY_SECRET: &str = "llm/api_key";
 
 /// An OpenAI-compatible base URL: http(s), no query; without the trailing slash.
+/// The same rule as `llm.base_url` in the file, said for someone typing it into a form.
 fn check_base_url(text: &str) -> Result<String, AgentError> {
     let text = text.trim().trim_end_matches('/');
-    let url = url::Url::parse(text).map_err(|e| AgentError::InvalidInput(format!("`{text}` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || url.query().is_some() {
+    let usable = crate::config::check_url(text).is_ok() && !text.contains('?');
+    if !usable {
         return Err(AgentError::InvalidInput(format!(
             "`{text}` is not an http(s) base URL like https://api.openai.com/v1"
         )));
@@ -730,8 +731,12 @@ impl Agent {
     /// rules in lists; a real call is decided with its arguments).
     pub fn rule_for(&self, tool: &str) -> Option<Rule> {
         let tool = self.tools.current().get(tool).cloned()?;
+        Some(self.default_rule(tool.as_ref()))
+    }
+
+    fn default_rule(&self, tool: &dyn crate::tools::Tool) -> Rule {
         let arguments = serde_json::json!({});
-        Some(self.policy().decide(tool.name(), tool.risk(), tool.trusted_by_user(), &arguments, &Default::default()))
+        self.policy().decide(tool.name(), tool.risk(), tool.trusted_by_user(), &arguments, &Default::default())
     }
 
     fn policy(&self) -> std::sync::RwLockReadGuard<'_, Policy> {
@@ -745,26 +750,20 @@ impl Agent {
     }
 
     fn tool_policy(&self, tool: &dyn crate::tools::Tool) -> ToolPolicy {
-        let policy = self.policy();
-        let rule = policy.decide(
-            tool.name(),
-            tool.risk(),
-            tool.trusted_by_user(),
-            &serde_json::json!({}),
-            &Default::default(),
-        );
+        // MCP tool names are made unique (`SERVER__TOOL`, de-duplicated): ask the manager
+        // which server a name belongs to rather than taking it apart.
         let source = if self.tools.is_builtin(tool.name()) {
             "builtin".to_owned()
         } else {
-            tool.name().split("__").next().unwrap_or_default().to_owned()
+            self.mcp.server_of(tool.name()).unwrap_or_default()
         };
         ToolPolicy {
             name: tool.name().to_owned(),
             description: tool.description().to_owned(),
             risk: pryx_api::wire_name(&tool.risk()),
             source,
-            rule: pryx_api::wire_name(&rule),
-            configured: policy.config().tools.get(tool.name()).map(pryx_api::wire_name),
+            rule: pryx_api::wire_name(&self.default_rule(tool)),
+            configured: self.policy().config().tools.get(tool.name()).map(pryx_api::wire_name),
         }
     }
 

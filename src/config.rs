@@ -540,7 +540,8 @@ pub fn check_mcp_server(server: &McpServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+/// An http(s) URL (provider, MCP server, Bot API...).
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match parsed.scheme() {
         "http" | "https" => Ok(()),

@@ -270,7 +270,7 @@ impl PryxApiServer for RpcApi {
 
     async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned> {
         let rule = match rule.as_deref() {
-            None | Some("default") => None,
+            None => None,
             Some(text) => Some(pryx_api::from_wire_name::<Rule>(text).ok_or_else(|| {
                 rpc_error(error_code::INVALID_INPUT, format!("`{text}` is not a rule: use allow, ask, deny or null"))
             })?),

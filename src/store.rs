@@ -55,11 +55,11 @@ pub struct TurnRecord {
     pub error: Option<String>,
 }
 
-/// The schema of `telemetry.db`. Spans are disposable history, so this file has no
-/// migrations: a future change may drop and recreate the table.
 /// Spans per INSERT statement (10 parameters each, well under SQLite's 32,766).
 const SPANS_PER_INSERT: usize = 500;
 
+/// The schema of `telemetry.db`. Spans are disposable history, so this file has no
+/// migrations: a future change may drop and recreate the table.
 const TELEMETRY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spans (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -300,6 +300,12 @@ impl McpManager {
     }
 
     /// The tools offered now; `rule` is left for the caller (the agent knows the policy).
+    /// The server that offers the tool the model knows as `exposed`.
+    pub fn server_of(&self, exposed: &str) -> Option<String> {
+        let state = self.lock();
+        state.servers.values().flat_map(|s| s.tools.iter()).find(|t| t.exposed == exposed).map(|t| t.server.clone())
+    }
+
     pub fn tools(&self, server: Option<&str>) -> Result<Vec<McpToolInfo>, McpError> {
         let state = self.lock();
         if let Some(name) = server {

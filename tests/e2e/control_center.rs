@@ -414,6 +414,8 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
     let config = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
     assert!(config.contains("[mcp.servers.everything]"), "written to the config file:\n{config}");
     assert!(client.mcp_tools(Some("everything".into())).await.unwrap().iter().any(|t| t.tool == "echo"));
+    let echo = client.tools_list().await.unwrap().into_iter().find(|t| t.name == "everything__echo").unwrap();
+    assert_eq!((echo.source.as_str(), echo.rule.as_str()), ("everything", "allow"));
     browser.eval("document.querySelector('.page').scrollTop = 0").await;
     browser.screenshot("tools").await;
 
