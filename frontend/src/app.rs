@@ -54,6 +54,32 @@ pub fn clock_time(ms: i64) -> String {
     }
 }
 
+/// The screens of the app; a route is one of them with its details (which chat…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    Chat,
+    Approval,
+    Approvals,
+    Tools,
+    Traces,
+    Connections,
+    Settings,
+}
+
+impl Screen {
+    fn of(route: &Route) -> Screen {
+        match route {
+            Route::NewChat { .. } | Route::Session(_) => Screen::Chat,
+            Route::Approval(_) => Screen::Approval,
+            Route::Approvals => Screen::Approvals,
+            Route::Tools => Screen::Tools,
+            Route::Traces => Screen::Traces,
+            Route::Connections => Screen::Connections,
+            Route::Settings => Screen::Settings,
+        }
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let agent = Agent::new();
@@ -87,32 +113,35 @@ pub fn App() -> impl IntoView {
     agent.start();
     on_first_paint();
 
-    let screen = move || match agent.link.get() {
+    // Which screen shows; switching between chats keeps the chat screen (its sidebar,
+    // search and composer) and only changes what the signals below say.
+    let screen = Memo::new(move |_| Screen::of(&route.get()));
+    // What the chat and approval screens show. They keep their last value while another
+    // screen is up, so a screen being closed never reacts to the route that closes it.
+    let chat = Memo::new(move |last: Option<&(Option<String>, String)>| match route.get() {
+        Route::Session(id) => (Some(id), String::new()),
+        Route::NewChat { text } => (None, text),
+        _ => last.cloned().unwrap_or_default(),
+    });
+    let session = Signal::derive(move || chat.with(|(session, _)| session.clone()));
+    let prefill = Signal::derive(move || chat.with(|(_, text)| text.clone()));
+    let approval = Memo::new(move |last: Option<&String>| match route.get() {
+        Route::Approval(id) => id,
+        _ => last.cloned().unwrap_or_default(),
+    });
+    let content = move || match agent.link.get() {
         Link::NeedsToken { refused } => view! { <SignIn refused/> }.into_any(),
-        _ => match route.get() {
-            Route::NewChat { .. } | Route::Session(_) => {
-                let session = Signal::derive(move || match route.get() {
-                    Route::Session(id) => Some(id),
-                    _ => None,
-                });
-                let prefill = Signal::derive(move || match route.get() {
-                    Route::NewChat { text } => text,
-                    _ => String::new(),
-                });
-                view! { <ChatPage session prefill/> }.into_any()
-            }
-            Route::Approval(id) => view! { <ApprovalPage id/> }.into_any(),
-            Route::Approvals => {
-                set_title("Approvals");
-                view! { <ApprovalsPage/> }.into_any()
-            }
-            Route::Tools => view! { <ToolsPage/> }.into_any(),
-            Route::Traces => view! { <TracesPage/> }.into_any(),
-            Route::Connections => view! { <ConnectionsPage/> }.into_any(),
-            Route::Settings => view! { <SettingsPage/> }.into_any(),
+        _ => match screen.get() {
+            Screen::Chat => view! { <ChatPage session prefill/> }.into_any(),
+            Screen::Approval => view! { <ApprovalPage id=approval/> }.into_any(),
+            Screen::Approvals => view! { <ApprovalsPage/> }.into_any(),
+            Screen::Tools => view! { <ToolsPage/> }.into_any(),
+            Screen::Traces => view! { <TracesPage/> }.into_any(),
+            Screen::Connections => view! { <ConnectionsPage/> }.into_any(),
+            Screen::Settings => view! { <SettingsPage/> }.into_any(),
         },
     };
-    let chat_current = move || matches!(route.get(), Route::NewChat { .. } | Route::Session(_));
+    let chat_current = move || screen.get() == Screen::Chat;
     let show_modal = !state::has_native_approvals();
     view! {
         <div class="app">
@@ -138,7 +167,7 @@ pub fn App() -> impl IntoView {
             </nav>
             <main class="main">
                 <Banner/>
-                {screen}
+                {content}
             </main>
             <Show when=move || show_modal && agent.link.with(|l| *l == Link::Connected)>
                 <ApprovalModal route/>

@@ -8,6 +8,7 @@ use pryx_api::{Approval, ApprovalDecision, ApprovalStatus, PryxApiClient};
 
 use crate::route::Route;
 use crate::state::Agent;
+use crate::text::pretty_json;
 
 /// The oldest waiting request, over whatever screen is open, unless the user put it off
 /// ("Later") or is looking at it on its own page already.
@@ -77,7 +78,7 @@ pub fn ApprovalCard(approval: Approval, #[prop(optional)] autofocus: bool) -> im
         });
     };
     let (a1, a2, a3) = (answer.clone(), answer.clone(), answer);
-    let arguments = pretty(&approval.arguments);
+    let arguments = pretty_json(&approval.arguments);
     let risk = approval.risk.clone();
     let is_pending = approval.status == ApprovalStatus::Pending;
     let original = approval.clone();
@@ -127,27 +128,29 @@ fn outcome_text(approval: &Approval) -> String {
     format!("{what}{by}{note}")
 }
 
-fn pretty(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| text.to_owned())
-}
-
 /// `#/approve/ID`: one request, waiting or settled.
 #[component]
 pub fn ApprovalPage(#[prop(into)] id: Signal<String>) -> impl IntoView {
     let agent = expect_context::<Agent>();
     let found = RwSignal::new(None::<Option<Approval>>);
     Effect::new(move |_| {
-        let id = id.get();
+        let wanted = id.get();
         agent.connection.track();
-        // Reload when it is answered elsewhere (it leaves the pending list).
-        agent.pending.with(|p| p.iter().any(|a| a.id == id));
+        if wanted.is_empty() {
+            return;
+        }
+        // A waiting request is in hand already; a settled one is looked up in the history.
+        let waiting = agent.pending.with(|p| p.iter().find(|a| a.id == wanted).cloned());
         spawn_local(async move {
-            let Ok(client) = agent.client() else { return };
-            if let Ok(all) = client.approval_list(Some(true)).await {
-                let approval = all.into_iter().find(|a| a.id == id);
+            let found_now = match waiting {
+                Some(approval) => Ok(Some(approval)),
+                None => agent
+                    .try_call(|c| async move { c.approval_list(Some(true)).await })
+                    .await
+                    .map(|all| all.into_iter().find(|a| a.id == wanted)),
+            };
+            let still_shown = id.get_untracked() == wanted;
+            if let (Ok(approval), true) = (found_now, still_shown) {
                 match &approval {
                     Some(approval) => crate::app::set_title(&format!("Approval: {}", approval.tool)),
                     None => crate::app::set_title("Approval"),
@@ -171,6 +174,7 @@ pub fn ApprovalPage(#[prop(into)] id: Signal<String>) -> impl IntoView {
 #[component]
 pub fn ApprovalsPage() -> impl IntoView {
     let agent = expect_context::<Agent>();
+    crate::app::set_title("Approvals");
     let history = RwSignal::new(Vec::<Approval>::new());
     Effect::new(move |_| {
         agent.connection.track();

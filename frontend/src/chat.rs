@@ -8,11 +8,12 @@ use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{Message, MessageStatus, PryxApiClient, Role, SessionDetail, ToolCall};
+use pryx_api::{Message, MessageStatus, PryxApiClient, Role, Session, SessionDetail, ToolCall};
 
 use crate::render::Markdown;
 use crate::route::Route;
 use crate::state::{Agent, LiveTool};
+use crate::text::{clip, pretty_json};
 
 /// The search box of the sidebar, focused by Ctrl+K anywhere in the app.
 #[derive(Clone, Copy)]
@@ -71,68 +72,76 @@ fn SessionList(current: Signal<Option<String>>) -> impl IntoView {
                 on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { query.set(String::new()) }/>
             <ul>
                 <For each=shown key=|s| (s.id.clone(), s.title.clone(), s.updated_at) let:session>
-                    {
-                        let id = session.id.clone();
-                        let is_current = {
-                            let id = id.clone();
-                            move || current.get().as_deref() == Some(id.as_str())
-                        };
-                        let is_renaming = {
-                            let id = id.clone();
-                            move || renaming.get().as_deref() == Some(id.as_str())
-                        };
-                        let is_confirming = {
-                            let id = id.clone();
-                            move || confirming_delete.get().as_deref() == Some(id.as_str())
-                        };
-                        let href = Route::Session(id.clone()).hash();
-                        let title = session.title.clone();
-                        let channel = (session.channel != "local").then(|| session.channel.clone());
-                        let (id_r, id_d, id_c, id_s) = (id.clone(), id.clone(), id.clone(), id.clone());
-                        view! {
-                            <li class:current=is_current>
-                                <Show when=is_renaming fallback=move || {
-                                    let (id_r, id_d, id_c) = (id_r.clone(), id_d.clone(), id_c.clone());
-                                    let href = href.clone();
-                                    let title = title.clone();
-                                    let channel = channel.clone();
-                                    view! {
-                                        <a href=href class="session-link" data-id=id_c.clone()>
-                                            <span class="session-title">{title}</span>
-                                            {channel.map(|c| view! { <span class=format!("badge channel {c}")>{c.clone()}</span> })}
-                                        </a>
-                                        <Show when=is_confirming.clone() fallback=move || {
-                                            let (id_r, id_d) = (id_r.clone(), id_d.clone());
-                                            view! {
-                                                <span class="row-actions">
-                                                    <button class="ghost icon" title="Rename" aria-label="Rename" on:click=move |_| renaming.set(Some(id_r.clone()))>"✎"</button>
-                                                    <button class="ghost icon" title="Delete" aria-label="Delete" on:click=move |_| confirming_delete.set(Some(id_d.clone()))>"✕"</button>
-                                                </span>
-                                            }
-                                        }>
-                                            {
-                                                let id_c = id_c.clone();
-                                                view! {
-                                                    <span class="row-actions confirm">
-                                                        <button class="danger small" on:click=move |_| delete(id_c.clone())>"Delete chat"</button>
-                                                        <button class="ghost small" on:click=move |_| confirming_delete.set(None)>"Keep"</button>
-                                                    </span>
-                                                }
-                                            }
-                                        </Show>
-                                    }
-                                }>
-                                    <RenameBox id=id_s.clone() title=session.title.clone() on_done=rename on_cancel=move || renaming.set(None)/>
-                                </Show>
-                            </li>
-                        }
-                    }
+                    <SessionRow session current renaming confirming_delete rename delete/>
                 </For>
             </ul>
             <Show when=move || agent.sessions.with(|s| s.is_empty())>
                 <p class="empty small">"No chats yet."</p>
             </Show>
         </aside>
+    }
+}
+
+/// Whether `signal` names the session `id` (the current one, the one being renamed…).
+fn names(
+    signal: impl Get<Value = Option<String>> + Copy + Send + Sync + 'static,
+    id: String,
+) -> impl Fn() -> bool + Clone + Send + Sync {
+    move || signal.get().as_deref() == Some(id.as_str())
+}
+
+/// One chat in the sidebar: its link, or its rename box, and its actions.
+#[component]
+fn SessionRow(
+    session: Session,
+    current: Signal<Option<String>>,
+    renaming: RwSignal<Option<String>>,
+    confirming_delete: RwSignal<Option<String>>,
+    rename: impl Fn(String, String) + Copy + Send + Sync + 'static,
+    delete: impl Fn(String) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let Session { id, title, channel, .. } = session;
+    let channel = (channel != "local").then_some(channel);
+    let href = Route::Session(id.clone()).hash();
+    let link = {
+        let (id, title, href) = (id.clone(), title.clone(), href.clone());
+        let confirming = names(confirming_delete, id.clone());
+        move || {
+            let for_delete = id.clone();
+            let actions = if confirming() {
+                view! {
+                    <span class="row-actions confirm">
+                        <button class="danger small" on:click=move |_| delete(for_delete.clone())>"Delete chat"</button>
+                        <button class="ghost small" on:click=move |_| confirming_delete.set(None)>"Keep"</button>
+                    </span>
+                }
+                .into_any()
+            } else {
+                let (for_rename, for_delete) = (id.clone(), id.clone());
+                view! {
+                    <span class="row-actions">
+                        <button class="ghost icon" title="Rename" aria-label="Rename" on:click=move |_| renaming.set(Some(for_rename.clone()))>"✎"</button>
+                        <button class="ghost icon" title="Delete" aria-label="Delete" on:click=move |_| confirming_delete.set(Some(for_delete.clone()))>"✕"</button>
+                    </span>
+                }
+                .into_any()
+            };
+            view! {
+                <a href=href.clone() class="session-link" data-id=id.clone()>
+                    <span class="session-title">{title.clone()}</span>
+                    {channel.clone().map(|c| view! { <span class=format!("badge channel {c}")>{c.clone()}</span> })}
+                </a>
+                {actions}
+            }
+        }
+    };
+    let (is_current, is_renaming) = (names(current, id.clone()), names(renaming, id.clone()));
+    view! {
+        <li class:current=is_current>
+            <Show when=is_renaming fallback=link>
+                <RenameBox id=id.clone() title=title.clone() on_done=rename on_cancel=move || renaming.set(None)/>
+            </Show>
+        </li>
     }
 }
 
@@ -169,6 +178,11 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
     let agent = expect_context::<Agent>();
     let detail = RwSignal::new(None::<Result<SessionDetail, String>>);
     let live = move || session.get().and_then(|id| agent.live.with(|live| live.get(&id).cloned()));
+    // Which turn of this chat is running: the history and the composer depend on this, not
+    // on every streamed word.
+    let running = Memo::new(move |_| {
+        session.get().and_then(|id| agent.live.with(|live| live.get(&id).map(|t| t.turn_id.clone())))
+    });
     // The tab's title: the chat's title as the sidebar knows it, else as loaded (a chat
     // created elsewhere, not in the sidebar yet: then the sidebar is refreshed too).
     let refreshed_for = StoredValue::new(None::<String>);
@@ -190,17 +204,15 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
     });
     // Reload the history when the session, the connection or the stored history changes.
     Effect::new(move |_| {
-        let id = session.get();
         agent.connection.track();
-        let version = id.as_ref().map(|id| agent.history_version.with(|v| v.get(id).copied().unwrap_or(0)));
-        let _ = version;
-        let Some(id) = id else {
+        let Some(id) = session.get() else {
             detail.set(None);
             return;
         };
+        agent.history_version.with(|versions| versions.get(&id).copied());
         spawn_local(async move {
-            let Ok(client) = agent.client() else { return };
-            let result = client.session_get(id.clone()).await.map_err(|e| crate::rpc::readable(&e));
+            let target = id.clone();
+            let result = agent.try_call(|c| async move { c.session_get(target).await }).await;
             // Only if the user is still looking at this session.
             if session.get_untracked().as_deref() == Some(id.as_str()) {
                 detail.set(Some(result));
@@ -233,7 +245,7 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
         Some(Ok(detail)) => {
             // While a turn runs, its stored messages (the assistant's, the tools') show in
             // the live view instead; the user's question stays where it is.
-            let running = live().map(|turn| turn.turn_id);
+            let running = running.get();
             let messages = detail
                 .messages
                 .into_iter()
@@ -255,7 +267,7 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
                     </div>
                 })}
             </div>
-            <Composer session prefill detail/>
+            <Composer session prefill detail running/>
         </section>
     }
 }
@@ -345,25 +357,13 @@ fn tool_call(call: ToolCall, result: Option<(String, bool)>, unfinished: Unfinis
     }
 }
 
-fn pretty_json(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or_else(|| text.to_owned())
-}
-
-fn clip(text: String, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((cut, _)) => format!("{}\n… ({} more characters)", &text[..cut], text[cut..].chars().count()),
-        None => text,
-    }
-}
-
 #[component]
 fn Composer(
     session: Signal<Option<String>>,
     prefill: Signal<String>,
     detail: RwSignal<Option<Result<SessionDetail, String>>>,
+    /// The turn of this chat that is running, if any.
+    running: Memo<Option<String>>,
 ) -> impl IntoView {
     let agent = expect_context::<Agent>();
     let draft = RwSignal::new(String::new());
@@ -377,10 +377,9 @@ fn Composer(
             let _ = textarea.focus();
         }
     });
-    let running = move || session.get().and_then(|id| agent.live.with(|live| live.get(&id).map(|t| t.turn_id.clone())));
     // The last user message, when the answer to it failed or stopped: what Retry sends.
     let retryable = move || {
-        if running().is_some() {
+        if running.with(Option::is_some) {
             return None;
         }
         detail.with(|d| {
@@ -424,7 +423,7 @@ fn Composer(
     };
     let send = move || send_text(draft.get_untracked(), true);
     let stop = move |_| {
-        if let Some(turn_id) = running() {
+        if let Some(turn_id) = running.get_untracked() {
             spawn_local(async move {
                 agent.call("Could not stop", |c| async move { c.turn_cancel(turn_id).await }).await;
             });
@@ -449,7 +448,7 @@ fn Composer(
                             send();
                         }
                     }></textarea>
-                <Show when=move || running().is_some() fallback=move || view! {
+                <Show when=move || running.with(Option::is_some) fallback=move || view! {
                     <button type="submit" class="primary send" disabled=move || sending.get() || draft.with(|d| d.trim().is_empty())>"Send"</button>
                 }>
                     <button type="button" class="stop" on:click=stop>"Stop"</button>

@@ -9,6 +9,7 @@ pub mod gantt;
 pub mod highlight;
 pub mod markdown;
 pub mod route;
+pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod app;

@@ -480,42 +480,32 @@ fn word_boundary_before(text: &str) -> bool {
 
 /// `[label](target "title")`: the label, the target and how many bytes it took.
 fn link(text: &str) -> Option<(&str, &str, usize)> {
-    let mut depth = 0;
-    let mut close = None;
-    for (i, c) in text.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    close = Some(i);
-                    break;
-                }
-            }
-            '\n' if text[..i].ends_with('\n') => return None,
-            _ => {}
-        }
-    }
-    let close = close?;
+    let close = matching(text, '[', ']', false)?;
     let after = &text[close + 1..];
     if !after.starts_with('(') {
         return None;
     }
+    let end = matching(after, '(', ')', true)?;
+    let inside = after[1..end].trim();
+    let target = inside.split_whitespace().next().unwrap_or("");
+    let target = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(target);
+    Some((&text[1..close], target, close + 1 + end + 1))
+}
+
+/// Where the bracket `text` opens with closes (nested pairs counted): not across a blank
+/// line, and not across any line break when `one_line`.
+fn matching(text: &str, open: char, close: char, one_line: bool) -> Option<usize> {
     let mut depth = 0;
-    for (i, c) in after.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    let inside = after[1..i].trim();
-                    let target = inside.split_whitespace().next().unwrap_or("");
-                    let target = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(target);
-                    return Some((&text[1..close], target, close + 1 + i + 1));
-                }
+    for (i, c) in text.char_indices() {
+        if c == open {
+            depth += 1;
+        } else if c == close {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
             }
-            '\n' => return None,
-            _ => {}
+        } else if c == '\n' && (one_line || text[..i].ends_with('\n')) {
+            return None;
         }
     }
     None
@@ -614,6 +604,16 @@ mod tests {
         assert_eq!(safe_href(" JavaScript:alert(1)"), None);
         assert_eq!(safe_href("mailto:a@b.c").as_deref(), Some("mailto:a@b.c"));
         assert_eq!(safe_href("/relative"), None);
+    }
+
+    #[test]
+    fn link_labels_may_wrap_but_targets_may_not() {
+        let wrapped = parse("[two\nlines](https://x.org)");
+        let Block::Paragraph(inlines) = &wrapped[0] else { panic!("{wrapped:?}") };
+        assert!(matches!(&inlines[0], Inline::Link { href, .. } if href == "https://x.org"), "{inlines:?}");
+        let broken = parse("[a](https://x.org\nmore)");
+        let Block::Paragraph(inlines) = &broken[0] else { panic!("{broken:?}") };
+        assert!(inlines.iter().all(|i| !matches!(i, Inline::Link { .. })), "{inlines:?}");
     }
 
     #[test]

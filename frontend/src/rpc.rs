@@ -15,6 +15,7 @@ use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::Message;
 use jsonrpsee::core::client::{Client, ClientBuilder, ReceivedMessage, TransportReceiverT, TransportSenderT};
 use jsonrpsee::core::ClientError;
+use pryx_api::{PryxApiClient, SystemInfo};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -68,8 +69,8 @@ pub enum ConnectError {
 }
 
 /// Open an authenticated API connection to the agent that served this page and check it
-/// with one call.
-pub async fn connect(token: &str) -> Result<Client, ConnectError> {
+/// with one call, whose answer (which runtime incarnation this is) the caller needs anyway.
+pub async fn connect(token: &str) -> Result<(Client, SystemInfo), ConnectError> {
     let location = web_sys::window().map(|w| w.location());
     let host = location.and_then(|l| l.host().ok()).unwrap_or_default();
     let url = format!("ws://{host}/rpc");
@@ -80,9 +81,8 @@ pub async fn connect(token: &str) -> Result<Client, ConnectError> {
     let client = ClientBuilder::default()
         .request_timeout(Duration::from_secs(60))
         .build_with_wasm(Sender(sink), Receiver(stream));
-    use pryx_api::PryxApiClient;
-    match client.activity_get().await {
-        Ok(_) => Ok(client),
+    match client.system_info().await {
+        Ok(info) => Ok((client, info)),
         // The handshake failed: a 401 and a stopped agent look the same to a WebSocket, so
         // ask the unauthenticated health check which one it was.
         Err(e) => match agent_is_up().await {

@@ -109,17 +109,23 @@ impl Agent {
         });
     }
 
-    /// Run an API call; a failure becomes a notice and `None`.
+    /// Run an API call; a failure (or no connection) as a sentence, for a view that shows
+    /// it in place.
+    pub async fn try_call<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, jsonrpsee::core::ClientError>>,
+    {
+        call(self.client()?).await.map_err(|e| rpc::readable(&e))
+    }
+
+    /// Run an API call; a failure becomes a notice at the top and `None`.
     pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Option<T>
     where
         F: FnOnce(Arc<Client>) -> Fut,
         Fut: std::future::Future<Output = Result<T, jsonrpsee::core::ClientError>>,
     {
-        let result = match self.client() {
-            Ok(client) => call(client).await.map_err(|e| rpc::readable(&e)),
-            Err(e) => Err(e),
-        };
-        match result {
+        match self.try_call(call).await {
             Ok(value) => Some(value),
             Err(e) => {
                 self.notify(format!("{what}: {e}"), true);
@@ -152,20 +158,19 @@ impl Agent {
                 return;
             };
             match rpc::connect(&token).await {
-                Ok(client) => {
+                Ok((client, info)) => {
                     delay = 250;
                     let client = Arc::new(client);
-                    let info = client.system_info().await.ok();
-                    let started = info.map(|i| (i.started_at, i.runtime_restarts));
-                    if let (Some(before), Some(now)) = (last_start, started) {
-                        let text = if before != now {
+                    let started = (info.started_at, info.runtime_restarts);
+                    if let Some(before) = last_start {
+                        let text = if before != started {
                             "Reconnected to the agent (it restarted)."
                         } else {
                             "Reconnected to the agent."
                         };
                         self.notify(text, false);
                     }
-                    last_start = started.or(last_start);
+                    last_start = Some(started);
                     self.client.set(Some(client.clone()));
                     self.link.set(Link::Connected);
                     // For the first-render benchmark (benches/ui.rs): connected and live.
@@ -202,9 +207,7 @@ impl Agent {
         let agent = self;
         let c = client.clone();
         spawn_local(async move {
-            if let Ok(activity) = c.activity_get().await {
-                agent.activity.set(Some(activity));
-            }
+            // The subscription sends the current activity first.
             let Ok(mut stream) = c.activity_subscribe().await else { return };
             while let Some(Ok(activity)) = stream.next().await {
                 agent.activity.set(Some(activity));
@@ -235,20 +238,16 @@ impl Agent {
     }
 
     pub async fn refresh_sessions(&self) {
-        if let Ok(client) = self.client() {
-            if let Ok(sessions) = client.session_list().await {
-                self.sessions.set(sessions);
-            }
+        if let Ok(sessions) = self.try_call(|c| async move { c.session_list().await }).await {
+            self.sessions.set(sessions);
         }
     }
 
     pub async fn refresh_pending(&self) {
-        if let Ok(client) = self.client() {
-            if let Ok(mut pending) = client.approval_list(Some(false)).await {
-                pending.retain(|a| a.status == ApprovalStatus::Pending);
-                pending.sort_unstable_by_key(|a| a.created_at);
-                self.pending.set(pending);
-            }
+        if let Ok(mut pending) = self.try_call(|c| async move { c.approval_list(Some(false)).await }).await {
+            pending.retain(|a| a.status == ApprovalStatus::Pending);
+            pending.sort_unstable_by_key(|a| a.created_at);
+            self.pending.set(pending);
         }
     }
 
@@ -307,23 +306,32 @@ fn session_storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.session_storage().ok().flatten())
 }
 
-/// The desktop window's injected token (never in a URL), else what this tab signed in with.
+/// What the desktop shell's initialization script handed the page (`window.__PRYX__.KEY`);
+/// nothing in a browser.
+fn from_shell(key: &str) -> Option<wasm_bindgen::JsValue> {
+    let window: wasm_bindgen::JsValue = web_sys::window()?.into();
+    let handed = js_sys::Reflect::get(&window, &"__PRYX__".into()).ok().filter(|v| v.is_object())?;
+    js_sys::Reflect::get(&handed, &key.into()).ok()
+}
+
+/// The desktop window's token (never in a URL), else what this tab signed in with.
 fn token() -> Option<String> {
-    let injected = web_sys::window()
-        .and_then(|w| js_sys::Reflect::get(&w, &"__PRYX__".into()).ok())
-        .filter(|value| value.is_object())
-        .and_then(|pryx| js_sys::Reflect::get(&pryx, &"token".into()).ok())
-        .and_then(|token| token.as_string());
+    let injected = from_shell("token").and_then(|token| token.as_string());
     injected.or_else(|| session_storage()?.get_item(TOKEN_KEY).ok().flatten()).filter(|t| !t.is_empty())
 }
 
 /// Whether the desktop shell asks about approvals in native dialogs (then the page does
 /// not pop up a second prompt; the badge and the Approvals screen remain).
 pub fn has_native_approvals() -> bool {
-    web_sys::window()
-        .and_then(|w| js_sys::Reflect::get(&w, &"__PRYX__".into()).ok())
-        .filter(|value| value.is_object())
-        .and_then(|pryx| js_sys::Reflect::get(&pryx, &"native_approvals".into()).ok())
-        .and_then(|flag| flag.as_bool())
-        .unwrap_or(false)
+    from_shell("native_approvals").and_then(|flag| flag.as_bool()).unwrap_or(false)
+}
+
+/// Run `task` until the component (or effect run) that started it is cleaned up: a
+/// screen's subscription ends when the user leaves the screen, not at the next item.
+pub fn while_shown(task: impl std::future::Future<Output = ()> + 'static) {
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    on_cleanup(move || drop(stop));
+    spawn_local(async move {
+        futures::future::select(std::pin::pin!(task), stopped).await;
+    });
 }

@@ -11,6 +11,7 @@ use leptos::task::spawn_local;
 use pryx_api::{McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo, PryxApiClient, ToolPolicy};
 
 use crate::state::Agent;
+use crate::text::first_line;
 
 #[component]
 pub fn ToolsPage() -> impl IntoView {
@@ -19,19 +20,24 @@ pub fn ToolsPage() -> impl IntoView {
     let overview = RwSignal::new(None::<McpOverview>);
     let tools = RwSignal::new(Vec::<McpToolInfo>::new());
     let policies = RwSignal::new(Vec::<ToolPolicy>::new());
-    let reload = move || {
+    // The tools and their rules change when a server gets ready or goes away.
+    let reload_tools = move || {
         spawn_local(async move {
-            let Ok(client) = agent.client() else { return };
-            if let Ok(list) = client.mcp_list().await {
-                overview.set(Some(list));
-            }
-            if let Ok(list) = client.mcp_tools(None).await {
+            if let Ok(list) = agent.try_call(|c| async move { c.mcp_tools(None).await }).await {
                 tools.set(list);
             }
-            if let Ok(list) = client.tools_list().await {
+            if let Ok(list) = agent.try_call(|c| async move { c.tools_list().await }).await {
                 policies.set(list);
             }
         });
+    };
+    let reload = move || {
+        spawn_local(async move {
+            if let Ok(list) = agent.try_call(|c| async move { c.mcp_list().await }).await {
+                overview.set(Some(list));
+            }
+        });
+        reload_tools();
     };
     let builtins = move || {
         let mut list = policies.get();
@@ -39,29 +45,24 @@ pub fn ToolsPage() -> impl IntoView {
         list
     };
     provide_context(Policies { list: policies, reload: Callback::new(move |()| reload()) });
-    // Load on every (re)connection and follow every status change live.
+    // Load on every (re)connection and follow every status change while the screen shows.
     Effect::new(move |_| {
         agent.connection.track();
         reload();
-        spawn_local(async move {
-            let Ok(client) = agent.client() else { return };
-            let Ok(mut stream) = client.mcp_subscribe().await else { return };
+        crate::state::while_shown(async move {
+            let Ok(mut stream) = agent.try_call(|c| async move { c.mcp_subscribe().await }).await else { return };
             while let Some(Ok(status)) = stream.next().await {
+                let changes_tools = status.state == McpServerState::Ready || status.tools == 0;
                 overview.update(|o| {
                     if let Some(o) = o {
                         match o.servers.iter_mut().find(|s| s.name == status.name) {
-                            Some(known) => *known = status.clone(),
-                            None => o.servers.push(status.clone()),
+                            Some(known) => *known = status,
+                            None => o.servers.push(status),
                         }
                     }
                 });
-                if status.state == McpServerState::Ready || status.tools == 0 {
-                    if let Ok(list) = client.mcp_tools(None).await {
-                        tools.set(list);
-                    }
-                    if let Ok(list) = client.tools_list().await {
-                        policies.set(list);
-                    }
+                if changes_tools {
+                    reload_tools();
                 }
             }
         });
@@ -82,7 +83,7 @@ pub fn ToolsPage() -> impl IntoView {
                         key=|p| (p.name.clone(), p.rule.clone(), p.configured.clone()) let:tool>
                         <tr data-tool=tool.name.clone()>
                             <td><code>{tool.name.clone()}</code></td>
-                            <td class="description">{first_line(&tool.description)}</td>
+                            <td class="description">{first_line(&tool.description, 160)}</td>
                             <td><span class=format!("risk {}", tool.risk)>{tool.risk.clone()}</span></td>
                             <td><RuleSelect tool=tool.name.clone()/></td>
                         </tr>
@@ -124,22 +125,18 @@ fn ServerCard(
     let restart = {
         let name = name.clone();
         move |_| {
-            let name = name.clone();
-            spawn_local(async move {
-                agent.call("Could not restart", |c| async move { c.mcp_restart(name).await }).await;
-                on_change();
-            });
+            act(
+                agent,
+                "Could not restart",
+                name.clone(),
+                |c, n| async move { c.mcp_restart(n).await.map(drop) },
+                on_change,
+            )
         }
     };
     let remove = {
         let name = name.clone();
-        move |_| {
-            let name = name.clone();
-            spawn_local(async move {
-                agent.call("Could not remove", |c| async move { c.mcp_remove(name).await }).await;
-                on_change();
-            });
-        }
+        move |_| act(agent, "Could not remove", name.clone(), |c, n| async move { c.mcp_remove(n).await }, on_change)
     };
     let login = {
         let name = name.clone();
@@ -196,7 +193,7 @@ fn ServerCard(
                         <For each=own_tools.clone() key=|t| t.name.clone() let:tool>
                             <tr>
                                 <td><code>{tool.tool.clone()}</code>{tool.title.clone().map(|t| view! { <div class="muted small">{t}</div> })}</td>
-                                <td class="description">{first_line(&tool.description)}</td>
+                                <td class="description">{first_line(&tool.description, 160)}</td>
                                 <td>{hints(&tool).into_iter().map(|h| view! { <span class="badge">{h}</span> " " }).collect_view()}</td>
                                 <td><RuleSelect tool=tool.name.clone()/></td>
                             </tr>
@@ -206,6 +203,22 @@ fn ServerCard(
             </Show>
         </div>
     }
+}
+
+/// Do something to the server `name`, then reload the screen (a failure is a notice).
+fn act<Fut>(
+    agent: Agent,
+    what: &'static str,
+    name: String,
+    call: impl FnOnce(std::sync::Arc<jsonrpsee::core::client::Client>, String) -> Fut + 'static,
+    then: impl Fn() + 'static,
+) where
+    Fut: std::future::Future<Output = Result<(), jsonrpsee::core::ClientError>>,
+{
+    spawn_local(async move {
+        agent.call(what, |c| call(c, name)).await;
+        then();
+    });
 }
 
 /// The tools' rules, shared by every rule picker on the screen.
@@ -249,14 +262,6 @@ fn RuleSelect(tool: String) -> impl IntoView {
             <option value="ask" selected=is("ask")>"Ask"</option>
             <option value="deny" selected=is("deny")>"Deny"</option>
         </select>
-    }
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("");
-    match line.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
     }
 }
 
@@ -349,10 +354,7 @@ fn AddServer(on_added: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoVie
         error.set(None);
         busy.set(true);
         spawn_local(async move {
-            let result = match agent.client() {
-                Ok(client) => client.mcp_add(name, config, None).await.map_err(|e| crate::rpc::readable(&e)),
-                Err(e) => Err(e),
-            };
+            let result = agent.try_call(|c| async move { c.mcp_add(name, config, None).await }).await;
             match result {
                 Ok(status) => {
                     draft.set(Draft::default());
@@ -378,10 +380,7 @@ fn AddServer(on_added: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoVie
         }
         busy.set(true);
         spawn_local(async move {
-            let result = match agent.client() {
-                Ok(client) => client.mcp_import(json, None).await.map_err(|e| crate::rpc::readable(&e)),
-                Err(e) => Err(e),
-            };
+            let result = agent.try_call(|c| async move { c.mcp_import(json, None).await }).await;
             match result {
                 Ok(names) if names.is_empty() => error.set(Some("Every server in it is configured already.".into())),
                 Ok(names) => {

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use leptos::ev;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use pryx_api::{PryxApiClient, SpanRecord};
 
 use crate::gantt::{self, Bar};
@@ -74,18 +73,15 @@ pub fn TracesPage() -> impl IntoView {
     let spans = RwSignal::new(HashMap::<String, SpanRecord>::new());
     let chosen = RwSignal::new(None::<String>);
     let selected_span = RwSignal::new(None::<String>);
-    let generation = StoredValue::new(0u64);
 
     // Load the stored spans, then follow new ones; again when the filter or the connection
-    // changes (the previous subscription ends: its loop sees a newer generation).
+    // changes (the previous subscription ends with its effect run, or with the screen).
     Effect::new(move |_| {
         agent.connection.track();
         let session = filter.get();
-        generation.update_value(|g| *g += 1);
-        let mine = generation.get_value();
         spans.set(HashMap::new());
         chosen.set(None);
-        spawn_local(async move {
+        crate::state::while_shown(async move {
             let Ok(client) = agent.client() else { return };
             let Ok(mut stream) = client.spans_subscribe(session.clone()).await else { return };
             if let Ok(stored) = client.spans_query(session, None, Some(SPANS_LOADED)).await {
@@ -96,9 +92,6 @@ pub fn TracesPage() -> impl IntoView {
                 });
             }
             while let Some(Ok(span)) = stream.next().await {
-                if generation.get_value() != mine {
-                    break;
-                }
                 spans.update(|all| {
                     all.insert(span.span_id.clone(), span);
                 });

@@ -44,15 +44,13 @@ async fn signing_in_with_the_token_and_refusing_a_wrong_one() {
     browser.screenshot("sign-in").await;
 
     browser.click(".sign-in input").await;
-    browser.type_text("not-the-token").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("not-the-token").await;
     browser.wait_for("document.querySelector('.sign-in .error-box')", "the refusal").await;
     assert!(browser.text(".sign-in .error-box").await.contains("refused that token"));
     assert_eq!(browser.eval("sessionStorage.getItem('pryx.token')").await, json!(null), "a refused token is forgotten");
 
     browser.click(".sign-in input").await;
-    browser.type_text(&pryx.token).await;
-    browser.press("Enter", 0).await;
+    browser.type_line(&pryx.token).await;
     browser.wait_for("document.querySelector('.composer textarea')", "the chat screen").await;
     assert_eq!(browser.eval("document.title").await, "New chat — Pryx");
     // The token never shows up in the address.
@@ -78,8 +76,7 @@ async fn a_message_streams_in_as_markdown_with_highlighted_code() {
         400,
     )]);
     // Focused on load: type and press Enter.
-    browser.type_text("Show me some Rust").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("Show me some Rust").await;
 
     // It streams: part of the answer is on screen while the rest is still coming.
     browser
@@ -91,6 +88,15 @@ async fn a_message_streams_in_as_markdown_with_highlighted_code() {
         .await;
     assert_eq!(browser.text(".msg.user .bubble").await, "Show me some Rust");
     browser.wait_for("document.querySelector('.composer .stop')", "the Stop button while it runs").await;
+    // Streaming redraws only the answer: the question above it stays the same element.
+    browser.eval("window.__question = document.querySelector('.msg.user')").await;
+    browser
+        .wait_for(
+            "document.querySelector('.msg.assistant.live')?.innerText.includes('the answer')",
+            "more of the answer",
+        )
+        .await;
+    assert_eq!(browser.eval("window.__question.isConnected").await, true);
     browser.screenshot("chat-streaming").await;
 
     // Finished: Markdown rendered, code highlighted with a copy button.
@@ -125,8 +131,7 @@ async fn model_output_with_script_and_img_onerror_renders_inert() {
         "[click me](javascript:window.__pwned=4) ![pic](javascript:window.__pwned=5)\n\n",
         "<iframe src=\"https://example.com\"></iframe> end",
     ])]);
-    browser.type_text("<img src=y onerror=\"window.__pwned = 6\"> hi").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("<img src=y onerror=\"window.__pwned = 6\"> hi").await;
     browser
         .wait_for("document.querySelector('.msg.assistant:not(.live)')?.innerText.includes('end')", "the answer")
         .await;
@@ -160,8 +165,7 @@ async fn approving_and_denying_from_the_modal() {
     let client = pryx.client().await;
 
     llm.script([Reply::tool_call("call_1", "fs_delete", r#"{"path": "old.txt"}"#), Reply::text(&["Deleted old.txt."])]);
-    browser.type_text("delete old.txt").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("delete old.txt").await;
     // The modal asks, the rail counts it, and Allow once is focused (Enter answers).
     browser.wait_for("document.querySelector('.modal .approval-card')", "the approval modal").await;
     assert!(browser.text(".modal h2").await.contains("fs_delete"));
@@ -185,11 +189,9 @@ async fn approving_and_denying_from_the_modal() {
         Reply::text(&["Understood, kept."]),
     ]);
     browser.click(".composer textarea").await;
-    browser.type_text("now delete keep.txt").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("now delete keep.txt").await;
     browser.wait_for("document.querySelector('.modal .note')", "the second request").await;
-    browser.click(".modal .note").await;
-    browser.type_text("that one is precious").await;
+    browser.fill(".modal .note", "that one is precious").await;
     browser.click_text(".modal button", "Deny").await;
     browser.wait_for("document.querySelector('.messages')?.innerText.includes('Understood, kept.') && !document.querySelector('.live')", "the answer").await;
     assert!(workspace.join("keep.txt").exists());
@@ -225,8 +227,7 @@ async fn an_approval_answered_elsewhere_leaves_the_modal() {
     let browser = open_signed_in(&pryx).await;
     let client = pryx.client().await;
     llm.script([Reply::tool_call("c", "fs_delete", r#"{"path": "a.txt"}"#), Reply::text(&["ok"])]);
-    browser.type_text("delete a.txt").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("delete a.txt").await;
     browser.wait_for("document.querySelector('.modal')", "the modal").await;
     let pending = client.approval_list(None).await.unwrap().remove(0);
     client.approval_answer(pending.id, ApprovalDecision::Deny, None, Some("cli".into())).await.unwrap();
@@ -256,6 +257,11 @@ async fn the_sidebar_searches_renames_and_deletes_chats() {
     browser.type_text("ta").await;
     browser.wait_for("document.querySelectorAll('.sessions li').length === 1", "one match").await;
     assert_eq!(browser.text(".sessions li .session-title").await, "Tax return");
+    // Opening a match keeps the search (the sidebar stays while chats change).
+    browser.click_text(".sessions li .session-title", "Tax return").await;
+    browser.wait_for("document.title === 'Tax return — Pryx'", "the match opened").await;
+    assert_eq!(browser.eval("document.querySelector('.search').value").await, "ta");
+    browser.click(".search").await;
     browser.press("Escape", 0).await;
     browser.wait_for("document.querySelectorAll('.sessions li').length === 3", "the filter cleared").await;
 
@@ -265,8 +271,7 @@ async fn the_sidebar_searches_renames_and_deletes_chats() {
     browser.eval("document.querySelector('.sessions li.current button[title=Rename]').click()").await;
     browser.wait_for("document.activeElement.className === 'rename'", "the rename box").await;
     browser.eval("document.activeElement.select()").await;
-    browser.type_text("Dinner recipes").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("Dinner recipes").await;
     browser.wait_for("document.title === 'Dinner recipes — Pryx'", "the new title").await;
     let titles: Vec<String> = client.session_list().await.unwrap().into_iter().map(|s| s.title).collect();
     assert!(titles.contains(&"Dinner recipes".to_owned()), "{titles:?}");
@@ -294,8 +299,7 @@ async fn stop_retry_and_reconnect_after_the_agent_restarts() {
 
     // Stop a slow answer.
     llm.script([Reply::slow_text(200, Duration::from_millis(100))]);
-    browser.type_text("write a lot").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("write a lot").await;
     browser.wait_for("document.querySelector('.msg.assistant.live')?.innerText.includes('word2')", "the stream").await;
     browser.click(".composer .stop").await;
     browser.wait_for("document.querySelector('.msg-status')?.innerText === 'Stopped.'", "the stopped answer").await;
@@ -334,8 +338,7 @@ async fn stop_retry_and_reconnect_after_the_agent_restarts() {
     browser.wait_for("document.querySelector('.status.idle')", "idle again").await;
     llm.script([Reply::text(&["Still here."])]);
     browser.click(".composer textarea").await;
-    browser.type_text("are you there?").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("are you there?").await;
     browser
         .wait_for(
             "document.querySelector('.messages')?.innerText.includes('Still here.')",
@@ -388,17 +391,16 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
         .await;
 
     // A mistake is explained and nothing is added.
-    browser.click(".add-server input[name=name]").await;
-    browser.type_text("everything").await;
+    browser.fill(".add-server input[name=name]", "everything").await;
     browser.click_text(".add-server button", "Add server").await;
     browser
         .wait_for("document.querySelector('.error-box')?.innerText.includes('command')", "the missing command named")
         .await;
 
-    browser.click(".add-server input[name=command]").await;
-    browser.type_text("node").await;
-    browser.click(".add-server textarea[name=args]").await;
-    browser.type_text(&format!("{}\nstdio", crate::mcp::server_js("server-everything"))).await;
+    browser.fill(".add-server input[name=command]", "node").await;
+    browser
+        .fill(".add-server textarea[name=args]", &format!("{}\nstdio", crate::mcp::server_js("server-everything")))
+        .await;
     browser.click_text(".add-server button", "Add server").await;
     // The real server starts; its card turns ready and lists its tools with their hints.
     browser.wait_for("document.querySelector('[data-server=everything] .status.idle')", "the server ready").await;
@@ -437,8 +439,7 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
     // Paste an mcpServers document: the second server appears too.
     let shared = tempfile::tempdir().unwrap();
     let document = json!({"mcpServers": {"files": {"command": "node", "args": [crate::mcp::server_js("server-filesystem"), shared.path()]}}});
-    browser.click(".add-server textarea[name=import]").await;
-    browser.type_text(&document.to_string()).await;
+    browser.fill(".add-server textarea[name=import]", &document.to_string()).await;
     browser.click_text(".add-server button", "Import").await;
     browser.wait_for("document.querySelector('[data-server=files] .status.idle')", "the imported server ready").await;
 
@@ -475,11 +476,14 @@ async fn spans_appear_in_the_gantt_as_they_open_and_close() {
     client.message_send(session.id.clone(), "what is in my workspace?".into()).await.unwrap();
     // While the turn runs: its bar is open and growing.
     browser.wait_for("document.querySelector('.gantt-bars rect.kind-turn.open')", "the running turn's bar").await;
+    assert!(browser.text(".trace-list li.current").await.contains("running…"), "the list says it still runs");
     let first =
         browser.eval("parseFloat(document.querySelector('.gantt-bars rect.kind-turn').getAttribute('width'))").await;
     browser.screenshot("traces-live").await;
     // Closed: turn → chat, tool, chat, in that order under it.
     browser.wait_for("document.querySelector('.gantt-bars rect.kind-turn:not(.open)')", "the finished turn").await;
+    let finished = browser.text(".trace-list li.current").await;
+    assert!(!finished.contains("running…") && finished.contains(" s"), "the list gives its length: {finished}");
     let labels = browser.eval("[...document.querySelectorAll('.gantt-labels text')].map(t => t.textContent)").await;
     let labels: Vec<String> = serde_json::from_value(labels).unwrap();
     assert_eq!(labels[0], "turn", "{labels:?}");
@@ -510,12 +514,9 @@ async fn connecting_a_model_from_the_connections_screen() {
     browser.wait_for("document.querySelector('.connection .status.error')", "no model connected yet").await;
     assert!(browser.text(".connection .status").await.contains("no model connected"));
 
-    browser.click(".connection input[name=base_url]").await;
-    browser.type_text(&llm.base_url()).await;
-    browser.click(".connection input[name=model]").await;
-    browser.type_text("mock-model").await;
-    browser.click(".connection input[name=api_key]").await;
-    browser.type_text("sk-wrong").await;
+    browser.fill(".connection input[name=base_url]", &llm.base_url()).await;
+    browser.fill(".connection input[name=model]", "mock-model").await;
+    browser.fill(".connection input[name=api_key]", "sk-wrong").await;
     // A refused key: the provider's words, plainly.
     llm.script([Reply::error(401, "Incorrect API key provided")]);
     browser.click_text(".connection button", "Test").await;
@@ -546,8 +547,7 @@ async fn connecting_a_model_from_the_connections_screen() {
     browser.click(".rail a[href='#/']").await;
     browser.wait_for("document.querySelector('.composer textarea')", "the chat").await;
     browser.click(".composer textarea").await;
-    browser.type_text("hi there").await;
-    browser.press("Enter", 0).await;
+    browser.type_line("hi there").await;
     browser.wait_for("document.querySelector('.messages')?.innerText.includes('Echo: hi there')", "the answer").await;
     assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-right-1"));
     assert_clean(&browser);

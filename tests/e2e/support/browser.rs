@@ -239,6 +239,18 @@ impl Browser {
         self.command("Input.insertText", json!({"text": text})).await;
     }
 
+    /// Type `text` into the focused element and press Enter (send a message, submit a form).
+    pub async fn type_line(&self, text: &str) {
+        self.type_text(text).await;
+        self.press("Enter", 0).await;
+    }
+
+    /// Click the field `selector` and type `text` into it.
+    pub async fn fill(&self, selector: &str, text: &str) {
+        self.click(selector).await;
+        self.type_text(text).await;
+    }
+
     /// Press a key (`Enter`, `Escape`…), optionally with modifiers (1 Alt, 2 Ctrl, 8 Shift).
     pub async fn press(&self, key: &str, modifiers: u32) {
         let (code, vk, text) = match key {
