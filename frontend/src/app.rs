@@ -129,9 +129,14 @@ pub fn App() -> impl IntoView {
         Route::Approval(id) => id,
         _ => last.cloned().unwrap_or_default(),
     });
-    let content = move || match agent.link.get() {
-        Link::NeedsToken { refused } => view! { <SignIn refused/> }.into_any(),
-        _ => match screen.get() {
+    // Only signing in replaces the screen: a reconnect keeps it (and what the user typed).
+    let sign_in = Memo::new(move |_| match agent.link.get() {
+        Link::NeedsToken { refused } => Some(refused),
+        _ => None,
+    });
+    let content = move || match sign_in.get() {
+        Some(refused) => view! { <SignIn refused/> }.into_any(),
+        None => match screen.get() {
             Screen::Chat => view! { <ChatPage session prefill/> }.into_any(),
             Screen::Approval => view! { <ApprovalPage id=approval/> }.into_any(),
             Screen::Approvals => view! { <ApprovalsPage/> }.into_any(),

@@ -21,13 +21,16 @@ pub fn ToolsPage() -> impl IntoView {
     let tools = RwSignal::new(Vec::<McpToolInfo>::new());
     let policies = RwSignal::new(Vec::<ToolPolicy>::new());
     // The tools and their rules change when a server gets ready or goes away.
+    // Both lists are set together, so no row ever shows a tool without its rule.
     let reload_tools = move || {
         spawn_local(async move {
-            if let Ok(list) = agent.try_call(|c| async move { c.mcp_tools(None).await }).await {
-                tools.set(list);
-            }
-            if let Ok(list) = agent.try_call(|c| async move { c.tools_list().await }).await {
-                policies.set(list);
+            let (offered, rules) = futures::join!(
+                agent.try_call(|c| async move { c.mcp_tools(None).await }),
+                agent.try_call(|c| async move { c.tools_list().await }),
+            );
+            if let (Ok(offered), Ok(rules)) = (offered, rules) {
+                policies.set(rules);
+                tools.set(offered);
             }
         });
     };

@@ -326,7 +326,9 @@ async fn stop_retry_and_reconnect_after_the_agent_restarts() {
         .collect();
     assert_eq!(asked, ["write a lot", "write a lot"]);
 
-    // The agent's runtime panics and restarts: the page reconnects by itself and says so.
+    // The agent's runtime panics and restarts: the page reconnects by itself and says so,
+    // and keeps what the user was typing.
+    browser.fill(".composer textarea", "half-typed").await;
     client.debug_fault("runtime_panic".into()).await.unwrap();
     browser
         .wait_for(
@@ -336,8 +338,10 @@ async fn stop_retry_and_reconnect_after_the_agent_restarts() {
         .await;
     browser.screenshot("reconnected").await;
     browser.wait_for("document.querySelector('.status.idle')", "idle again").await;
+    assert_eq!(browser.eval("document.querySelector('.composer textarea').value").await, "half-typed");
     llm.script([Reply::text(&["Still here."])]);
     browser.click(".composer textarea").await;
+    browser.eval("document.querySelector('.composer textarea').select()").await;
     browser.type_line("are you there?").await;
     browser
         .wait_for(
@@ -406,6 +410,13 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
     browser.wait_for("document.querySelector('[data-server=everything] .status.idle')", "the server ready").await;
     browser
         .wait_for("[...document.querySelectorAll('[data-server=everything] table.tools code')].some(c => c.innerText === 'echo')", "its tools")
+        .await;
+    // The rule shows with the tool (the picker reads the policy list).
+    browser
+        .wait_for(
+            "[...document.querySelectorAll('[data-server=everything] table.tools tr')].some(r => r.querySelector('code')?.innerText === 'echo' && r.innerText.includes('Default: allow'))",
+            "echo's rule",
+        )
         .await;
     let echo_row = browser
         .eval("[...document.querySelectorAll('[data-server=everything] table.tools tr')].find(r => r.querySelector('code')?.innerText === 'echo').innerText")

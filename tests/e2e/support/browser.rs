@@ -190,10 +190,15 @@ impl Browser {
             if truthy {
                 return value;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what} ({condition}); last value {value}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                // What the page looked like is the first thing to want when this fails in CI.
+                let shot = self.screenshot("timed-out").await;
+                let connections = self.eval("performance.getEntriesByName('pryx-connected').length").await;
+                panic!(
+                    "timed out waiting for {what} ({condition}); last value {value}; the page connected {connections} times; see {}",
+                    shot.display()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -206,9 +211,12 @@ impl Browser {
 
     /// Click the first element matching `selector` with a real mouse click at its centre.
     pub async fn click(&self, selector: &str) {
+        // The point only counts when the element itself is on top there: a page still
+        // laying out (a list arriving above a form) would otherwise take the click.
         let js = format!(
             "(() => {{ const e = document.querySelector({}); if (!e) return null; e.scrollIntoView({{block: 'center'}}); \
-             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
+             const r = e.getBoundingClientRect(); const x = r.x + r.width / 2, y = r.y + r.height / 2; \
+             const top = document.elementFromPoint(x, y); return top && (top === e || e.contains(top)) ? [x, y] : null; }})()",
             json!(selector)
         );
         let point = self.wait_for(&js, &format!("{selector} to be clickable")).await;
@@ -245,9 +253,12 @@ impl Browser {
         self.press("Enter", 0).await;
     }
 
-    /// Click the field `selector` and type `text` into it.
+    /// Click the field `selector` and type `text` into it (checked to have the focus first:
+    /// typed text goes wherever the focus is).
     pub async fn fill(&self, selector: &str, text: &str) {
         self.click(selector).await;
+        let focused = format!("document.activeElement === document.querySelector({})", json!(selector));
+        self.wait_for(&focused, &format!("{selector} to have the focus")).await;
         self.type_text(text).await;
     }
 
