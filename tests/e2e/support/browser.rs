@@ -256,9 +256,17 @@ impl Browser {
     /// Click the field `selector` and type `text` into it (checked to have the focus first:
     /// typed text goes wherever the focus is).
     pub async fn fill(&self, selector: &str, text: &str) {
-        self.click(selector).await;
         let focused = format!("document.activeElement === document.querySelector({})", json!(selector));
-        self.wait_for(&focused, &format!("{selector} to have the focus")).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        // A list arriving above the field can move it between aiming and clicking: aim again.
+        loop {
+            self.click(selector).await;
+            if self.eval(&focused).await == Value::Bool(true) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{selector} never took the focus");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.type_text(text).await;
     }
 
