@@ -9,9 +9,9 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, McpOverview, McpServerConfig,
-    McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings, ProviderTest, PryxApiServer, Session,
-    SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope, TurnStarted,
+    error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, ChannelStatus, McpOverview,
+    McpServerConfig, McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings, ProviderTest,
+    PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope, TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -39,6 +39,9 @@ impl From<ChannelError> for ErrorObjectOwned {
             ChannelError::NotConfigured(_) | ChannelError::Connecting | ChannelError::Stopped => {
                 error_code::UNAVAILABLE
             }
+            ChannelError::Invalid(_) | ChannelError::Refused(_) => error_code::INVALID_INPUT,
+            ChannelError::Config(EditError::File { .. }) => error_code::UNAVAILABLE,
+            ChannelError::Config(_) => error_code::INVALID_INPUT,
             ChannelError::Store(_) | ChannelError::NotStored(_) => error_code::INTERNAL,
         };
         rpc_error(code, e.to_string())
@@ -308,6 +311,53 @@ impl PryxApiServer for RpcApi {
 
     async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned> {
         Ok(self.channels.pairing_code(&channel).await?)
+    }
+
+    async fn channel_status(&self) -> Result<Vec<ChannelStatus>, ErrorObjectOwned> {
+        Ok(self.channels.status().await?)
+    }
+
+    async fn channels_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let sink = pending.accept().await?;
+        let mut changes = self.channels.status_changes();
+        loop {
+            changes.mark_unchanged();
+            let statuses = self.channels.status().await?;
+            if sink.send(to_json_raw_value(&statuses)?).await.is_err() {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return Ok(()) },
+                _ = sink.closed() => return Ok(()),
+            }
+            // A burst of webhooks changes `last_message_at` thousands of times a second:
+            // one status every quarter second is live enough and costs the agent nothing.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn channel_telegram_set(
+        &self,
+        bot_token: Option<String>,
+        mode: String,
+        public_url: Option<String>,
+    ) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.set_telegram(bot_token, &mode, public_url).await?)
+    }
+
+    async fn channel_whatsapp_set(
+        &self,
+        phone_number_id: String,
+        access_token: Option<String>,
+        app_secret: Option<String>,
+        verify_token: Option<String>,
+        public_url: Option<String>,
+    ) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.set_whatsapp(phone_number_id, access_token, app_secret, verify_token, public_url).await?)
+    }
+
+    async fn channel_disconnect(&self, channel: String) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.disconnect(&channel).await?)
     }
 
     async fn channel_replies(

@@ -68,12 +68,17 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// Host names that change while Pryx runs: the public addresses the messaging platforms
+/// post to, set from the Connections screen.
+pub type SharedHosts = Arc<std::sync::RwLock<Vec<String>>>;
+
 /// Who may talk to the server, by `Host` and `Origin`.
 #[derive(Debug, Clone)]
 struct Allowlist {
     port: u16,
     bind: IpAddr,
     hosts: Vec<String>,
+    public_hosts: SharedHosts,
     origins: Vec<String>,
 }
 
@@ -81,6 +86,10 @@ impl Allowlist {
     fn host_allowed(&self, host_header: &str) -> bool {
         let host = strip_port(host_header).to_ascii_lowercase();
         if host == "localhost" || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+            return true;
+        }
+        let public = self.public_hosts.read().unwrap_or_else(|p| p.into_inner());
+        if public.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
             return true;
         }
         match host.parse::<IpAddr>() {
@@ -131,6 +140,7 @@ struct AppState {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ServerConfig,
+    public_hosts: SharedHosts,
     token: Token,
     methods: impl Into<Methods>,
     public: Router,
@@ -149,6 +159,7 @@ pub async fn serve(
             port: local.port(),
             bind: config.bind,
             hosts: config.allowed_hosts.clone(),
+            public_hosts,
             origins: config.allowed_origins.clone(),
         },
         rpc: jsonrpsee::server::Server::builder().set_config(rpc_config).to_service_builder(),
@@ -265,6 +276,7 @@ mod tests {
             port: 4000,
             bind: IpAddr::from([127, 0, 0, 1]),
             hosts: vec!["pryx.home".into()],
+            public_hosts: SharedHosts::new(std::sync::RwLock::new(vec!["hooks.example.com".into()])),
             origins: vec!["https://app.example".into()],
         }
     }
@@ -278,6 +290,11 @@ mod tests {
         for bad in ["evil.example:4000", "", "192.168.1.5:4000", "localhost.evil.example"] {
             assert!(!a.host_allowed(bad), "{bad}");
         }
+        // A public address set from the Connections screen counts at once, and stops
+        // counting when it is removed.
+        assert!(a.host_allowed("hooks.example.com"));
+        a.public_hosts.write().unwrap().clear();
+        assert!(!a.host_allowed("hooks.example.com"));
     }
 
     #[test]

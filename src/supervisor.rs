@@ -136,22 +136,6 @@ fn record_runtime_crash(launch: &Launch, message: &str, backtrace: &str) -> anyh
     })
 }
 
-/// The server settings, plus the public host Telegram's webhooks arrive under.
-fn server_config(config: &Config) -> crate::config::ServerConfig {
-    let mut server = config.server.clone();
-    let public = config.telegram.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
-    if let Some(host) = public.as_ref().and_then(|u| u.host_str()) {
-        if config.telegram.mode == crate::config::TelegramMode::Webhook && config.telegram.bot_token.is_some() {
-            server.allowed_hosts.push(host.to_owned());
-        }
-    }
-    let whatsapp = config.whatsapp.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
-    if let Some(host) = whatsapp.as_ref().and_then(|u| u.host_str()) {
-        server.allowed_hosts.push(host.to_owned());
-    }
-    server
-}
-
 /// The address a browser on this machine uses to reach `address` (a wildcard bind is
 /// reached on loopback).
 pub(crate) fn loopback_address(address: std::net::SocketAddr) -> std::net::SocketAddr {
@@ -194,7 +178,8 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(
         listener,
-        server_config(&launch.config),
+        launch.config.server.clone(),
+        channels.public_hosts(),
         launch.token.clone(),
         RpcApi::new(agent.clone(), channels.clone()).into_rpc(),
         public_routes,

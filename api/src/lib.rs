@@ -548,10 +548,63 @@ pub struct McpOverview {
 pub struct PairingCode {
     pub channel: String,
     pub code: String,
-    /// Opening it in Telegram sends `/start CODE` to the bot (show it as a QR code).
+    /// Opening it sends the code to Pryx: `https://t.me/BOT?start=CODE` (Telegram sends
+    /// `/start CODE`), `https://wa.me/NUMBER?text=CODE` (WhatsApp fills in the code).
     pub link: Option<String>,
+    /// The link as a QR code, for a phone's camera.
+    #[serde(default)]
+    pub qr: Option<QrImage>,
     /// Unix ms after which the code no longer works.
     pub expires_at: i64,
+}
+
+/// A QR code drawn as one SVG path: `<svg viewBox="0 0 SIZE SIZE"><path d="PATH"/></svg>`
+/// (dark modules filled, the quiet zone included in `size`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QrImage {
+    pub size: u32,
+    pub path: String,
+}
+
+/// How a messaging channel is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    /// Not set up.
+    Off,
+    /// Set up; checking the credentials with the platform.
+    Connecting,
+    /// Messages flow.
+    Connected,
+    /// Set up, but the platform refused or could not be reached (`error` says why).
+    Failed,
+}
+
+/// A messaging channel's setup and health, as `channel.status` and `channels.subscribe`
+/// show it. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    /// `telegram` or `whatsapp`.
+    pub channel: String,
+    pub state: ChannelState,
+    /// Why the channel failed, in words.
+    pub error: Option<String>,
+    /// Who the owner talks to: `@bot_username`, or WhatsApp's display phone number.
+    pub account: Option<String>,
+    /// Telegram: `polling` or `webhook`.
+    pub mode: Option<String>,
+    /// The public base URL the platform posts to (webhook mode, WhatsApp).
+    pub public_url: Option<String>,
+    /// The full URL to register with the platform (`public_url` + `/webhooks/...`).
+    pub webhook_url: Option<String>,
+    /// WhatsApp: the business phone number's id.
+    pub phone_number_id: Option<String>,
+    /// Chats paired with a code (allowlisted ones not counted).
+    pub paired_chats: u32,
+    /// When the last message arrived (Unix ms).
+    pub last_message_at: Option<i64>,
+    /// Replies that could not be delivered (see `channel.replies`).
+    pub failed_replies: u32,
 }
 
 /// A reply Pryx sent (or is sending, or failed to send) on a channel.
@@ -821,6 +874,43 @@ pub trait PryxApi {
     /// that sends it becomes the owner's. Earlier unused codes stay valid until they expire.
     #[method(name = "channel.pairing_code")]
     async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned>;
+
+    /// The setup and health of both channels (Telegram first).
+    #[method(name = "channel.status")]
+    async fn channel_status(&self) -> Result<Vec<ChannelStatus>, ErrorObjectOwned>;
+
+    /// Both channels' status, now and whenever it changes (connects, fails, a message
+    /// arrives, a chat pairs).
+    #[subscription(name = "channels.subscribe", unsubscribe = "channels.unsubscribe", item = Vec<ChannelStatus>)]
+    async fn channels_subscribe(&self) -> SubscriptionResult;
+
+    /// Connect Telegram: `bot_token` from @BotFather (omit to keep the saved one) is checked
+    /// with `getMe` before anything is saved, then kept in the keychain; `mode` is `polling`
+    /// or `webhook` (which needs `public_url`, and gets a fresh secret). Applies at once.
+    #[method(name = "channel.telegram_set")]
+    async fn channel_telegram_set(
+        &self,
+        bot_token: Option<String>,
+        mode: String,
+        public_url: Option<String>,
+    ) -> Result<ChannelStatus, ErrorObjectOwned>;
+
+    /// Connect WhatsApp (Cloud API): the access token is checked against the phone number
+    /// id before anything is saved; tokens go to the keychain (omit one to keep the saved
+    /// value). Meta must then be told `webhook_url` and the verify token. Applies at once.
+    #[method(name = "channel.whatsapp_set")]
+    async fn channel_whatsapp_set(
+        &self,
+        phone_number_id: String,
+        access_token: Option<String>,
+        app_secret: Option<String>,
+        verify_token: Option<String>,
+        public_url: Option<String>,
+    ) -> Result<ChannelStatus, ErrorObjectOwned>;
+
+    /// Turn a channel off and forget its tokens (paired chats and history stay).
+    #[method(name = "channel.disconnect")]
+    async fn channel_disconnect(&self, channel: String) -> Result<ChannelStatus, ErrorObjectOwned>;
 
     /// The latest replies on a channel, newest first, with their delivery state.
     #[method(name = "channel.replies")]

@@ -16,12 +16,14 @@
 //! the answer was interrupted (once), so every message is answered exactly once.
 
 pub mod format;
+pub mod qr;
+mod setup;
 pub mod tables;
 pub mod telegram;
 pub mod whatsapp;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use pryx_api::{ApprovalDecision, ChannelReply, PairingCode, TurnEvent, TurnStatus};
@@ -31,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::config::{Config, TelegramConfig, TelegramMode, WhatsAppConfig};
-use crate::secrets::{SecretString, SecretsHandle};
+use crate::config::Config;
+use crate::config_edit::EditError;
+use crate::secrets::SecretString;
 use crate::store::{now_ms, Store, StoreError};
 use format::Piece;
 use tables::{InboundMessage, InboxRow, Kind};
@@ -61,8 +64,15 @@ const REFUSAL: &str = "Sorry, this is a private assistant and this chat is not p
 /// Why a channel request from the API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    #[error("the channel `{0}` is not configured (see [telegram] and [whatsapp] in the config)")]
+    #[error("the channel `{0}` is not connected (connect it in Connections, or see [telegram] and [whatsapp] in the config)")]
     NotConfigured(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The platform did not accept the credentials, or could not be reached: its words.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Config(#[from] EditError),
     #[error("the channels are still connecting; try again in a moment")]
     Connecting,
     #[error("the channels are shutting down")]
@@ -115,6 +125,8 @@ impl std::fmt::Display for ApiError {
 trait Platform: Send + Sync {
     /// `telegram` or `whatsapp`: the channel name in tables, sessions and spans.
     fn channel(&self) -> &'static str;
+    /// Cancelled when the platform is disconnected or replaced: its loops end.
+    fn stop(&self) -> &CancellationToken;
     /// Chats that may talk without pairing.
     fn allowed(&self, chat_id: &str) -> bool;
     /// An answer as the platform shows it, in pieces it accepts.
@@ -147,12 +159,16 @@ struct TelegramChannel {
     webhook_secret: Option<SecretString>,
     username: Mutex<Option<String>>,
     allowed: Vec<String>,
+    stop: CancellationToken,
 }
 
 #[async_trait::async_trait]
 impl Platform for TelegramChannel {
     fn channel(&self) -> &'static str {
         "telegram"
+    }
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
     }
     fn allowed(&self, chat_id: &str) -> bool {
         self.allowed.iter().any(|a| a == chat_id)
@@ -198,12 +214,18 @@ struct WhatsAppChannel {
     app_secret: SecretString,
     verify_token: SecretString,
     allowed: Vec<String>,
+    /// The business number, digits only, for `wa.me` pairing links (once Meta told it).
+    number: Mutex<Option<String>>,
+    stop: CancellationToken,
 }
 
 #[async_trait::async_trait]
 impl Platform for WhatsAppChannel {
     fn channel(&self) -> &'static str {
         "whatsapp"
+    }
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
     }
     fn allowed(&self, chat_id: &str) -> bool {
         self.allowed.iter().any(|a| a.trim_start_matches('+') == chat_id)
@@ -215,8 +237,9 @@ impl Platform for WhatsAppChannel {
         self.api.send_text(chat_id, body, buttons).await
     }
     async fn typing(&self, _chat_id: &str) {}
-    async fn pairing_link(&self, _code: &str) -> Option<String> {
-        None
+    async fn pairing_link(&self, code: &str) -> Option<String> {
+        let number = self.number.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        number.map(|number| format!("https://wa.me/{number}?text={code}"))
     }
 }
 
@@ -224,12 +247,19 @@ impl Platform for WhatsAppChannel {
 pub struct Channels {
     agent: Arc<Agent>,
     store: Store,
-    /// The configured platforms, once connected. Connecting reads the keychain and calls the
-    /// platforms' APIs, so it happens in the background and never delays start-up; until
-    /// then webhooks answer 503 and the platforms deliver again.
-    connected: OnceLock<Connected>,
+    /// The platforms running now. Connecting reads the keychain and calls the platforms'
+    /// APIs, so it happens in the background and never delays start-up; until the first
+    /// connect ends (`ready`) webhooks answer 503 and the platforms deliver again. The API
+    /// swaps a platform in or out while Pryx runs (see `setup.rs`).
+    connected: RwLock<Arc<Connected>>,
+    /// The settings in use and how each platform is doing.
+    setup: setup::Setup,
     /// Wakes the dispatcher (new inbox rows).
     inbox_wake: Notify,
+    /// One per platform: wakes its sender.
+    outbox_wake: HashMap<&'static str, Notify>,
+    /// Platforms whose interrupted messages were answered (once per start).
+    recovered: Mutex<HashSet<&'static str>>,
     /// The latest turn of each chat, for `/stop`.
     running: Mutex<HashMap<String, String>>,
     /// Deliveries waiting for the inbox writer.
@@ -238,96 +268,97 @@ pub struct Channels {
     tasks: TaskTracker,
 }
 
-/// The platforms that started.
+/// The platforms that run now.
+#[derive(Default)]
 struct Connected {
+    /// The configured platforms had their first try at connecting.
+    ready: bool,
     telegram: Option<Arc<TelegramChannel>>,
     whatsapp: Option<Arc<WhatsAppChannel>>,
-    /// Every started platform, for the loops that serve them all alike.
-    platforms: Vec<Arc<dyn Platform>>,
-    /// One per platform: wakes its sender.
-    outbox_wake: HashMap<&'static str, Notify>,
 }
+
+impl Connected {
+    /// Every running platform, for the loops that serve them all alike.
+    fn platforms(&self) -> Vec<Arc<dyn Platform>> {
+        let telegram = self.telegram.iter().map(|t| t.clone() as Arc<dyn Platform>);
+        telegram.chain(self.whatsapp.iter().map(|w| w.clone() as Arc<dyn Platform>)).collect()
+    }
+}
+
+/// The names of the channels, in the order the API lists them.
+const CHANNELS: [&str; 2] = ["telegram", "whatsapp"];
 
 impl Channels {
     /// Start the channels; the configured platforms connect in the background. A platform
-    /// that cannot start (no token in the keychain, unreachable) is logged and left off; the
-    /// agent runs regardless.
+    /// that cannot start (no token in the keychain, unreachable) shows as failed and is
+    /// tried again every half minute; the agent runs regardless.
     pub fn start(agent: Arc<Agent>, config: Arc<Config>) -> Arc<Channels> {
         let (intake, intake_rx) = mpsc::channel(MAX_BATCH * 8);
         let channels = Arc::new(Channels {
             store: agent.store().clone(),
             agent,
-            connected: OnceLock::new(),
+            connected: RwLock::new(Arc::default()),
+            setup: setup::Setup::new(&config),
             intake,
             inbox_wake: Notify::new(),
+            outbox_wake: CHANNELS.into_iter().map(|c| (c, Notify::new())).collect(),
+            recovered: Mutex::new(HashSet::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         let writer = channels.clone();
         channels.tasks.spawn(async move { writer.inbox_writer(intake_rx).await });
-        if config.telegram.bot_token.is_some() || config.whatsapp.access_token.is_some() {
-            let connecting = channels.clone();
-            channels.tasks.spawn(async move { connecting.connect(&config).await });
-        }
+        let dispatcher = channels.clone();
+        channels.tasks.spawn(async move { dispatcher.dispatch_loop().await });
+        let connecting = channels.clone();
+        channels.tasks.spawn(async move { connecting.connect_configured().await });
         channels
     }
 
-    async fn connect(self: Arc<Self>, config: &Config) {
-        let secrets = self.agent.secrets();
-        let telegram = match &config.telegram.bot_token {
-            Some(token) => match telegram_channel(&config.telegram, token, secrets).await {
-                Ok(channel) => Some(Arc::new(channel)),
-                Err(e) => {
-                    tracing::error!(target: "pryx::channels", "Telegram is off: {e}");
-                    None
-                }
-            },
-            None => None,
+    /// The platforms running now.
+    fn connected(&self) -> Arc<Connected> {
+        self.connected.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace what runs (`change` edits a copy), stop the platforms that left and start
+    /// the loops of those that came.
+    fn install(self: &Arc<Self>, change: impl FnOnce(&mut Connected)) {
+        let (old, new) = {
+            let mut current = self.connected.write().unwrap_or_else(|p| p.into_inner());
+            let old = current.clone();
+            let mut next = Connected { ready: true, telegram: old.telegram.clone(), whatsapp: old.whatsapp.clone() };
+            change(&mut next);
+            *current = Arc::new(next);
+            (old, current.clone())
         };
-        let whatsapp = match &config.whatsapp.access_token {
-            Some(token) => match whatsapp_channel(&config.whatsapp, token, secrets).await {
-                Ok(channel) => Some(Arc::new(channel)),
-                Err(e) => {
-                    tracing::error!(target: "pryx::channels", "WhatsApp is off: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
-        let mut platforms: Vec<Arc<dyn Platform>> = Vec::new();
-        if let Some(telegram) = &telegram {
-            platforms.push(telegram.clone());
+        let same = |a: &Arc<dyn Platform>, b: &Arc<dyn Platform>| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b));
+        let (old_platforms, new_platforms) = (old.platforms(), new.platforms());
+        for gone in old_platforms.iter().filter(|p| !new_platforms.iter().any(|n| same(n, p))) {
+            gone.stop().cancel();
         }
-        if let Some(whatsapp) = &whatsapp {
-            platforms.push(whatsapp.clone());
-        }
-        let outbox_wake = platforms.iter().map(|p| (p.channel(), Notify::new())).collect();
-        let polling = telegram.as_ref().is_some_and(|t| t.webhook_secret.is_none());
-        let connected = self.connected.get_or_init(|| Connected { telegram, whatsapp, platforms, outbox_wake });
-        if connected.platforms.is_empty() || self.shutdown.is_cancelled() {
-            return;
-        }
-        if let Err(e) = self.recover_interrupted().await {
-            tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
-        }
-        let runner = self.clone();
-        self.tasks.spawn(async move { runner.dispatch_loop().await });
-        for platform in connected.platforms.clone() {
+        for came in new_platforms.into_iter().filter(|p| !old_platforms.iter().any(|o| same(o, p))) {
             let runner = self.clone();
+            let platform = came.clone();
             self.tasks.spawn(async move { runner.send_loop(platform).await });
-        }
-        if polling {
             let runner = self.clone();
-            self.tasks.spawn(async move { runner.poll_loop().await });
+            self.tasks.spawn(async move {
+                if let Err(e) = runner.recover_interrupted(came.channel()).await {
+                    tracing::error!(target: "pryx::channels", "cannot recover interrupted messages: {e}");
+                }
+            });
+        }
+        if let Some(telegram) = &new.telegram {
+            let running = old.telegram.as_ref().is_some_and(|t| Arc::ptr_eq(t, telegram));
+            if !running && telegram.webhook_secret.is_none() {
+                let runner = self.clone();
+                let telegram = telegram.clone();
+                self.tasks.spawn(async move { runner.poll_loop(telegram).await });
+            }
         }
         // Messages that arrived while connecting.
         self.inbox_wake.notify_one();
-    }
-
-    /// The started platforms (none while connecting).
-    fn platforms(&self) -> &[Arc<dyn Platform>] {
-        self.connected.get().map_or(&[], |c| c.platforms.as_slice())
+        self.setup.changed();
     }
 
     /// Stop intake, dispatch and sending; queued replies stay queued for the next start.
@@ -366,6 +397,9 @@ impl Channels {
             let messages: Vec<&InboundMessage> = batch.iter().map(|(message, _)| message).collect();
             match tables::accept_all(&self.store, &messages).await {
                 Ok(new) => {
+                    if new.contains(&true) {
+                        self.setup.changed();
+                    }
                     for ((_, done), new) in batch.drain(..).zip(new) {
                         let _ = done.send(Ok(new));
                     }
@@ -391,7 +425,10 @@ impl Channels {
             let outcome_span = span.clone();
             let handled = async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let Some(connected) = channels.connected.get() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let connected = channels.connected();
+                if !connected.ready {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
                 let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
                     return StatusCode::NOT_FOUND;
                 };
@@ -443,9 +480,10 @@ impl Channels {
             let channels = channels.clone();
             async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
-                let Some(connected) = channels.connected.get() else {
+                let connected = channels.connected();
+                if !connected.ready {
                     return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                };
+                }
                 let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND.into_response() };
                 match whatsapp::verify(&query, &whatsapp.verify_token) {
                     Some(challenge) => (StatusCode::OK, challenge).into_response(),
@@ -463,7 +501,10 @@ impl Channels {
             let outcome_span = span.clone();
             let handled = async move {
                 let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let Some(connected) = channels.connected.get() else { return StatusCode::SERVICE_UNAVAILABLE };
+                let connected = channels.connected();
+                if !connected.ready {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
                 let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND };
                 let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
                 // The signature covers the raw bytes: check it before parsing anything.
@@ -521,19 +562,20 @@ impl Channels {
     }
 
     /// Long polling: updates are committed before the offset moves past them.
-    async fn poll_loop(self: Arc<Self>) {
-        let Some(telegram) = self.connected.get().and_then(|c| c.telegram.clone()) else { return };
+    /// Telegram's state follows how polling goes: connected while Telegram answers.
+    async fn poll_loop(self: Arc<Self>, telegram: Arc<TelegramChannel>) {
         let mut offset: i64 =
             tables::cursor(&self.store, "telegram").await.ok().flatten().and_then(|c| c.parse().ok()).unwrap_or(0);
         let mut backoff = Duration::from_secs(1);
         loop {
             let updates = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = telegram.stop.cancelled() => return,
                 updates = telegram.api.updates(offset) => updates,
             };
             match updates {
                 Ok(updates) => {
                     backoff = Duration::from_secs(1);
+                    self.setup.reached("telegram", &telegram.stop);
                     for raw in updates {
                         let Ok(update) = serde_json::from_value::<telegram::Update>(raw) else { continue };
                         if let Some(message) = telegram::inbound(&update) {
@@ -557,8 +599,9 @@ impl Channels {
                 }
                 Err(e) => {
                     tracing::warn!(target: "pryx::channels", "Telegram polling failed: {e}; again in {}s", backoff.as_secs());
+                    self.setup.unreachable("telegram", &telegram.stop, &e.to_string());
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
+                        _ = telegram.stop.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -574,11 +617,11 @@ impl Channels {
         let mut activity = self.agent.activity();
         loop {
             let paused_while_reading = activity.borrow().paused;
-            for platform in self.platforms() {
+            for platform in self.connected().platforms() {
                 match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
                     Ok(rows) => {
                         for row in rows {
-                            if let Err(e) = self.handle(platform, row).await {
+                            if let Err(e) = self.handle(&platform, row).await {
                                 tracing::error!(target: "pryx::channels", "cannot handle a message: {e}");
                             }
                         }
@@ -595,8 +638,8 @@ impl Channels {
         }
     }
 
-    fn platform(&self, channel: &str) -> Option<&Arc<dyn Platform>> {
-        self.platforms().iter().find(|p| p.channel() == channel)
+    fn platform(&self, channel: &str) -> Option<Arc<dyn Platform>> {
+        self.connected().platforms().into_iter().find(|p| p.channel() == channel)
     }
 
     async fn reply(&self, row: &InboxRow, text: &str) -> Result<(), StoreError> {
@@ -637,6 +680,7 @@ impl Channels {
                 && tables::redeem_pairing_code(&self.store, message.channel, &code, &message.chat_id).await?
             {
                 tracing::info!(target: "pryx::channels", chat = %message.chat_id, "a chat was paired");
+                self.setup.changed();
                 return self.reply(&row, &format!("Paired: this chat now talks to your Pryx.\n\n{HELP}")).await;
             }
             // One polite refusal per chat; the rest is recorded and dropped.
@@ -852,12 +896,14 @@ impl Channels {
     }
 
     /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
-    async fn recover_interrupted(&self) -> Result<(), StoreError> {
-        for platform in self.platforms() {
-            for row in tables::inbox_with_status(&self.store, platform.channel(), "started").await? {
-                let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
-                self.answer(&row, text, row.preview_message_id.as_deref()).await?;
-            }
+    /// Once per start and platform: turns that run now are not interrupted ones.
+    async fn recover_interrupted(&self, channel: &'static str) -> Result<(), StoreError> {
+        if !self.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(channel) {
+            return Ok(());
+        }
+        for row in tables::inbox_with_status(&self.store, channel, "started").await? {
+            let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
+            self.answer(&row, text, row.preview_message_id.as_deref()).await?;
         }
         Ok(())
     }
@@ -878,9 +924,9 @@ impl Channels {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 _ => Duration::from_secs(60),
             };
-            let Some(wake) = self.connected.get().and_then(|c| c.outbox_wake.get(channel)) else { return };
+            let Some(wake) = self.outbox_wake.get(channel) else { return };
             tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = platform.stop().cancelled() => return,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -888,7 +934,7 @@ impl Channels {
     }
 
     fn wake_sender(&self, channel: &str) {
-        if let Some(wake) = self.connected.get().and_then(|c| c.outbox_wake.get(channel)) {
+        if let Some(wake) = self.outbox_wake.get(channel) {
             wake.notify_one();
         }
     }
@@ -920,7 +966,10 @@ impl Channels {
             sent = send_or_edit(platform, &reply, &reply.plain, false, &buttons).await;
         }
         let (outcome, result) = match sent {
-            Ok(message_id) => ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await),
+            Ok(message_id) => {
+                self.setup.reached(platform.channel(), platform.stop());
+                ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await)
+            }
             Err(ApiError::RateLimited(wait)) => {
                 let at = now_ms() + wait.as_millis() as i64;
                 ("retry", tables::reply_retry(&self.store, reply.id, at, "rate limited").await)
@@ -937,13 +986,16 @@ impl Channels {
         if let Err(e) = result {
             tracing::error!(target: "pryx::channels", "cannot record a reply's delivery: {e}");
         }
+        if outcome == "failed" {
+            self.setup.changed();
+        }
         outcome
     }
 
     // ---- what the API asks ----
 
     pub async fn pairing_code(&self, channel: &str) -> Result<PairingCode, ChannelError> {
-        if self.connected.get().is_none() {
+        if !self.connected().ready {
             return Err(ChannelError::Connecting);
         }
         let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_owned()))?;
@@ -956,33 +1008,13 @@ impl Channels {
         let expires_at = now_ms() + PAIRING_LIFETIME_MS;
         tables::add_pairing_code(&self.store, platform.channel(), &code, expires_at).await?;
         let link = platform.pairing_link(&code).await;
-        Ok(PairingCode { channel: platform.channel().into(), code, link, expires_at })
+        let qr = link.as_deref().and_then(qr::encode);
+        Ok(PairingCode { channel: platform.channel().into(), code, link, qr, expires_at })
     }
 
     pub async fn replies(&self, channel: &str, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
         Ok(tables::replies(&self.store, channel, i64::from(limit.clamp(1, 1000))).await?)
     }
-}
-
-async fn whatsapp_channel(
-    config: &WhatsAppConfig,
-    token: &str,
-    secrets: &SecretsHandle,
-) -> Result<WhatsAppChannel, String> {
-    let resolve = |key: &'static str, value: Option<String>| async move {
-        let value = value.ok_or(format!("{key} is not set"))?;
-        secrets.run(move |s| s.resolve(&value)).await.map_err(|e| format!("{key}: {e}"))
-    };
-    let token = resolve("access_token", Some(token.to_owned())).await?;
-    let app_secret = resolve("app_secret", config.app_secret.clone()).await?;
-    let verify_token = resolve("verify_token", config.verify_token.clone()).await?;
-    let phone_number_id = config.phone_number_id.clone().unwrap_or_default();
-    Ok(WhatsAppChannel {
-        api: CloudApi::new(&config.api_base, &phone_number_id, token),
-        app_secret,
-        verify_token,
-        allowed: config.allowed_numbers.clone(),
-    })
 }
 
 /// Send a reply, or, when it is the final answer to a live preview, edit the preview into
@@ -1030,38 +1062,4 @@ fn receive_span(system: &'static str, via: &'static str) -> tracing::Span {
         pryx.channel.outcome = "ignored",
         http.response.status_code = tracing::field::Empty,
     )
-}
-
-async fn telegram_channel(
-    config: &TelegramConfig,
-    token: &str,
-    secrets: &SecretsHandle,
-) -> Result<TelegramChannel, String> {
-    let resolve =
-        |value: String| async move { secrets.run(move |s| s.resolve(&value)).await.map_err(|e| e.to_string()) };
-    let token = resolve(token.to_owned()).await.map_err(|e| format!("bot_token: {e}"))?;
-    let api = BotApi::new(&config.api_base, token);
-    let webhook_secret = match config.mode {
-        TelegramMode::Polling => {
-            if let Err(e) = api.delete_webhook().await {
-                tracing::warn!(target: "pryx::channels", "cannot remove a Telegram webhook before polling: {e}");
-            }
-            None
-        }
-        TelegramMode::Webhook => {
-            let secret = config.webhook_secret.clone().ok_or("webhook mode needs telegram.webhook_secret")?;
-            let secret = resolve(secret).await.map_err(|e| format!("webhook_secret: {e}"))?;
-            let base = config.public_url.as_deref().unwrap_or_default().trim_end_matches('/');
-            api.set_webhook(&format!("{base}/webhooks/telegram"), &secret)
-                .await
-                .map_err(|e| format!("cannot register the webhook: {e}"))?;
-            Some(secret)
-        }
-    };
-    Ok(TelegramChannel {
-        api,
-        webhook_secret,
-        username: Mutex::new(None),
-        allowed: config.allowed_chats.iter().map(i64::to_string).collect(),
-    })
 }

@@ -437,3 +437,34 @@ pub async fn set_cursor(store: &Store, channel: &str, value: &str) -> Result<()>
     .await?;
     Ok(())
 }
+
+/// What the Connections screen shows about a channel.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub paired_chats: u32,
+    pub last_message_at: Option<i64>,
+    pub failed_replies: u32,
+}
+
+pub async fn figures(store: &Store, channel: &str) -> Result<Figures> {
+    let paired: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM channel_chats WHERE channel = ? AND paired_at IS NOT NULL")
+            .bind(channel)
+            .fetch_one(store.pool())
+            .await?;
+    // Newest first by id: stops at the first row of this channel instead of scanning all.
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT received_at FROM channel_inbox WHERE channel = ? ORDER BY id DESC LIMIT 1")
+            .bind(channel)
+            .fetch_optional(store.pool())
+            .await?;
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_outbox WHERE channel = ? AND status = 'failed'")
+        .bind(channel)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(Figures {
+        paired_chats: u32::try_from(paired).unwrap_or(u32::MAX),
+        last_message_at: last,
+        failed_replies: u32::try_from(failed).unwrap_or(u32::MAX),
+    })
+}

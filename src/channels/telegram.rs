@@ -207,7 +207,7 @@ impl BotApi {
         }
     }
 
-    /// The bot's username (for the `t.me/BOT?start=CODE` pairing link).
+    /// The bot's username (for the `t.me/BOT?start=CODE` pairing link); checks the token.
     pub async fn username(&self) -> Result<Option<String>, ApiError> {
         Ok(self.call::<BotUser>("getMe", json!({})).await?.username)
     }

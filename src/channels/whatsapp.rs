@@ -116,8 +116,19 @@ pub fn parse(body: &Value) -> Result<(Vec<InboundMessage>, Vec<StatusUpdate>), S
 /// A Cloud API client for one business phone number.
 pub struct CloudApi {
     http: reqwest::Client,
-    messages_url: String,
+    /// `{api_base}/{phone-number-id}`
+    number_url: String,
     token: SecretString,
+}
+
+/// The business phone number, as the Graph API describes it.
+#[derive(Debug, serde::Deserialize)]
+pub struct PhoneNumber {
+    /// As WhatsApp shows it, e.g. `+1 631-555-5555`.
+    pub display_phone_number: String,
+    /// The business name Meta approved for it.
+    #[serde(default)]
+    pub verified_name: Option<String>,
 }
 
 impl CloudApi {
@@ -127,8 +138,28 @@ impl CloudApi {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        let messages_url = format!("{}/{phone_number_id}/messages", api_base.trim_end_matches('/'));
-        CloudApi { http, messages_url, token }
+        let number_url = format!("{}/{phone_number_id}", api_base.trim_end_matches('/'));
+        CloudApi { http, number_url, token }
+    }
+
+    /// Ask Meta about the phone number: checks the token and the id in one call.
+    pub async fn phone_number(&self) -> Result<PhoneNumber, ApiError> {
+        let response = self
+            .http
+            .get(&self.number_url)
+            .query(&[("fields", "display_phone_number,verified_name")])
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| ApiError::Transient(format!("cannot reach WhatsApp: {}", e.without_url())))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            if let Ok(number) = serde_json::from_value(answer.clone()) {
+                return Ok(number);
+            }
+        }
+        Err(graph_error(status, &answer))
     }
 
     /// Send a text message, as interactive reply buttons (at most three) when `buttons`
@@ -151,7 +182,7 @@ impl CloudApi {
         };
         let response = self
             .http
-            .post(&self.messages_url)
+            .post(format!("{}/messages", self.number_url))
             .bearer_auth(self.token.expose())
             .json(&body)
             .send()
@@ -162,17 +193,22 @@ impl CloudApi {
         if let Some(id) = answer["messages"][0]["id"].as_str() {
             return Ok(id.to_owned());
         }
-        let error = &answer["error"];
-        let code = error["code"].as_i64().unwrap_or(0);
-        let description = error["message"].as_str().unwrap_or(status.as_str()).to_owned();
-        // Meta's throttling codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
-        Err(match code {
-            4 | 80007 | 130429 | 131048 | 131056 => ApiError::RateLimited(Duration::from_secs(5)),
-            _ if status.is_server_error() || code == 1 || code == 2 || code == 131000 => {
-                ApiError::Transient(format!("WhatsApp failed ({code}): {description}"))
-            }
-            _ => ApiError::Refused { code: status.as_u16(), description: format!("{description} (code {code})") },
-        })
+        Err(graph_error(status, &answer))
+    }
+}
+
+/// What a Graph API error envelope (`{"error": {"message", "code", …}}`) means for a retry.
+fn graph_error(status: reqwest::StatusCode, answer: &Value) -> ApiError {
+    let error = &answer["error"];
+    let code = error["code"].as_i64().unwrap_or(0);
+    let description = error["message"].as_str().unwrap_or(status.as_str()).to_owned();
+    // Meta's throttling codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
+    match code {
+        4 | 80007 | 130429 | 131048 | 131056 => ApiError::RateLimited(Duration::from_secs(5)),
+        _ if status.is_server_error() || code == 1 || code == 2 || code == 131000 => {
+            ApiError::Transient(format!("WhatsApp failed ({code}): {description}"))
+        }
+        _ => ApiError::Refused { code: status.as_u16(), description: format!("{description} (code {code})") },
     }
 }
 

@@ -371,3 +371,89 @@ async fn a_message_sent_while_paused_waits_and_is_answered_on_resume() {
     assert_eq!(texts.last().map(String::as_str), Some("Back now."), "{texts:?}");
     assert_eq!(llm.requests().len(), 1);
 }
+
+/// What the Connections screen does, through the API: a token Telegram refuses is reported
+/// in Telegram's words and nothing is saved; the right one is checked with `getMe`, kept in
+/// the keychain (the file only names it) and polling starts at once, no restart; switching
+/// to webhook mode registers the webhook with a fresh secret and lets its Host in;
+/// disconnecting stops it all and forgets the tokens.
+#[tokio::test]
+async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
+    use pryx_api::ChannelState;
+    const OWNER: i64 = 4242;
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    llm.script([Reply::text(&["Hello from the agent."]), Reply::text(&["Webhooks work too."])]);
+    let telegram = FakeTelegram::start().await;
+    let config = format!("[secrets]\nbackend = \"keychain\"\n\n[telegram]\napi_base = \"{}\"\n", telegram.api_base());
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let client = pryx.client().await;
+    let file = || std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    let telegram_status = || async { client.channel_status().await.unwrap().remove(0) };
+    assert_eq!(telegram_status().await.state, ChannelState::Off);
+
+    // Refused: Telegram's words, and nothing kept.
+    let wrong = client.channel_telegram_set(Some("123456:wrong-token".into()), "polling".into(), None).await;
+    let message = wrong.unwrap_err().to_string();
+    assert!(message.contains("Unauthorized"), "{message}");
+    let garbled = client.channel_telegram_set(Some("my-bot-token".into()), "polling".into(), None).await;
+    assert!(garbled.unwrap_err().to_string().contains("not a bot token"));
+    assert_eq!(keyring.lookup("telegram/bot").await, None);
+    assert!(!file().contains("bot_token"));
+    assert_eq!(telegram_status().await.state, ChannelState::Off);
+
+    // Accepted: kept, and polling at once.
+    let status = client.channel_telegram_set(Some(format!(" {TOKEN} ")), "polling".into(), None).await.unwrap();
+    assert_eq!(status.state, ChannelState::Connected);
+    assert_eq!(status.account.as_deref(), Some(format!("@{BOT_USERNAME}").as_str()));
+    assert_eq!(status.mode.as_deref(), Some("polling"));
+    assert_eq!(keyring.lookup("telegram/bot").await.as_deref(), Some(TOKEN));
+    assert!(file().contains("bot_token = \"secret:telegram/bot\"") && !file().contains(TOKEN), "{}", file());
+    let pairing = client.channel_pairing_code("telegram".into()).await.unwrap();
+    assert_eq!(pairing.link, Some(format!("https://t.me/{BOT_USERNAME}?start={}", pairing.code)));
+    telegram.push_update(text_update(1, OWNER, &format!("/start {}", pairing.code)));
+    telegram.push_update(text_update(2, OWNER, "hi"));
+    let texts = wait_for_texts(&telegram, OWNER, 2).await;
+    assert!(texts[0].starts_with("Paired"), "{texts:?}");
+    assert!(texts[1].contains("Hello from the agent."), "{texts:?}");
+    assert_eq!(telegram_status().await.paired_chats, 1);
+
+    // Webhook mode: needs an https address; registers a fresh secret that the endpoint
+    // then demands, and the public Host is let in.
+    let plain_http = client.channel_telegram_set(None, "webhook".into(), Some("http://pryx.example.net".into())).await;
+    assert!(plain_http.unwrap_err().to_string().contains("https"));
+    let host_probe = || async {
+        reqwest::Client::new()
+            .get(format!("{}/healthz", pryx.url))
+            .header("host", "pryx.example.net")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(host_probe().await, 403, "a foreign Host before the address is set");
+    let status =
+        client.channel_telegram_set(None, "webhook".into(), Some("https://pryx.example.net/".into())).await.unwrap();
+    assert_eq!(status.webhook_url.as_deref(), Some("https://pryx.example.net/webhooks/telegram"));
+    let registered = telegram.calls("setWebhook").pop().expect("setWebhook");
+    assert_eq!(registered["url"], "https://pryx.example.net/webhooks/telegram");
+    let secret = registered["secret_token"].as_str().unwrap().to_owned();
+    assert_eq!(keyring.lookup("telegram/webhook").await.as_deref(), Some(secret.as_str()));
+    assert_eq!(host_probe().await, 200);
+    assert_eq!(post_update(&pryx, Some("guess"), text_update(3, OWNER, "x").to_string()).await, 401);
+    assert_eq!(post_update(&pryx, Some(&secret), text_update(4, OWNER, "again").to_string()).await, 200);
+    assert!(wait_for_texts(&telegram, OWNER, 3).await[2].contains("Webhooks work too."));
+
+    // Disconnected: the webhook is removed at Telegram, the endpoint is gone, the tokens
+    // are forgotten.
+    let deletes_before = telegram.calls("deleteWebhook").len();
+    let status = client.channel_disconnect("telegram".into()).await.unwrap();
+    assert_eq!(status.state, ChannelState::Off);
+    assert_eq!(telegram.calls("deleteWebhook").len(), deletes_before + 1);
+    assert_eq!(post_update(&pryx, Some(&secret), text_update(5, OWNER, "anyone?").to_string()).await, 404);
+    assert_eq!(keyring.lookup("telegram/bot").await, None);
+    assert_eq!(host_probe().await, 403);
+    assert!(!file().contains("bot_token"));
+    assert!(!pryx.stderr().contains(TOKEN) && !pryx.stderr().contains(&secret));
+}

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use pryx::client::PryxApiClient;
+use pryx_api::ChannelState;
 
 use crate::support::whatsapp::{
-    signature, status_delivery, text_delivery, FakeWhatsApp, ACCESS_TOKEN, APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN,
+    signature, status_delivery, text_delivery, FakeWhatsApp, ACCESS_TOKEN, APP_SECRET, DISPLAY_NUMBER, NUMBER_DIGITS,
+    PHONE_NUMBER_ID, VERIFY_TOKEN,
 };
 use crate::support::{eventually, MockLlm, Options, Pryx, Reply};
 
@@ -77,11 +79,18 @@ async fn verification_signatures_pairing_answers_and_delivery_statuses() {
     assert!(llm.requests().is_empty());
 
     // Pairing: the owner sends the code as a message.
+    // The link opens a chat with the business number, the code typed in.
     let pairing = client.channel_pairing_code("whatsapp".into()).await.unwrap();
-    assert_eq!(pairing.link, None);
+    assert_eq!(pairing.link, Some(format!("https://wa.me/{NUMBER_DIGITS}?text={}", pairing.code)));
+    assert!(pairing.qr.is_some(), "the link comes as a QR code too");
     assert_eq!(post_signed(&pryx, text_delivery("wamid.IN4", OWNER, &pairing.code.to_lowercase())).await, 200);
     eventually("the pairing answer", || async { whatsapp.texts_to(OWNER).len() == 2 }).await;
     assert!(whatsapp.texts_to(OWNER)[1].starts_with("Paired"));
+    let status = client.channel_status().await.unwrap().remove(1);
+    assert_eq!((status.channel.as_str(), status.state), ("whatsapp", ChannelState::Connected));
+    assert_eq!(status.account.as_deref(), Some(format!("{DISPLAY_NUMBER} (Pryx Test)").as_str()));
+    assert_eq!(status.paired_chats, 1);
+    assert!(status.last_message_at.is_some());
 
     // Answers come in WhatsApp's own markup; a redelivered message is answered once.
     llm.script([Reply::text(&["# Plan\n**Soon**, see [docs](https://x.org)."])]);
@@ -144,4 +153,56 @@ async fn throttled_sends_are_retried_and_refused_ones_recorded() {
     .await;
     let replies = client.channel_replies("whatsapp".into(), None).await.unwrap();
     assert!(replies[0].error.as_deref().unwrap().contains("not in allowed list"), "{replies:?}");
+}
+
+/// The Connections screen's WhatsApp form, through the API: Meta's refusal is shown and
+/// nothing kept; accepted settings go to the keychain, the verification handshake and
+/// signed deliveries work at once, and the webhook URL to paste into Meta's console is
+/// given back.
+#[tokio::test]
+async fn whatsapp_is_connected_from_the_api_while_pryx_runs() {
+    use pryx_api::ChannelState;
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    let config = format!("[secrets]\nbackend = \"keychain\"\n\n[whatsapp]\napi_base = \"{}\"\n", whatsapp.api_base());
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let client = pryx.client().await;
+    let set = |token: &str, phone: &str| {
+        client.channel_whatsapp_set(
+            phone.into(),
+            Some(token.into()),
+            Some(APP_SECRET.into()),
+            Some(VERIFY_TOKEN.into()),
+            Some("https://hooks.example.org".into()),
+        )
+    };
+    let refused = set("EAAG-expired", PHONE_NUMBER_ID).await.unwrap_err().to_string();
+    assert!(refused.contains("Invalid OAuth access token"), "{refused}");
+    let not_an_id = set(ACCESS_TOKEN, "+1 555 0104477").await.unwrap_err().to_string();
+    assert!(not_an_id.contains("phone number id"), "{not_an_id}");
+    assert_eq!(keyring.lookup("whatsapp/token").await, None);
+    assert_eq!(client.channel_status().await.unwrap()[1].state, ChannelState::Off);
+
+    let status = set(ACCESS_TOKEN, PHONE_NUMBER_ID).await.unwrap();
+    assert_eq!(status.state, ChannelState::Connected);
+    assert_eq!(status.webhook_url.as_deref(), Some("https://hooks.example.org/webhooks/whatsapp"));
+    assert_eq!(keyring.lookup("whatsapp/token").await.as_deref(), Some(ACCESS_TOKEN));
+    assert_eq!(keyring.lookup("whatsapp/app_secret").await.as_deref(), Some(APP_SECRET));
+    let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(file.contains(&format!("phone_number_id = \"{PHONE_NUMBER_ID}\"")) && !file.contains(ACCESS_TOKEN));
+    let verify =
+        format!("{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=77", pryx.url);
+    assert_eq!(reqwest::get(&verify).await.unwrap().text().await.unwrap(), "77");
+    llm.script([Reply::text(&["Hi from WhatsApp."])]);
+    let pairing = client.channel_pairing_code("whatsapp".into()).await.unwrap();
+    assert_eq!(post_signed(&pryx, text_delivery("wamid.API1", OWNER, &pairing.code)).await, 200);
+    assert_eq!(post_signed(&pryx, text_delivery("wamid.API2", OWNER, "hello")).await, 200);
+    eventually("the answer", || async { whatsapp.texts_to(OWNER).len() == 2 }).await;
+    assert!(whatsapp.texts_to(OWNER)[1].contains("Hi from WhatsApp."));
+
+    let status = client.channel_disconnect("whatsapp".into()).await.unwrap();
+    assert_eq!(status.state, ChannelState::Off);
+    assert_eq!(reqwest::get(&verify).await.unwrap().status(), 404);
+    assert_eq!(keyring.lookup("whatsapp/token").await, None);
 }

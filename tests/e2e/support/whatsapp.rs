@@ -1,7 +1,9 @@
 //! A WhatsApp Cloud API stand-in, written from Meta's Cloud API documentation (no emulator
 //! exists): `POST /{phone-number-id}/messages` with a bearer token answers
 //! `{"messaging_product":"whatsapp","contacts":[…],"messages":[{"id":"wamid…"}]}`, or the
-//! Graph error envelope `{"error":{"message","type","code","fbtrace_id"}}`. It also builds
+//! Graph error envelope `{"error":{"message","type","code","fbtrace_id"}}`;
+//! `GET /{phone-number-id}?fields=…` answers the number's `display_phone_number`,
+//! `verified_name` and `id` (how Pryx checks the settings). It also builds
 //! webhook deliveries in the documented nested shape and signs them as Meta does.
 
 use std::collections::VecDeque;
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -21,6 +23,9 @@ pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const ACCESS_TOKEN: &str = "EAAG-test-access-token";
 pub const APP_SECRET: &str = "test-app-secret-9f8e7d";
 pub const VERIFY_TOKEN: &str = "test-verify-token-1a2b";
+/// The business number as WhatsApp shows it (and its digits, for `wa.me` links).
+pub const DISPLAY_NUMBER: &str = "+1 555-010-4477";
+pub const NUMBER_DIGITS: &str = "15550104477";
 
 #[derive(Default)]
 struct Shared {
@@ -38,7 +43,10 @@ pub struct FakeWhatsApp {
 impl FakeWhatsApp {
     pub async fn start() -> FakeWhatsApp {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new().route("/v21.0/{phone}/messages", post(messages)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/v21.0/{phone}/messages", post(messages))
+            .route("/v21.0/{phone}", get(phone_number))
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -73,17 +81,33 @@ impl FakeWhatsApp {
     }
 }
 
+/// Meta's answer to a wrong token or phone number id, if the request has one.
+fn refusal(phone: &str, headers: &HeaderMap) -> Option<Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if phone == PHONE_NUMBER_ID && auth == Some(&format!("Bearer {ACCESS_TOKEN}")) {
+        return None;
+    }
+    let error = json!({"error": {"message": "Invalid OAuth access token - Cannot parse access token",
+        "type": "OAuthException", "code": 190, "fbtrace_id": "Atest"}});
+    Some((StatusCode::UNAUTHORIZED, Json(error)).into_response())
+}
+
+async fn phone_number(Path(phone): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&phone, &headers) {
+        return refused;
+    }
+    Json(json!({"verified_name": "Pryx Test", "display_phone_number": DISPLAY_NUMBER, "id": PHONE_NUMBER_ID}))
+        .into_response()
+}
+
 async fn messages(
     State(shared): State<Arc<Mutex<Shared>>>,
     Path(phone): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if phone != PHONE_NUMBER_ID || auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
-        let error = json!({"error": {"message": "Invalid OAuth access token - Cannot parse access token",
-            "type": "OAuthException", "code": 190, "fbtrace_id": "Atest"}});
-        return (StatusCode::UNAUTHORIZED, Json(error)).into_response();
+    if let Some(refused) = refusal(&phone, &headers) {
+        return refused;
     }
     let mut shared = shared.lock().unwrap();
     if let Some((status, code, message)) = shared.failures.pop_front() {
