@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pryx_api::{
-    from_wire_name, wire_name, Activity, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message, MessageStatus,
-    ProviderInfo, ProviderSettings, ProviderTest, Role, SandboxInfo, Session, SessionDetail, SystemInfo, ToolCall,
-    ToolPolicy, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+    from_wire_name, wire_name, Activity, AgentSettings, Approval, ApprovalDecision, ApprovalStatus, ErrorKind, Message,
+    MessageStatus, ProviderInfo, ProviderSettings, ProviderTest, Role, SandboxInfo, Session, SessionDetail, SystemInfo,
+    ToolCall, ToolPolicy, TurnEvent, TurnEventEnvelope, TurnStarted, TurnStatus, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,9 @@ impl From<StoreError> for AgentError {
 
 /// The keychain entry the provider's API key is kept in when set from the UI.
 const PROVIDER_KEY_SECRET: &str = "llm/api_key";
+/// The OTLP export's `authorization` header, and the keychain entry its value is kept in.
+const EXPORT_AUTHORIZATION_HEADER: &str = "authorization";
+const EXPORT_AUTHORIZATION_SECRET: &str = "otlp/auth";
 
 /// An OpenAI-compatible base URL: http(s), no query; without the trailing slash.
 /// The same rule as `llm.base_url` in the file, said for someone typing it into a form.
@@ -198,6 +201,8 @@ pub struct Agent {
     turns: Arc<Mutex<Turns>>,
     events: broadcast::Sender<TurnEventEnvelope>,
     shutdown: CancellationToken,
+    /// Cancelled to ask the supervisor for a new runtime with the config read again.
+    reload: CancellationToken,
     tasks: TaskTracker,
     faults: Faults,
     pause: PauseSwitch,
@@ -258,6 +263,7 @@ impl Agent {
             turns: Arc::new(Mutex::new(Turns::default())),
             events,
             shutdown: CancellationToken::new(),
+            reload: CancellationToken::new(),
             tasks: TaskTracker::new(),
             faults,
             activity: watch::channel(Activity::new(0, 0, pause.is_paused(), None)).0,
@@ -547,12 +553,7 @@ impl Agent {
         let _one_at_a_time = self.provider_edit.lock().await;
         let new_key = api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
         let mut config = self.provider_config(base_url, model, api_key)?;
-        let path = self.mcp.config_path().ok_or_else(|| {
-            AgentError::Config(EditError::File {
-                path: "(none)".into(),
-                message: "Pryx runs without a config file".into(),
-            })
-        })?;
+        let path = self.config_file()?;
         // The key goes to the keychain; the file only names it.
         if let Some(key) = new_key {
             self.set_secret(PROVIDER_KEY_SECRET, key).await?;
@@ -717,6 +718,106 @@ impl Agent {
         self.mcp.shutdown().await;
     }
 
+    /// The config file the API edits.
+    fn config_file(&self) -> Result<&Path, AgentError> {
+        self.mcp.config_path().ok_or_else(|| {
+            AgentError::Config(EditError::File {
+                path: "(none)".into(),
+                message: "Pryx runs without a config file".into(),
+            })
+        })
+    }
+
+    // ---- settings applied by a restart of the runtime ----
+
+    /// The workspace and telemetry settings (see `settings.get`).
+    pub fn settings(&self) -> AgentSettings {
+        let telemetry = &self.config.telemetry;
+        AgentSettings {
+            workspace: self.config.tools.workspace.as_ref().map(|p| p.display().to_string()),
+            workspace_in_use: self.workspace.root().display().to_string(),
+            capture_content: telemetry.capture_content,
+            export_endpoint: telemetry.otlp.endpoint.clone(),
+            export_authorization: telemetry.otlp.headers.contains_key(EXPORT_AUTHORIZATION_HEADER),
+        }
+    }
+
+    /// Write new settings, then ask the supervisor for a runtime with them (see
+    /// `settings.set`). Answers the settings as they will be after the restart.
+    pub async fn set_settings(
+        &self,
+        workspace: Option<String>,
+        capture_content: Option<bool>,
+        export_endpoint: Option<String>,
+        export_authorization: Option<String>,
+    ) -> Result<AgentSettings, AgentError> {
+        if self.activity.borrow().running_turns > 0 {
+            return Err(AgentError::Conflict(
+                "a turn is running; change the settings when it has finished (or stop it)".into(),
+            ));
+        }
+        let path = self.config_file()?;
+        let mut after = self.settings();
+        let mut tools: Vec<(&str, Option<toml_edit::Value>)> = Vec::new();
+        if let Some(workspace) = workspace.as_deref().map(str::trim) {
+            after.workspace = match workspace {
+                "" => None,
+                dir => Some(check_workspace(dir)?),
+            };
+            tools.push(("workspace", after.workspace.clone().map(Into::into)));
+        }
+        let mut telemetry: Vec<(&str, Option<toml_edit::Value>)> = Vec::new();
+        if let Some(capture) = capture_content {
+            after.capture_content = capture;
+            telemetry.push(("capture_content", Some(capture.into())));
+        }
+        let mut otlp: Vec<(&str, Option<toml_edit::Value>)> = Vec::new();
+        if let Some(endpoint) = export_endpoint.as_deref().map(str::trim) {
+            after.export_endpoint = match endpoint.trim_end_matches('/') {
+                "" => None,
+                url => Some(check_export_endpoint(url)?),
+            };
+            otlp.push(("endpoint", after.export_endpoint.clone().map(Into::into)));
+        }
+        let mut headers: Vec<(&str, Option<toml_edit::Value>)> = Vec::new();
+        match export_authorization.as_deref().map(str::trim) {
+            None => {}
+            Some("") => {
+                after.export_authorization = false;
+                headers.push((EXPORT_AUTHORIZATION_HEADER, None));
+            }
+            Some(value) => {
+                if value.len() > 8 * 1024 || value.contains(['\r', '\n']) {
+                    return Err(AgentError::InvalidInput("the authorization header must be one line".into()));
+                }
+                self.set_secret(EXPORT_AUTHORIZATION_SECRET, value.to_owned()).await?;
+                after.export_authorization = true;
+                headers
+                    .push((EXPORT_AUTHORIZATION_HEADER, Some(format!("secret:{EXPORT_AUTHORIZATION_SECRET}").into())));
+            }
+        }
+        for (table, values) in
+            [("tools", tools), ("telemetry", telemetry), ("telemetry.otlp", otlp), ("telemetry.otlp.headers", headers)]
+        {
+            if !values.is_empty() {
+                crate::config_edit::set_items(path, table, &values)?;
+            }
+        }
+        if export_authorization.as_deref().map(str::trim) == Some("") {
+            if let Err(e) = self.delete_secret(EXPORT_AUTHORIZATION_SECRET).await {
+                tracing::debug!("no export authorization to forget: {e}");
+            }
+        }
+        tracing::info!("settings changed; restarting the agent runtime to apply them");
+        self.reload.cancel();
+        Ok(after)
+    }
+
+    /// Resolves when a change asked for a runtime with the config file read again.
+    pub async fn reload_requested(&self) {
+        self.reload.cancelled().await
+    }
+
     /// The keychain (or what stands in for it).
     pub fn secrets(&self) -> &SecretsHandle {
         &self.secrets
@@ -771,12 +872,7 @@ impl Agent {
     pub fn set_tool_rule(&self, name: &str, rule: Option<Rule>) -> Result<ToolPolicy, AgentError> {
         let registry = self.tools.current();
         let tool = registry.get(name).ok_or_else(|| AgentError::NotFound(format!("tool `{name}`")))?;
-        let path = self.mcp.config_path().ok_or_else(|| {
-            AgentError::Config(EditError::File {
-                path: "(none)".into(),
-                message: "Pryx runs without a config file".into(),
-            })
-        })?;
+        let path = self.config_file()?;
         {
             // Held across the file and the swap, so two changes at once land in both alike.
             let mut policy = self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1441,6 +1537,25 @@ fn emit_to(events: &broadcast::Sender<TurnEventEnvelope>, turn: &TurnHandle, eve
     }
     log.push(envelope);
     turn.progress.send_replace(log.len());
+}
+
+/// A workspace directory given in the UI: absolute, and a directory if it exists (Pryx
+/// creates it otherwise, as at start).
+fn check_workspace(dir: &str) -> Result<String, AgentError> {
+    let path = Path::new(dir);
+    if !path.is_absolute() {
+        return Err(AgentError::InvalidInput(format!("`{dir}` is not an absolute path (like /home/me/work)")));
+    }
+    if path.exists() && !path.is_dir() {
+        return Err(AgentError::InvalidInput(format!("`{dir}` is a file, not a directory")));
+    }
+    Ok(dir.to_owned())
+}
+
+/// An OTLP/HTTP receiver's base URL.
+fn check_export_endpoint(url: &str) -> Result<String, AgentError> {
+    crate::config::check_url(url).map_err(AgentError::InvalidInput)?;
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]

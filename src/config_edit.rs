@@ -50,18 +50,32 @@ pub fn set_tool_rule(path: &Path, tool: &str, rule: Option<Rule>) -> Result<(), 
     })
 }
 
-/// Set (`Some`) or remove (`None`) keys of one table, e.g. `[llm] base_url`.
+/// Set (`Some`) or remove (`None`) keys of one table, e.g. `[llm] base_url`; `table` may
+/// be a dotted path (`telemetry.otlp.headers`), created as needed.
 pub fn set_values(path: &Path, table: &str, values: &[(&str, Option<&str>)]) -> Result<(), EditError> {
+    let values: Vec<(&str, Option<toml_edit::Value>)> =
+        values.iter().map(|(key, value)| (*key, value.map(toml_edit::Value::from))).collect();
+    set_items(path, table, &values)
+}
+
+/// [`set_values`] for values of any TOML type (a bool, a number).
+pub fn set_items(path: &Path, table: &str, values: &[(&str, Option<toml_edit::Value>)]) -> Result<(), EditError> {
     edit(path, |document| {
-        let section = document
-            .entry(table)
-            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
+        let mut section = document.as_table_mut();
+        for (depth, name) in table.split('.').enumerate() {
+            let last = depth == table.split('.').count() - 1;
+            section = section
+                .entry(name)
+                .or_insert_with(
+                    || if last { toml_edit::Item::Table(toml_edit::Table::new()) } else { implicit_table() },
+                )
+                .as_table_mut()
+                .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
+        }
         for (key, value) in values {
             match value {
                 Some(value) => {
-                    section.insert(key, toml_edit::value(*value));
+                    section.insert(key, toml_edit::Item::Value(value.clone()));
                 }
                 None => {
                     section.remove(key);
@@ -179,6 +193,22 @@ mod tests {
             set_values(&path, "llm", &[("context_window_tokens", Some("many"))]).is_err(),
             "checked before writing"
         );
+    }
+
+    #[test]
+    fn nested_tables_and_typed_values_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# mine\n[telemetry]\nretention_days = 3\n").unwrap();
+        set_items(&path, "telemetry", &[("capture_content", Some(true.into()))]).unwrap();
+        set_values(&path, "telemetry.otlp.headers", &[("authorization", Some("secret:otlp/auth"))]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::parse(&text, &path).unwrap();
+        assert!(config.telemetry.capture_content);
+        assert_eq!(config.telemetry.retention_days, 3);
+        assert_eq!(config.telemetry.otlp.headers["authorization"], "secret:otlp/auth");
+        assert!(text.starts_with("# mine") && text.contains("[telemetry.otlp.headers]"), "{text}");
+        assert!(!text.contains("[telemetry.otlp]\n"), "the table between stays implicit: {text}");
     }
 
     #[test]

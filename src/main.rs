@@ -180,17 +180,12 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     pryx::install_tls_provider();
     let cli = Cli::parse();
-    let exporter = match init_logging(&cli) {
-        Ok(exporter) => exporter,
-        Err(e) => {
-            eprintln!("pryx: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = run(cli, started);
-    if let Some(exporter) = exporter {
-        exporter.shutdown();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("pryx: {e:#}");
+        return ExitCode::FAILURE;
     }
+    let result = run(cli, started);
+    pryx::telemetry::export::shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -210,9 +205,10 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Logs to stderr (`RUST_LOG`), telemetry spans to the recorder, and, when the user turned
-/// it on for `--serve`, to the OTLP exporter (returned, to be flushed at exit).
-fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exporter>> {
+/// Logs to stderr (`RUST_LOG`), telemetry spans to the recorder, and, where the agent runs
+/// and the user turned it on, to the OTLP exporter (flushed at exit). The export layer can
+/// be swapped later (`telemetry::export::apply`), when the settings change.
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -255,18 +251,39 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<pryx::telemetry::export::Exp
     let recording = server_config.as_ref().is_none_or(|c| c.telemetry.enabled);
     let recorder = recording.then(|| pryx::telemetry::SpanRecorder.with_filter(only_spans()));
     let registry = tracing_subscriber::registry().with(log).with(recorder);
-    let (exporter, layer) = match server_config.filter(|c| c.telemetry.enabled) {
+    let initial = match server_config.as_ref().filter(|c| c.telemetry.enabled) {
         Some(config) => {
             let secrets = pryx::secrets::SecretsHandle::new(config.secrets.backend);
-            match pryx::telemetry::export::build(&config.telemetry.otlp, &secrets)? {
-                Some((exporter, layer)) => (Some(exporter), Some(layer.with_filter(only_spans()))),
-                None => (None, None),
-            }
+            pryx::telemetry::export::build(&config.telemetry.otlp, &secrets)?
+                .map(|(exporter, layer)| (config.telemetry.otlp.clone(), exporter, layer))
         }
+        None => None,
+    };
+    let (layer, initial) = match initial {
+        Some((config, exporter, layer)) => (Some(layer), Some((config, exporter))),
         None => (None, None),
     };
-    registry.with(layer).init();
-    Ok(exporter)
+    let (export, handle) = tracing_subscriber::reload::Layer::new(layer);
+    registry.with(export.with_filter(only_spans())).init();
+    pryx::telemetry::export::keep(initial);
+    if server_config.is_some() {
+        pryx::telemetry::export::install_switch(Box::new(move |otlp, secrets| {
+            let built = match otlp {
+                Some(otlp) => pryx::telemetry::export::build(otlp, secrets)?.map(|(e, l)| (otlp.clone(), e, l)),
+                None => None,
+            };
+            let (layer, kept) = match built {
+                Some((config, exporter, layer)) => (Some(layer), Some((config, exporter))),
+                None => (None, None),
+            };
+            handle.reload(layer).map_err(|e| {
+                pryx::telemetry::export::ExportError::Build(format!("cannot swap the export layer: {e}"))
+            })?;
+            pryx::telemetry::export::keep(kept);
+            Ok(())
+        }));
+    }
+    Ok(())
 }
 
 fn run(cli: Cli, started: std::time::Instant) -> anyhow::Result<ExitCode> {

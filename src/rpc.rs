@@ -9,9 +9,10 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, wire_name, Activity, Approval, ApprovalDecision, ChannelReply, ChannelStatus, McpOverview,
-    McpServerConfig, McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings, ProviderTest,
-    PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope, TurnStarted,
+    error_code, rpc_error, wire_name, Activity, AgentSettings, Approval, ApprovalDecision, ChannelReply, ChannelStatus,
+    McpOverview, McpServerConfig, McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings,
+    ProviderTest, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope,
+    TurnStarted,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -311,6 +312,20 @@ impl PryxApiServer for RpcApi {
 
     async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned> {
         Ok(self.channels.pairing_code(&channel).await?)
+    }
+
+    async fn settings_get(&self) -> Result<AgentSettings, ErrorObjectOwned> {
+        Ok(self.agent.settings())
+    }
+
+    async fn settings_set(
+        &self,
+        workspace: Option<String>,
+        capture_content: Option<bool>,
+        export_endpoint: Option<String>,
+        export_authorization: Option<String>,
+    ) -> Result<AgentSettings, ErrorObjectOwned> {
+        Ok(self.agent.set_settings(workspace, capture_content, export_endpoint, export_authorization).await?)
     }
 
     async fn channel_status(&self) -> Result<Vec<ChannelStatus>, ErrorObjectOwned> {

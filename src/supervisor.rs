@@ -7,6 +7,10 @@
 //! (message, backtrace, time); the runtime is dropped and a new one started after an
 //! exponential back-off (capped, and reset after a healthy period). The process never dies
 //! of it. Panics inside a single turn never get this far: the agent catches those itself.
+//!
+//! The same mechanism applies settings that shape the whole runtime (the workspace,
+//! telemetry): `settings.set` writes the file and asks for a reload, and the next
+//! incarnation starts, at once, from the file read again.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -37,6 +41,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything prepared before the agent starts.
 pub struct Launch {
+    /// The config of the first incarnation (a reload reads the file again).
     pub config: Arc<Config>,
     /// The file the config came from; `[mcp]` changes in it are applied while running.
     pub config_path: Option<PathBuf>,
@@ -62,6 +67,8 @@ pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> 
     panics::install_hook();
     let mut restarts: u64 = 0;
     let mut backoff = Backoff::new();
+    let mut config = launch.config.clone();
+    let mut first = true;
     loop {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -69,11 +76,20 @@ pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> 
             .build()
             .context("cannot start the agent runtime")?;
         let started = Instant::now();
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_agent(&launch, restarts, stop.clone()))));
+        let incarnation = run_agent(&launch, &config, restarts, first, stop.clone());
+        first = false;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(incarnation)));
         runtime.shutdown_timeout(Duration::from_secs(1));
         match outcome {
-            Ok(result) => return result,
+            Ok(Ok(Ending::Reload)) => {
+                match reread_config(&launch) {
+                    Ok(reread) => config = Arc::new(reread),
+                    Err(e) => tracing::error!("cannot read the config again; keeping the one in use: {e:#}"),
+                }
+                tracing::info!("starting the agent runtime with the new settings");
+                continue;
+            }
+            Ok(result) => return result.map(|_| ()),
             Err(payload) => {
                 let (message, backtrace) = panics::describe(payload);
                 tracing::error!("the agent runtime panicked; restarting: {message}");
@@ -89,6 +105,23 @@ pub fn supervise(launch: Launch, stop: CancellationToken) -> anyhow::Result<()> 
             return Ok(());
         }
     }
+}
+
+/// How an incarnation ended without a panic.
+enum Ending {
+    Stopped,
+    /// Settings changed: start again with the config file read again.
+    Reload,
+}
+
+/// The config file as it is now, with the environment's overrides; the server settings
+/// stay those of the socket already bound.
+fn reread_config(launch: &Launch) -> anyhow::Result<Config> {
+    let path = launch.config_path.as_deref().context("Pryx runs without a config file")?;
+    let mut config = Config::load(path, true)?;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    config.server = launch.config.server.clone();
+    Ok(config)
 }
 
 /// Exponential back-off between restarts: doubles from [`FIRST_BACKOFF`] up to
@@ -147,7 +180,14 @@ pub(crate) fn loopback_address(address: std::net::SocketAddr) -> std::net::Socke
 }
 
 /// One runtime incarnation: open the store, serve, and on `stop` shut down in order.
-async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> anyhow::Result<()> {
+/// One incarnation; `first` is the process's first (it announces the address).
+async fn run_agent(
+    launch: &Launch,
+    config: &Arc<Config>,
+    restarts: u64,
+    first: bool,
+    stop: CancellationToken,
+) -> anyhow::Result<Ending> {
     let store = Store::open(&launch.db_path())
         .await
         .with_context(|| format!("cannot open the database {}", launch.db_path().display()))?;
@@ -162,7 +202,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     }
     let agent = Agent::new(
         store.clone(),
-        launch.config.clone(),
+        config.clone(),
         launch.data_dir.clone(),
         restarts,
         Faults::new(runtime_panic_tx),
@@ -174,7 +214,8 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
-    let channels = Channels::start(agent.clone(), launch.config.clone());
+    crate::telemetry::export::apply(&config.telemetry, agent.secrets());
+    let channels = Channels::start(agent.clone(), config.clone());
     let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(
         listener,
@@ -190,7 +231,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         let (agent, stop) = (agent.clone(), spans_stop.clone());
         async move { agent.store_spans(stop).await }
     });
-    if restarts == 0 {
+    if first {
         (launch.on_ready)(address);
         // Say where secrets live once serving (probing a keychain must not delay that).
         let probe = agent.clone();
@@ -199,8 +240,15 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
         tracing::info!(%address, restarts, "agent runtime restarted");
     }
 
+    let mut ending = Ending::Stopped;
     let server_result = tokio::select! {
         _ = stop.cancelled() => None,
+        _ = agent.reload_requested() => {
+            ending = Ending::Reload;
+            // Let the answer to `settings.set` reach its client first.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
         Some(()) = runtime_panic_rx.recv() => panic!("injected runtime panic (debug.fault)"),
         result = &mut server => Some(result),
     };
@@ -218,7 +266,7 @@ async fn run_agent(launch: &Launch, restarts: u64, stop: CancellationToken) -> a
     match server_result {
         Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the server failed")),
         Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        _ => Ok(()),
+        _ => Ok(ending),
     }
 }
 

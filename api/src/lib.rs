@@ -281,13 +281,75 @@ impl TurnEvent {
 }
 
 /// A [`TurnEvent`] with where it belongs. `seq` starts at 0 for each turn and has no gaps.
+///
+/// On the wire the event's fields sit beside `turn_id`, `session_id` and `seq`. Reading it
+/// goes through [`WireEnvelope`], one flat struct, instead of serde's `flatten` of a tagged
+/// enum: that buffers every event twice and was the largest piece of the UI's download.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "WireEnvelope")]
 pub struct TurnEventEnvelope {
     pub turn_id: String,
     pub session_id: String,
     pub seq: u64,
     #[serde(flatten)]
     pub event: TurnEvent,
+}
+
+/// Every field any [`TurnEvent`] has, as it arrives; `type` says which ones must be there.
+#[derive(Deserialize)]
+struct WireEnvelope {
+    turn_id: String,
+    session_id: String,
+    seq: u64,
+    #[serde(rename = "type")]
+    tag: String,
+    text: Option<String>,
+    call: Option<ToolCall>,
+    call_id: Option<String>,
+    name: Option<String>,
+    output: Option<String>,
+    is_error: Option<bool>,
+    progress: Option<f64>,
+    total: Option<f64>,
+    message: Option<String>,
+    approval: Option<Approval>,
+    usage: Option<Usage>,
+    status: Option<TurnStatus>,
+    message_id: Option<i64>,
+    kind: Option<ErrorKind>,
+}
+
+impl TryFrom<WireEnvelope> for TurnEventEnvelope {
+    type Error = String;
+
+    fn try_from(wire: WireEnvelope) -> Result<Self, String> {
+        fn needed<T>(value: Option<T>, field: &str) -> Result<T, String> {
+            value.ok_or_else(|| format!("missing field `{field}`"))
+        }
+        let event = match wire.tag.as_str() {
+            "delta" => TurnEvent::Delta { text: needed(wire.text, "text")? },
+            "tool_call" => TurnEvent::ToolCall { call: needed(wire.call, "call")? },
+            "tool_result" => TurnEvent::ToolResult {
+                call_id: needed(wire.call_id, "call_id")?,
+                name: needed(wire.name, "name")?,
+                output: needed(wire.output, "output")?,
+                is_error: needed(wire.is_error, "is_error")?,
+            },
+            "tool_progress" => TurnEvent::ToolProgress {
+                call_id: needed(wire.call_id, "call_id")?,
+                progress: needed(wire.progress, "progress")?,
+                total: wire.total,
+                message: wire.message,
+            },
+            "approval_requested" => TurnEvent::ApprovalRequested { approval: needed(wire.approval, "approval")? },
+            "approval_settled" => TurnEvent::ApprovalSettled { approval: needed(wire.approval, "approval")? },
+            "usage" => TurnEvent::Usage { usage: needed(wire.usage, "usage")? },
+            "done" => TurnEvent::Done { status: needed(wire.status, "status")?, message_id: wire.message_id },
+            "error" => TurnEvent::Error { kind: needed(wire.kind, "kind")?, message: needed(wire.message, "message")? },
+            other => return Err(format!("unknown turn event type `{other}`")),
+        };
+        Ok(TurnEventEnvelope { turn_id: wire.turn_id, session_id: wire.session_id, seq: wire.seq, event })
+    }
 }
 
 /// How well shell commands are contained on this machine.
@@ -564,6 +626,24 @@ pub struct PairingCode {
 pub struct QrImage {
     pub size: u32,
     pub path: String,
+}
+
+/// The agent's settings the Settings screen edits (`settings.get`, `settings.set`). Never
+/// holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSettings {
+    /// `[tools] workspace` as configured; `None`: the default, `workspace` in the data
+    /// directory.
+    pub workspace: Option<String>,
+    /// The workspace in use now.
+    pub workspace_in_use: String,
+    /// `[telemetry] capture_content`: message text and tool arguments in spans.
+    pub capture_content: bool,
+    /// `[telemetry.otlp] endpoint`: where spans are exported; `None`: nothing leaves this
+    /// computer.
+    pub export_endpoint: Option<String>,
+    /// An `authorization` header for the export is kept in the keychain.
+    pub export_authorization: bool,
 }
 
 /// How a messaging channel is doing.
@@ -875,6 +955,24 @@ pub trait PryxApi {
     #[method(name = "channel.pairing_code")]
     async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned>;
 
+    /// The workspace and telemetry settings.
+    #[method(name = "settings.get")]
+    async fn settings_get(&self) -> Result<AgentSettings, ErrorObjectOwned>;
+
+    /// Change the workspace (`""`: the default), content capture, the OTLP export endpoint
+    /// (`""`: export off) or its `authorization` header (kept in the keychain; `""` removes
+    /// it); omitted values stay. The file is written, then the agent's runtime restarts
+    /// in-process to apply them (about a second: clients reconnect, the port and token
+    /// stay). Refused with `-32009` while a turn runs, so no answer is cut short.
+    #[method(name = "settings.set")]
+    async fn settings_set(
+        &self,
+        workspace: Option<String>,
+        capture_content: Option<bool>,
+        export_endpoint: Option<String>,
+        export_authorization: Option<String>,
+    ) -> Result<AgentSettings, ErrorObjectOwned>;
+
     /// The setup and health of both channels (Telegram first).
     #[method(name = "channel.status")]
     async fn channel_status(&self) -> Result<Vec<ChannelStatus>, ErrorObjectOwned>;
@@ -943,6 +1041,53 @@ mod tests {
         assert_eq!(json, serde_json::json!({"turn_id":"t","session_id":"s","seq":3,"type":"delta","text":"hi"}));
         let back: TurnEventEnvelope = serde_json::from_value(json).unwrap();
         assert_eq!(back, envelope);
+    }
+
+    /// The lean reading of envelopes agrees with how they are written, for every event.
+    #[test]
+    fn every_turn_event_reads_back_as_written() {
+        let approval = Approval {
+            id: "a".into(),
+            session_id: "s".into(),
+            turn_id: "t".into(),
+            call_id: "c".into(),
+            tool: "shell".into(),
+            arguments: "{}".into(),
+            summary: "run ls".into(),
+            risk: "execute".into(),
+            channel: "local".into(),
+            status: ApprovalStatus::Pending,
+            decision: None,
+            note: Some("why".into()),
+            answered_by: None,
+            created_at: 1,
+            expires_at: 2,
+            settled_at: None,
+        };
+        let call = ToolCall { id: "c".into(), name: "shell".into(), arguments: "{\"cmd\":\"ls\"}".into() };
+        let events = [
+            TurnEvent::Delta { text: "hi".into() },
+            TurnEvent::ToolCall { call },
+            TurnEvent::ToolResult { call_id: "c".into(), name: "shell".into(), output: "ok".into(), is_error: false },
+            TurnEvent::ToolProgress { call_id: "c".into(), progress: 0.5, total: Some(1.0), message: None },
+            TurnEvent::ApprovalRequested { approval: approval.clone() },
+            TurnEvent::ApprovalSettled { approval },
+            TurnEvent::Usage { usage: Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } },
+            TurnEvent::Done { status: TurnStatus::Completed, message_id: Some(7) },
+            TurnEvent::Done { status: TurnStatus::Cancelled, message_id: None },
+            TurnEvent::Error { kind: ErrorKind::RateLimited, message: "slow down".into() },
+        ];
+        for (seq, event) in events.into_iter().enumerate() {
+            let envelope = TurnEventEnvelope { turn_id: "t".into(), session_id: "s".into(), seq: seq as u64, event };
+            let text = serde_json::to_string(&envelope).unwrap();
+            assert_eq!(serde_json::from_str::<TurnEventEnvelope>(&text).unwrap(), envelope, "{text}");
+        }
+        let missing =
+            serde_json::from_str::<TurnEventEnvelope>(r#"{"turn_id":"t","session_id":"s","seq":0,"type":"delta"}"#);
+        assert!(missing.unwrap_err().to_string().contains("missing field `text`"));
+        let unknown =
+            serde_json::from_str::<TurnEventEnvelope>(r#"{"turn_id":"t","session_id":"s","seq":0,"type":"nope"}"#);
+        assert!(unknown.unwrap_err().to_string().contains("unknown turn event type `nope`"));
     }
 
     #[test]

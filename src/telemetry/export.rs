@@ -5,10 +5,14 @@
 //! Export must never slow or break the agent: spans are queued (bounded) and sent from the
 //! SDK's own thread; when the queue is full new spans are dropped and counted; a failing
 //! endpoint only increments a counter. [`ExportStats`] is what `system.info` shows.
+//!
+//! The export layer sits in the process-wide tracing subscriber behind a reload handle
+//! ([`install_switch`]), so each agent runtime makes it match its config at start
+//! ([`apply`]): turning export on or off from the Settings screen needs no new process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -51,7 +55,7 @@ impl std::fmt::Debug for OtlpConfig {
 /// Counters since the process started.
 #[derive(Default)]
 pub struct ExportStats {
-    endpoint: OnceLock<String>,
+    endpoint: Mutex<Option<String>>,
     queued: AtomicU64,
     exported: AtomicU64,
     failed: AtomicU64,
@@ -67,8 +71,9 @@ pub fn stats() -> &'static ExportStats {
 impl ExportStats {
     /// What `system.info` shows; `None` when export is off.
     pub fn status(&self) -> Option<ExportStatus> {
-        self.endpoint.get().map(|endpoint| ExportStatus {
-            endpoint: endpoint.clone(),
+        let endpoint = self.endpoint.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        endpoint.map(|endpoint| ExportStatus {
+            endpoint,
             exported: self.exported.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -100,6 +105,54 @@ pub struct Exporter {
 impl Exporter {
     pub fn shutdown(self) {
         let _ = self.provider.shutdown_with_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Puts a new export layer (or none) into the subscriber; set once by `main`.
+pub type Switch = Box<dyn Fn(Option<&OtlpConfig>, &SecretsHandle) -> Result<(), ExportError> + Send + Sync>;
+
+static SWITCH: OnceLock<Switch> = OnceLock::new();
+
+/// The exporter in use and the settings it was built from.
+static CURRENT: Mutex<Option<(OtlpConfig, Exporter)>> = Mutex::new(None);
+
+/// Where the subscriber was built with a reloadable export layer: how to swap it.
+pub fn install_switch(switch: Switch) {
+    let _ = SWITCH.set(switch);
+}
+
+/// Keep `exporter`, built from `config`, as the one in use (shutting down the one before).
+pub fn keep(config: Option<(OtlpConfig, Exporter)>) {
+    if config.is_none() {
+        *stats().endpoint.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    let before = std::mem::replace(&mut *CURRENT.lock().unwrap_or_else(|p| p.into_inner()), config);
+    if let Some((_, exporter)) = before {
+        // Flushing may wait on a dead endpoint; never on the caller's time.
+        std::thread::spawn(move || exporter.shutdown());
+    }
+}
+
+/// Flush and stop the exporter in use (at exit).
+pub fn shutdown() {
+    if let Some((_, exporter)) = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        exporter.shutdown();
+    }
+}
+
+/// Make the export match `config`: started, stopped or pointed elsewhere when it changed.
+/// A config that cannot be built leaves the export as it was (and says why).
+pub fn apply(config: &super::TelemetryConfig, secrets: &SecretsHandle) {
+    let Some(switch) = SWITCH.get() else { return };
+    let wanted = (config.enabled && config.otlp.endpoint.is_some()).then_some(&config.otlp);
+    let in_use = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(c, _)| c.clone());
+    if wanted == in_use.as_ref() {
+        return;
+    }
+    match switch(wanted, secrets) {
+        Ok(()) if wanted.is_some() => tracing::info!("telemetry export is on"),
+        Ok(()) => tracing::info!("telemetry export is off: nothing leaves this computer"),
+        Err(e) => tracing::error!("telemetry export stays as it was: {e}"),
     }
 }
 
@@ -143,7 +196,7 @@ where
         .with_span_processor(Bounded { inner: batch })
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("pryx").build())
         .build();
-    let _ = stats().endpoint.set(endpoint);
+    *stats().endpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
     let tracer = provider.tracer("pryx");
     let layer = tracing_opentelemetry::layer().with_tracer(tracer);
     Ok(Some((Exporter { provider }, layer)))

@@ -256,3 +256,74 @@ async fn a_dead_otlp_endpoint_costs_the_agent_nothing() {
     assert!(!client.spans_query(None, None, None).await.unwrap().is_empty());
     assert_eq!(pryx.terminate().await, 0, "shutdown is not held up by the dead endpoint");
 }
+
+/// The Settings screen's changes, through the API: checked, written to the file (the
+/// header's value to the keychain), then applied by a restart of the agent's runtime in
+/// the same process: export starts and stops, content capture and the workspace follow.
+/// Refused while a turn runs, so no answer is cut short.
+#[tokio::test]
+async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let receiver = Receiver::start().await;
+    let llm = MockLlm::start().await;
+    let config = "[secrets]\nbackend = \"keychain\"\n";
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(config) }).await;
+    let client = pryx.client().await;
+    let before = client.settings_get().await.unwrap();
+    assert_eq!((before.workspace, before.export_endpoint, before.capture_content), (None, None, false));
+    assert!(client.system_info().await.unwrap().export.is_none());
+
+    // Bad values are refused and nothing changes.
+    let relative = client.settings_set(Some("work".into()), None, None, None).await.unwrap_err();
+    assert!(relative.to_string().contains("absolute"), "{relative}");
+    let not_a_url = client.settings_set(None, None, Some("collector:4318".into()), None).await.unwrap_err();
+    assert!(not_a_url.to_string().contains("http"), "{not_a_url}");
+
+    // A running turn holds the change back.
+    llm.script([Reply::slow_text(20, Duration::from_millis(50))]);
+    let session = client.session_create(None).await.unwrap();
+    let turn = client.message_send(session.id.clone(), "take your time".into()).await.unwrap();
+    let busy = client.settings_set(None, Some(true), None, None).await.unwrap_err();
+    assert!(busy.to_string().contains("a turn is running"), "{busy}");
+    follow(&client, &turn.turn_id).await;
+
+    let workspace = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let after = client
+        .settings_set(
+            Some(workspace.path().display().to_string()),
+            Some(true),
+            Some(endpoint.clone()),
+            Some("Bearer from-settings-7".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.export_endpoint.as_deref(), Some(endpoint.as_str()));
+    assert!(after.export_authorization && after.capture_content);
+    let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(file.contains("authorization = \"secret:otlp/auth\"") && !file.contains("from-settings-7"), "{file}");
+    assert_eq!(keyring.lookup("otlp/auth").await.as_deref(), Some("Bearer from-settings-7"));
+
+    // The runtime restarts with them; the same process, port and token.
+    tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
+    let client = pryx.reconnect().await;
+    assert_eq!(client.settings_get().await.unwrap().workspace_in_use, workspace.path().display().to_string());
+    let (_, log) = crate::support::chat(&client, "where does the eagle nest?").await;
+    assert_eq!(log.text(), "Echo: where does the eagle nest?");
+    eventually("spans at the receiver", || async { receiver.spans().iter().any(|s| s["name"] == "turn") }).await;
+    assert!(receiver.authorizations().iter().all(|a| a.as_deref() == Some("Bearer from-settings-7")));
+    let raw = std::fs::read_to_string(&receiver.out).unwrap();
+    assert!(raw.contains("eagle"), "content capture is on, so the message text is in the spans");
+
+    // Export off: nothing more leaves.
+    client.settings_set(None, Some(false), Some(String::new()), Some(String::new())).await.unwrap();
+    tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
+    let client = pryx.reconnect().await;
+    assert!(client.system_info().await.unwrap().export.is_none());
+    let sent = receiver.spans().len();
+    crate::support::chat(&client, "anyone listening?").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.spans().len(), sent, "no spans after export was turned off");
+    assert_eq!(keyring.lookup("otlp/auth").await, None);
+    assert!(!pryx.stderr().contains("from-settings-7"));
+}
