@@ -38,8 +38,8 @@ fn SessionList(current: Signal<Option<String>>) -> impl IntoView {
     let renaming = RwSignal::new(None::<String>);
     let confirming_delete = RwSignal::new(None::<String>);
     let shown = move || {
-        let query = query.get().to_lowercase();
-        agent.sessions.get().into_iter().filter(move |s| query.is_empty() || s.title.to_lowercase().contains(&query))
+        let query = folded(&query.get());
+        agent.sessions.get().into_iter().filter(move |s| query.is_empty() || folded(&s.title).contains(&query))
     };
     let rename = move |id: String, title: String| {
         renaming.set(None);
@@ -456,4 +456,10 @@ fn Composer(
             </div>
         </form>
     }
+}
+
+/// `text` in lower case, for searching. The browser folds the case: Rust's own would bring
+/// Unicode's case tables into the page.
+fn folded(text: &str) -> String {
+    js_sys::JsString::from(text).to_lower_case().into()
 }

@@ -1,12 +1,15 @@
 //! The Connections screen: the LLM provider (base URL, model, API key into the keychain,
-//! a Test that makes a real call and shows the provider's answer or error in words).
-//! Saving applies at once; the next turn uses the new provider.
+//! a Test that makes a real call and shows the provider's answer or error in words), and
+//! the messaging channels (Telegram's bot token, WhatsApp's Cloud API settings; the agent
+//! checks them with the platform before saving, then a pairing QR code). Everything
+//! applies at once; channel status follows `channels.subscribe` live.
 
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{ProviderInfo, ProviderSettings, ProviderTest, PryxApiClient};
+use pryx_api::{ChannelState, ChannelStatus, PairingCode, ProviderInfo, ProviderSettings, ProviderTest, PryxApiClient};
 
+use crate::form::{self, Field};
 use crate::state::Agent;
 
 #[component]
@@ -15,28 +18,33 @@ pub fn ConnectionsPage() -> impl IntoView {
     view! {
         <section class="page narrow">
             <h1>"Connections"</h1>
-            <p class="muted">"Where your agent thinks. Keys go to this computer's keychain, never into a file."</p>
+            <p class="muted">"Where your agent thinks and where you reach it. Keys go to this computer's keychain, never into a file."</p>
             <ProviderCard/>
+            <ChannelCards/>
         </section>
     }
 }
+
+const PROVIDER_FIELDS: &[Field] = &[
+    ("Base URL", "base_url", false, "https://api.openai.com/v1"),
+    ("Model", "model", false, "gpt-4o-mini (empty: the first the server lists)"),
+    ("API key", "api_key", true, "none (local servers need none)"),
+];
 
 #[component]
 fn ProviderCard() -> impl IntoView {
     let agent = expect_context::<Agent>();
     let settings = RwSignal::new(None::<ProviderSettings>);
     let in_use = RwSignal::new(None::<ProviderInfo>);
-    let base_url = RwSignal::new(String::new());
-    let model = RwSignal::new(String::new());
-    let api_key = RwSignal::new(String::new());
+    let values = form::values();
     let busy = RwSignal::new(false);
     let outcome = RwSignal::new(None::<ProviderTest>);
     let load = move || {
         spawn_local(async move {
             let Ok(client) = agent.client() else { return };
             if let Ok(current) = client.provider_get().await {
-                base_url.set(current.base_url.clone().unwrap_or_default());
-                model.set(current.model.clone().unwrap_or_default());
+                values[0].set(current.base_url.clone().unwrap_or_default());
+                values[1].set(current.model.clone().unwrap_or_default());
                 settings.set(Some(current));
             }
             if let Ok(info) = client.system_info().await {
@@ -48,15 +56,10 @@ fn ProviderCard() -> impl IntoView {
         agent.connection.track();
         load();
     });
-    // What the form says; an empty key field keeps the saved key.
-    let form = move || {
-        let key = api_key.get_untracked();
-        (
-            Some(base_url.get_untracked()).filter(|v| !v.trim().is_empty()),
-            Some(model.get_untracked()),
-            (!key.trim().is_empty()).then_some(key),
-        )
-    };
+    // What the form says; an empty key field keeps the saved key, an empty model asks the
+    // server for its first.
+    let form =
+        move || (form::value(&values, 0), Some(values[1].get_untracked().trim().to_owned()), form::value(&values, 2));
     let test = move |_| {
         let (url, name, key) = form();
         busy.set(true);
@@ -74,7 +77,7 @@ fn ProviderCard() -> impl IntoView {
         spawn_local(async move {
             let saved = agent.call("Not saved", |c| async move { c.provider_set(url, name, key).await }).await;
             if let Some(info) = saved {
-                api_key.set(String::new());
+                form::clear_secrets(PROVIDER_FIELDS, &values);
                 agent.notify(format!("Saved: {} is in use from the next message on.", describe(&info)), false);
                 in_use.set(Some(info));
                 load();
@@ -82,43 +85,36 @@ fn ProviderCard() -> impl IntoView {
             busy.set(false);
         });
     };
-    let has_key = move || settings.with(|s| s.as_ref().is_some_and(|s| s.has_api_key));
+    let has_key = Signal::derive(move || settings.with(|s| s.as_ref().is_some_and(|s| s.has_api_key)));
+    let pill = move || {
+        in_use.get().map(|info| (if info.source != "none" { "status idle" } else { "status error" }, describe(&info)))
+    };
+    let overridden = move || {
+        let names = settings.with(|s| s.as_ref().map(|s| s.overridden_by_env.join(", "))).unwrap_or_default();
+        (!names.is_empty()).then(|| format!("Set in Pryx's environment, and used instead at the next start: {names}."))
+    };
+    let result = move || {
+        outcome.get().map(|t| match t.ok {
+            true => ("test-result ok", format!("Works: {} in {} ms.", t.message, t.latency_ms)),
+            false => ("test-result error-box", format!("Does not work: {}", t.message)),
+        })
+    };
     view! {
         <div class="card connection">
             <div class="server-head">
-                <h3>"Language model"</h3>
-                <span class="spacer"></span>
-                {move || in_use.get().map(|info| {
-                    let live = info.source != "none";
-                    view! {
-                        <span class=if live { "status idle" } else { "status error" }><span class="dot"></span>{describe(&info)}</span>
-                    }
-                })}
+                <h3>"Language model"</h3><span class="spacer"></span>
+                {move || pill().map(|(class, text)| view! { <span class=class><span class="dot"></span>{text}</span> })}
             </div>
-            <p class="muted small">"Any OpenAI-compatible endpoint: OpenAI, a local Ollama (" <code>"http://127.0.0.1:11434/v1"</code> "), LM Studio, vLLM, a proxy."</p>
-            {move || settings.get().filter(|s| !s.overridden_by_env.is_empty()).map(|s| view! {
-                <p class="error-box small">{format!("Set in Pryx's environment, and used instead at the next start: {}.", s.overridden_by_env.join(", "))}</p>
-            })}
+            <p class="muted small">"Any OpenAI-compatible endpoint: OpenAI, a local Ollama (http://127.0.0.1:11434/v1), LM Studio, vLLM, a proxy."</p>
+            {move || overridden().map(|text| view! { <p class="error-box small">{text}</p> })}
             <form class="form" on:submit=save>
-                <label><span>"Base URL"</span>
-                    <input name="base_url" placeholder="https://api.openai.com/v1" prop:value=move || base_url.get()
-                        on:input=move |ev| base_url.set(event_target_value(&ev))/></label>
-                <label><span>"Model"</span>
-                    <input name="model" placeholder="gpt-4o-mini (empty: the first the server lists)" prop:value=move || model.get()
-                        on:input=move |ev| model.set(event_target_value(&ev))/></label>
-                <label><span>"API key"</span>
-                    <input name="api_key" type="password" autocomplete="off"
-                        placeholder=move || if has_key() { "saved in the keychain (type to replace)" } else { "none (local servers need none)" }
-                        prop:value=move || api_key.get() on:input=move |ev| api_key.set(event_target_value(&ev))/></label>
+                {form::inputs(PROVIDER_FIELDS, values, has_key)}
                 <div class="actions">
                     <button type="button" on:click=test disabled=move || busy.get()>"Test"</button>
                     <button type="submit" class="primary" disabled=move || busy.get()>"Save"</button>
                 </div>
             </form>
-            {move || outcome.get().map(|t| {
-                let text = if t.ok { format!("Works: {} in {} ms.", t.message, t.latency_ms) } else { format!("Does not work: {}", t.message) };
-                view! { <p class=if t.ok { "test-result ok" } else { "test-result error-box" }>{text}</p> }
-            })}
+            {move || result().map(|(class, text)| view! { <p class=class>{text}</p> })}
         </div>
     }
 }
@@ -130,4 +126,219 @@ fn describe(info: &ProviderInfo) -> String {
         _ if info.source == "none" => "no model connected".to_owned(),
         _ => info.source.clone(),
     }
+}
+
+/// Telegram and WhatsApp, their status live.
+#[component]
+fn ChannelCards() -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    let statuses = RwSignal::new(Vec::<ChannelStatus>::new());
+    Effect::new(move |_| {
+        agent.connection.track();
+        crate::state::while_shown(async move {
+            let Ok(mut stream) = agent.try_call(|c| async move { c.channels_subscribe().await }).await else { return };
+            while let Some(Ok(list)) = stream.next().await {
+                statuses.set(list);
+            }
+        });
+    });
+    let status = move |channel: &'static str| {
+        Signal::derive(move || statuses.with(|list| list.iter().find(|s| s.channel == channel).cloned()))
+    };
+    view! {
+        <ChannelCard channel="telegram" status=status("telegram")/>
+        <ChannelCard channel="whatsapp" status=status("whatsapp")/>
+    }
+}
+
+const TELEGRAM_FIELDS: &[Field] = &[
+    ("Bot token", "bot_token", true, "123456789:AAH…"),
+    (
+        "Public https address (optional)",
+        "public_url",
+        false,
+        "empty: Pryx asks Telegram for messages, which works anywhere",
+    ),
+];
+const WHATSAPP_FIELDS: &[Field] = &[
+    ("Phone number id", "phone_number_id", false, "106540352242922"),
+    ("Access token", "access_token", true, "EAAG…"),
+    ("App secret", "app_secret", true, ""),
+    ("Verify token", "verify_token", true, "any word you choose; type it into Meta's webhook settings too"),
+    ("Public https address", "public_url", false, "https://pryx.example.com"),
+];
+
+/// One channel: its state, a form to connect or change it, pairing, disconnecting. Built
+/// once and driven by attributes (`hidden`, text) rather than views rebuilt on each change:
+/// every rebuilt view costs the page's download far more than it saves the browser.
+#[component]
+fn ChannelCard(channel: &'static str, status: Signal<Option<ChannelStatus>>) -> impl IntoView {
+    let agent = expect_context::<Agent>();
+    let telegram = channel == "telegram";
+    let (fields, intro) = if telegram {
+        (TELEGRAM_FIELDS, "In Telegram, talk to @BotFather, send /newbot and paste the token it gives you. With a public https address Telegram posts messages to Pryx (webhook); without one Pryx asks for them.")
+    } else {
+        (WHATSAPP_FIELDS, "From your Meta app: WhatsApp → API Setup gives the phone number id and an access token, App settings → Basic the app secret. Then give Meta the webhook URL shown here and the same verify token.")
+    };
+    let values = form::values();
+    let editing = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let failure = RwSignal::new(None::<String>);
+    let pairing = RwSignal::new(None::<PairingCode>);
+    let confirming = RwSignal::new(false);
+    let configured = Memo::new(move |_| status.with(|s| s.as_ref().is_some_and(|s| s.state != ChannelState::Off)));
+    let form_shown = move || editing.get() || !configured.get();
+    let value = move |i: usize| form::value(&values, i);
+    // The form opens with the settings in use.
+    let open_form = move |_| {
+        if let Some(s) = status.get_untracked() {
+            values[fields.len() - 1].set(s.public_url.unwrap_or_default());
+            if !telegram {
+                values[0].set(s.phone_number_id.unwrap_or_default());
+            }
+        }
+        editing.set(true);
+    };
+    let connect = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        failure.set(None);
+        spawn_local(async move {
+            let result = agent
+                .try_call(|c| async move {
+                    if telegram {
+                        let mode = if value(1).is_some() { "webhook" } else { "polling" };
+                        c.channel_telegram_set(value(0), mode.into(), value(1)).await
+                    } else {
+                        let id = value(0).unwrap_or_default();
+                        c.channel_whatsapp_set(id, value(1), value(2), value(3), value(4)).await
+                    }
+                })
+                .await;
+            match result {
+                Ok(s) => {
+                    form::clear_secrets(fields, &values);
+                    editing.set(false);
+                    let account = s.account.unwrap_or_default();
+                    agent.notify(format!("{} is connected as {account}.", title(channel)), false);
+                }
+                Err(e) => failure.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    let pair = move |_| {
+        spawn_local(async move {
+            let code = agent.call("No pairing code", |c| async move { c.channel_pairing_code(channel.into()).await });
+            pairing.set(code.await);
+        });
+    };
+    let disconnect = move |_| {
+        confirming.set(false);
+        spawn_local(async move {
+            let done = agent.call("Not disconnected", |c| async move { c.channel_disconnect(channel.into()).await });
+            if done.await.is_some() {
+                pairing.set(None);
+                agent.notify(format!("{} is disconnected; its tokens are forgotten.", title(channel)), false);
+            }
+        });
+    };
+    // (class, words) of the state pill.
+    let pill = move || match status.get().map(|s| (s.state, s.account)) {
+        Some((ChannelState::Connected, account)) => {
+            ("status idle", format!("connected as {}", account.unwrap_or_default()))
+        }
+        Some((ChannelState::Connecting, _)) => ("status busy", "connecting…".to_owned()),
+        Some((ChannelState::Failed, _)) => ("status error", "not working".to_owned()),
+        _ => ("status", "not connected".to_owned()),
+    };
+    let facts = move || {
+        let s = status.get().filter(|s| s.state != ChannelState::Off)?;
+        // Without a public address, say where Meta must post all the same.
+        let url = s.webhook_url.or_else(|| (!telegram).then(|| format!("{}/webhooks/whatsapp", origin())));
+        let arrive = match (telegram, url) {
+            (false, url) => ("Webhook URL for Meta", url.unwrap_or_default()),
+            (true, Some(url)) => ("Messages arrive by", format!("webhook at {url}")),
+            (true, None) => ("Messages arrive by", "polling".to_owned()),
+        };
+        let rows = [
+            arrive,
+            ("Paired chats", s.paired_chats.to_string()),
+            ("Last message", s.last_message_at.map_or("none yet".to_owned(), crate::app::clock_time)),
+            ("Failed replies", s.failed_replies.to_string()),
+        ];
+        Some(rows.map(|(term, text)| view! { <dt>{term}</dt><dd>{text}</dd> }).into_iter().collect_view())
+    };
+    let error = move || status.get().and_then(|s| s.error).or_else(|| failure.get());
+    view! {
+        <div class="card connection" data-channel=channel>
+            <div class="server-head">
+                <h3>{title(channel)}</h3><span class="spacer"></span>
+                {move || { let (class, text) = pill(); view! { <span class=class><span class="dot"></span>{text}</span> } }}
+            </div>
+            {move || error().map(|text| view! { <p class="error-box small">{text}</p> })}
+            <dl class="facts">{facts}</dl>
+            <form class="form" hidden=move || !form_shown() on:submit=connect>
+                <p class="muted small">{intro}</p>
+                {form::inputs(fields, values, configured.into())}
+                <div class="actions">
+                    <button type="submit" class="primary" disabled=move || busy.get()>
+                        {move || if busy.get() { "Checking…" } else { "Check and connect" }}
+                    </button>
+                    <button type="button" class="ghost" hidden=move || !configured.get() on:click=move |_| editing.set(false)>"Cancel"</button>
+                </div>
+            </form>
+            <div class="actions" hidden=form_shown>
+                <button class="primary" on:click=pair>"Pair a chat"</button>
+                <button class="ghost" on:click=open_form>"Change settings"</button>
+                <button class="ghost" hidden=move || confirming.get() on:click=move |_| confirming.set(true)>"Disconnect"</button>
+                <span class="row-actions confirm" hidden=move || !confirming.get()>"Disconnect and forget the tokens? "
+                    <button class="danger small" on:click=disconnect>"Disconnect"</button>
+                    <button class="ghost small" on:click=move |_| confirming.set(false)>"Keep"</button>
+                </span>
+            </div>
+            {move || pairing.get().filter(|_| configured.get()).map(|code| pairing_view(code, telegram))}
+        </div>
+    }
+}
+
+/// A pairing code: the QR code to scan, the link, and the code to type.
+fn pairing_view(code: PairingCode, telegram: bool) -> impl IntoView {
+    let how = if telegram {
+        "Scan with your phone's camera (or open the link) and press Start in Telegram: that chat becomes yours."
+    } else {
+        "Scan with your phone's camera (or open the link) and send the message WhatsApp fills in: that chat becomes yours."
+    };
+    let qr = code.qr.map(|qr| {
+        let box_ = format!("0 0 {0} {0}", qr.size);
+        view! {
+            <svg class="qr" viewBox=box_ role="img" aria-label="QR code of the pairing link" shape-rendering="crispEdges">
+                <rect width=qr.size height=qr.size fill="#fff"/>
+                <path d=qr.path fill="#000"/>
+            </svg>
+        }
+    });
+    view! {
+        <div class="pairing">
+            {qr}
+            <div>
+                <p>{how}</p>
+                {code.link.map(|link| view! { <p><a class="pairing-link" href=link.clone() target="_blank" rel="noopener noreferrer">{link.clone()}</a></p> })}
+                <p class="muted small">"Or send the code " <code class="pairing-code">{code.code}</code> " yourself. It works once, until " {crate::app::clock_time(code.expires_at)} "."</p>
+            </div>
+        </div>
+    }
+}
+
+fn title(channel: &str) -> &'static str {
+    if channel == "telegram" {
+        "Telegram"
+    } else {
+        "WhatsApp"
+    }
+}
+
+/// Where this page was loaded from (`http://127.0.0.1:PORT`).
+fn origin() -> String {
+    web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
 }

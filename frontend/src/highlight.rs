@@ -6,6 +6,8 @@
 //! knows each one's comment markers and keywords, strings, and numbers. Output is text
 //! runs with a kind, which the view wraps in spans (never HTML).
 
+use crate::text::is_word_char;
+
 /// What a run of code is, for colouring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -198,8 +200,8 @@ pub fn highlight(lang: Option<&str>, code: &str) -> Vec<(Kind, String)> {
                 rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')).unwrap_or(rest.len());
             push(Kind::Number, &rest[..end]);
             rest = &rest[end..];
-        } else if c.is_alphabetic() || c == '_' {
-            let end = rest.find(|ch: char| !(ch.is_alphanumeric() || ch == '_')).unwrap_or(rest.len());
+        } else if is_word_char(c) || c == '_' {
+            let end = rest.find(|ch: char| !(is_word_char(ch) || ch == '_')).unwrap_or(rest.len());
             let word = &rest[..end];
             let kind = if language.keywords.contains(&word) { Kind::Keyword } else { Kind::Plain };
             push(kind, word);

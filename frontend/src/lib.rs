@@ -20,6 +20,8 @@ mod chat;
 #[cfg(target_arch = "wasm32")]
 mod connections;
 #[cfg(target_arch = "wasm32")]
+mod form;
+#[cfg(target_arch = "wasm32")]
 mod render;
 #[cfg(target_arch = "wasm32")]
 mod rpc;

@@ -10,6 +10,8 @@
 //! and strikethrough), not all of CommonMark: a full parser (pulldown-cmark) was a sixth of
 //! the page's download. It never fails and tolerates text that is still streaming in.
 
+use crate::text::is_word_char;
+
 /// A block of rendered Markdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
@@ -457,7 +459,7 @@ fn closing(text: &str, delimiter: &str) -> Option<usize> {
         let after = &text[at + delimiter.len()..];
         let single = delimiter.len() == 1;
         let longer_run = single && after.starts_with(delimiter);
-        let word_ok = !delimiter.starts_with('_') || !after.starts_with(|c: char| c.is_alphanumeric());
+        let word_ok = !delimiter.starts_with('_') || !after.starts_with(is_word_char);
         // Skip over code spans: delimiters inside them do not count.
         if let Some(tick) = text[from..at].find('`') {
             let tick = from + tick;
@@ -475,7 +477,7 @@ fn closing(text: &str, delimiter: &str) -> Option<usize> {
 }
 
 fn word_boundary_before(text: &str) -> bool {
-    !text.ends_with(|c: char| c.is_alphanumeric())
+    !text.ends_with(is_word_char)
 }
 
 /// `[label](target "title")`: the label, the target and how many bytes it took.

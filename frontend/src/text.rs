@@ -1,5 +1,12 @@
 //! Small text helpers the screens share: arguments and results as people read them.
 
+/// A letter or digit, for words in Markdown and code: ASCII ones, and every non-space
+/// character beyond ASCII. Exact Unicode classes would bring Unicode's tables into the
+/// page (kilobytes of download) for no difference anyone would see in a chat.
+pub fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || (!c.is_ascii() && !c.is_whitespace())
+}
+
 /// JSON text pretty-printed; anything that is not JSON comes back as it was (models write
 /// invalid arguments sometimes, and they must still be shown).
 pub fn pretty_json(text: &str) -> String {

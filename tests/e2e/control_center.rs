@@ -592,3 +592,167 @@ async fn settings_switch_the_theme_and_show_where_things_are() {
     assert_eq!(browser.eval(background).await, "rgb(255, 255, 255)");
     assert_clean(&browser);
 }
+
+/// Decode the QR code the page shows, from its pixels on screen, as a phone camera would.
+async fn scan_qr(browser: &Browser, selector: &str) -> String {
+    let (width, height, grey) = browser.capture(selector).await;
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| grey[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in {selector} ({width}×{height} px)");
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pairing_telegram_from_the_connections_screen_shows_a_qr_code_that_scans() {
+    use crate::support::telegram::{text_update, FakeTelegram, BOT_USERNAME, TOKEN};
+    const OWNER: i64 = 777;
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let config = format!("[secrets]\nbackend = \"keychain\"\n[telegram]\napi_base = \"{}\"\n", telegram.api_base());
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/connections']").await;
+    let card = "[data-channel=telegram]";
+    browser
+        .wait_for(&format!("document.querySelector('{card} .status')?.innerText === 'not connected'"), "Telegram off")
+        .await;
+
+    // A token Telegram refuses: its words on the card, nothing kept.
+    browser.fill(&format!("{card} input[name=bot_token]"), "123456:not-the-token").await;
+    browser.click_text(&format!("{card} button"), "Check and connect").await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{card} .error-box')?.innerText.includes('Unauthorized')"),
+            "the refusal",
+        )
+        .await;
+    browser.screenshot("connections-telegram-refused").await;
+    assert_eq!(keyring.lookup("telegram/bot").await, None);
+
+    // The right one: connected as the bot, live.
+    browser.eval(&format!("document.querySelector('{card} input[name=bot_token]').select()")).await;
+    browser.type_text(TOKEN).await;
+    browser.click_text(&format!("{card} button"), "Check and connect").await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{card} .status.idle')?.innerText.includes('@{BOT_USERNAME}')"),
+            "Telegram connected",
+        )
+        .await;
+    assert_eq!(keyring.lookup("telegram/bot").await.as_deref(), Some(TOKEN));
+
+    // Pair: the QR code on screen scans to the link shown, which carries the code.
+    browser.click_text(&format!("{card} button"), "Pair a chat").await;
+    browser.wait_for("document.querySelector('.pairing svg.qr path')", "the QR code").await;
+    let link = browser.text(".pairing-link").await;
+    let code = browser.text(".pairing-code").await;
+    assert_eq!(link, format!("https://t.me/{BOT_USERNAME}?start={code}"));
+    assert_eq!(scan_qr(&browser, ".pairing svg.qr").await, link, "the camera reads the link");
+    browser.screenshot("connections-telegram-pairing").await;
+
+    // The phone opens it: Telegram sends `/start CODE`; the chat is paired and the card
+    // counts it, live.
+    telegram.push_update(text_update(1, OWNER, &format!("/start {code}")));
+    browser
+        .wait_for(
+            &format!("document.querySelectorAll('{card} .facts dd')[1]?.innerText === '1'"),
+            "the pairing counted",
+        )
+        .await;
+    eventually("the welcome", || async { telegram.texts_to(OWNER).first().is_some_and(|t| t.starts_with("Paired")) })
+        .await;
+    browser.screenshot("connections-telegram").await;
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_whatsapp_shows_the_webhook_url_to_give_meta() {
+    use crate::support::whatsapp::{
+        FakeWhatsApp, ACCESS_TOKEN, APP_SECRET, NUMBER_DIGITS, PHONE_NUMBER_ID, VERIFY_TOKEN,
+    };
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let whatsapp = FakeWhatsApp::start().await;
+    let config = format!("[secrets]\nbackend = \"keychain\"\n[whatsapp]\napi_base = \"{}\"\n", whatsapp.api_base());
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/connections']").await;
+    let card = "[data-channel=whatsapp]";
+    for (name, value) in [
+        ("phone_number_id", PHONE_NUMBER_ID),
+        ("access_token", ACCESS_TOKEN),
+        ("app_secret", APP_SECRET),
+        ("verify_token", VERIFY_TOKEN),
+        ("public_url", "https://pryx.example.org"),
+    ] {
+        browser.fill(&format!("{card} input[name={name}]"), value).await;
+    }
+    browser.click_text(&format!("{card} button"), "Check and connect").await;
+    browser
+        .wait_for(
+            &format!("document.querySelector('{card} .status.idle')?.innerText.includes('Pryx Test')"),
+            "connected",
+        )
+        .await;
+    let webhook_url = browser.eval(&format!("document.querySelectorAll('{card} .facts dd')[0].innerText")).await;
+    assert_eq!(webhook_url, "https://pryx.example.org/webhooks/whatsapp");
+    assert_eq!(keyring.lookup("whatsapp/verify").await.as_deref(), Some(VERIFY_TOKEN));
+    browser.click_text(&format!("{card} button"), "Pair a chat").await;
+    browser.wait_for("document.querySelector('.pairing svg.qr path')", "the QR code").await;
+    let code = browser.text(".pairing-code").await;
+    assert_eq!(scan_qr(&browser, ".pairing svg.qr").await, format!("https://wa.me/{NUMBER_DIGITS}?text={code}"));
+    browser.screenshot("connections-whatsapp").await;
+
+    // Disconnect asks first, then forgets the tokens.
+    browser.click_text(&format!("{card} button"), "Disconnect").await;
+    browser.click_text(&format!("{card} .confirm button"), "Disconnect").await;
+    browser
+        .wait_for(&format!("document.querySelector('{card} .status')?.innerText === 'not connected'"), "disconnected")
+        .await;
+    assert_eq!(keyring.lookup("whatsapp/token").await, None);
+    assert_clean(&browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_and_telemetry_are_changed_from_settings() {
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let llm = MockLlm::start().await;
+    let config = "[secrets]\nbackend = \"keychain\"\n";
+    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(config) }).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/settings']").await;
+    browser.wait_for("document.querySelector('table.facts')", "the facts").await;
+    let workspace = tempfile::tempdir().unwrap();
+
+    // A relative folder is refused in words; nothing restarts.
+    browser.fill("input[name=workspace]", "projects").await;
+    browser.click_text("form button", "Save").await;
+    browser.wait_for("document.querySelector('.banner.error')?.innerText.includes('absolute')", "the refusal").await;
+
+    browser.eval("document.querySelector('input[name=workspace]').select()").await;
+    browser.type_text(&workspace.path().display().to_string()).await;
+    browser.fill("input[name=export_endpoint]", "http://127.0.0.1:4318").await;
+    browser.fill("input[name=export_authorization]", "Bearer settings-9").await;
+    browser.click("input[name=capture_content]").await;
+    browser.click_text("form button", "Save").await;
+    // The agent restarts; the page reconnects by itself and shows the new settings.
+    browser
+        .wait_for(
+            &format!(
+                "document.querySelector('table.facts')?.innerText.includes({})",
+                json!(workspace.path().display().to_string())
+            ),
+            "the new workspace in use",
+        )
+        .await;
+    browser
+        .wait_for("document.querySelector('table.facts')?.innerText.includes('to http://127.0.0.1:4318')", "export on")
+        .await;
+    assert_eq!(browser.eval("document.querySelector('input[name=capture_content]').checked").await, true);
+    browser.screenshot("settings").await;
+    let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
+    assert!(file.contains("capture_content = true") && !file.contains("settings-9"), "{file}");
+    assert_eq!(keyring.lookup("otlp/auth").await.as_deref(), Some("Bearer settings-9"));
+    assert_clean(&browser);
+}

@@ -230,11 +230,12 @@ impl Browser {
         }
     }
 
-    /// Click the first `selector` element whose text contains `text`.
+    /// Click the first shown `selector` element whose text contains `text`.
     pub async fn click_text(&self, selector: &str, text: &str) {
         let js = format!(
-            "(() => {{ const all = [...document.querySelectorAll({sel})]; const i = all.findIndex(e => e.innerText.includes({text})); \
-             if (i < 0) return false; all.forEach(e => e.removeAttribute('data-click')); all[i].setAttribute('data-click', '1'); return true; }})()",
+            "(() => {{ const all = [...document.querySelectorAll({sel})].filter(e => e.getClientRects().length > 0); const i = all.findIndex(e => e.innerText.includes({text})); \
+             if (i < 0) return false; document.querySelectorAll('[data-click]').forEach(e => e.removeAttribute('data-click')); \
+             all[i].setAttribute('data-click', '1'); return true; }})()",
             sel = json!(selector),
             text = json!(text)
         );
@@ -298,6 +299,41 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
+    }
+
+    /// The pixels of the first element matching `selector` as the screen shows them, in
+    /// grey (0 black, 255 white), at one pixel per CSS pixel: (width, height, pixels).
+    pub async fn capture(&self, selector: &str) -> (usize, usize, Vec<u8>) {
+        let js = format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return null; e.scrollIntoView({{block: 'center'}}); \
+             const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()",
+            json!(selector)
+        );
+        let rect = self.wait_for(&js, &format!("{selector} to be shown")).await;
+        let [x, y, width, height] = [0, 1, 2, 3].map(|i| rect[i].as_f64().unwrap_or(0.0));
+        let clip = json!({"x": x, "y": y, "width": width, "height": height, "scale": 1});
+        let shot = self.command("Page.captureScreenshot", json!({"format": "png", "clip": clip})).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 screenshot");
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buffer = vec![0; reader.output_buffer_size().expect("a PNG's size")];
+        let frame = reader.next_frame(&mut buffer).expect("PNG pixels");
+        let channels = frame.color_type.samples();
+        let grey =
+            buffer[..frame.buffer_size()]
+                .chunks(channels)
+                .map(|p| {
+                    if channels >= 3 {
+                        ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as u8
+                    } else {
+                        p[0]
+                    }
+                })
+                .collect();
+        (frame.width as usize, frame.height as usize, grey)
     }
 
     /// What went wrong in the page so far (exceptions, console errors, CSP reports).
