@@ -257,8 +257,12 @@ impl Agent {
     }
 
     fn on_turn_event(self, envelope: TurnEventEnvelope) {
-        let TurnEventEnvelope { turn_id, session_id, event, .. } = envelope;
+        let TurnEventEnvelope { turn_id, session_id, seq, event } = envelope;
         let ended = event.is_terminal();
+        // A chat started elsewhere (Telegram, WhatsApp, another window) shows at once.
+        if seq == 0 && !self.sessions.with_untracked(|all| all.iter().any(|s| s.id == session_id)) {
+            spawn_local(async move { self.refresh_sessions().await });
+        }
         self.live.update(|live| {
             let turn = live.entry(session_id.clone()).or_insert_with(|| LiveTurn {
                 turn_id: turn_id.clone(),

@@ -663,6 +663,18 @@ async fn pairing_telegram_from_the_connections_screen_shows_a_qr_code_that_scans
     eventually("the welcome", || async { telegram.texts_to(OWNER).first().is_some_and(|t| t.starts_with("Paired")) })
         .await;
     browser.screenshot("connections-telegram").await;
+
+    // The owner writes: the chat shows in the sidebar with its badge while it is answered.
+    llm.script([slow(&["Hello ", "from ", "your ", "agent."], 150)]);
+    telegram.push_update(text_update(2, OWNER, "hello from my phone"));
+    browser.click(".rail a[href='#/']").await;
+    browser
+        .wait_for("document.querySelector('.sessions .badge.channel.telegram')", "the Telegram chat in the sidebar")
+        .await;
+    eventually("the answer on Telegram", || async {
+        telegram.texts_to(OWNER).iter().any(|t| t.contains("Hello from your agent."))
+    })
+    .await;
     assert_clean(&browser);
 }
 
