@@ -609,8 +609,8 @@ async fn pairing_telegram_from_the_connections_screen_shows_a_qr_code_that_scans
     let keyring = crate::support::keyring::KeyringSession::start().await;
     let llm = MockLlm::start().await;
     let telegram = FakeTelegram::start().await;
-    let config = format!("[secrets]\nbackend = \"keychain\"\n[telegram]\napi_base = \"{}\"\n", telegram.api_base());
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let config = format!("[telegram]\napi_base = \"{}\"", telegram.api_base());
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring).config(&config)).await;
     let browser = open_signed_in(&pryx).await;
     browser.click(".rail a[href='#/connections']").await;
     let card = "[data-channel=telegram]";
@@ -686,8 +686,8 @@ async fn connecting_whatsapp_shows_the_webhook_url_to_give_meta() {
     let keyring = crate::support::keyring::KeyringSession::start().await;
     let llm = MockLlm::start().await;
     let whatsapp = FakeWhatsApp::start().await;
-    let config = format!("[secrets]\nbackend = \"keychain\"\n[whatsapp]\napi_base = \"{}\"\n", whatsapp.api_base());
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let config = format!("[whatsapp]\napi_base = \"{}\"", whatsapp.api_base());
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring).config(&config)).await;
     let browser = open_signed_in(&pryx).await;
     browser.click(".rail a[href='#/connections']").await;
     let card = "[data-channel=whatsapp]";
@@ -730,8 +730,7 @@ async fn connecting_whatsapp_shows_the_webhook_url_to_give_meta() {
 async fn the_workspace_and_telemetry_are_changed_from_settings() {
     let keyring = crate::support::keyring::KeyringSession::start().await;
     let llm = MockLlm::start().await;
-    let config = "[secrets]\nbackend = \"keychain\"\n";
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(config) }).await;
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring)).await;
     let browser = open_signed_in(&pryx).await;
     browser.click(".rail a[href='#/settings']").await;
     browser.wait_for("document.querySelector('table.facts')", "the facts").await;

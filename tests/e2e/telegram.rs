@@ -385,8 +385,8 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
     let llm = MockLlm::start().await;
     llm.script([Reply::text(&["Hello from the agent."]), Reply::text(&["Webhooks work too."])]);
     let telegram = FakeTelegram::start().await;
-    let config = format!("[secrets]\nbackend = \"keychain\"\n\n[telegram]\napi_base = \"{}\"\n", telegram.api_base());
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let config = format!("[telegram]\napi_base = \"{}\"", telegram.api_base());
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring).config(&config)).await;
     let client = pryx.client().await;
     let file = || std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
     let telegram_status = || async { client.channel_status().await.unwrap().remove(0) };

@@ -266,8 +266,7 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     let keyring = crate::support::keyring::KeyringSession::start().await;
     let receiver = Receiver::start().await;
     let llm = MockLlm::start().await;
-    let config = "[secrets]\nbackend = \"keychain\"\n";
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(config) }).await;
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring)).await;
     let client = pryx.client().await;
     let before = client.settings_get().await.unwrap();
     assert_eq!((before.workspace, before.export_endpoint, before.capture_content), (None, None, false));

@@ -165,8 +165,8 @@ async fn whatsapp_is_connected_from_the_api_while_pryx_runs() {
     let keyring = crate::support::keyring::KeyringSession::start().await;
     let llm = MockLlm::start().await;
     let whatsapp = FakeWhatsApp::start().await;
-    let config = format!("[secrets]\nbackend = \"keychain\"\n\n[whatsapp]\napi_base = \"{}\"\n", whatsapp.api_base());
-    let pryx = Pryx::start(Options { env: keyring.env(), ..Options::with_llm(&llm).config(&config) }).await;
+    let config = format!("[whatsapp]\napi_base = \"{}\"", whatsapp.api_base());
+    let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring).config(&config)).await;
     let client = pryx.client().await;
     let set = |token: &str, phone: &str| {
         client.channel_whatsapp_set(

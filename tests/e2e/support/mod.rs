@@ -66,6 +66,11 @@ impl Options {
         self.config.push('\n');
         self
     }
+    /// Secrets in `keyring`'s real Secret Service (what the API's settings write to).
+    pub fn keychain(mut self, keyring: &keyring::KeyringSession) -> Options {
+        self.env.extend(keyring.env());
+        self.config("[secrets]\nbackend = \"keychain\"")
+    }
 }
 
 pub fn pryx_bin() -> &'static str {
