@@ -796,13 +796,18 @@ impl Agent {
                     .push((EXPORT_AUTHORIZATION_HEADER, Some(format!("secret:{EXPORT_AUTHORIZATION_SECRET}").into())));
             }
         }
-        for (table, values) in
-            [("tools", tools), ("telemetry", telemetry), ("telemetry.otlp", otlp), ("telemetry.otlp.headers", headers)]
-        {
-            if !values.is_empty() {
-                crate::config_edit::set_items(path, table, &values)?;
-            }
-        }
+        let changes: Vec<(&str, crate::config_edit::Changes<'_>)> = [
+            ("tools", &tools),
+            ("telemetry", &telemetry),
+            ("telemetry.otlp", &otlp),
+            ("telemetry.otlp.headers", &headers),
+        ]
+        .into_iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(table, values)| (table, values.as_slice()))
+        .collect();
+        // All or nothing: one edit of the file.
+        crate::config_edit::set_tables(path, &changes)?;
         if export_authorization.as_deref().map(str::trim) == Some("") {
             if let Err(e) = self.delete_secret(EXPORT_AUTHORIZATION_SECRET).await {
                 tracing::debug!("no export authorization to forget: {e}");

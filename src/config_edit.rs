@@ -60,25 +60,39 @@ pub fn set_values(path: &Path, table: &str, values: &[(&str, Option<&str>)]) -> 
 
 /// [`set_values`] for values of any TOML type (a bool, a number).
 pub fn set_items(path: &Path, table: &str, values: &[(&str, Option<toml_edit::Value>)]) -> Result<(), EditError> {
+    set_tables(path, &[(table, values)])
+}
+
+/// Keys of one table to set (`Some`) or remove (`None`).
+pub type Changes<'a> = &'a [(&'a str, Option<toml_edit::Value>)];
+
+/// Change several tables in one edit: all of it is written, or none.
+pub fn set_tables(path: &Path, tables: &[(&str, Changes<'_>)]) -> Result<(), EditError> {
     edit(path, |document| {
-        let mut section = document.as_table_mut();
-        for (depth, name) in table.split('.').enumerate() {
-            let last = depth == table.split('.').count() - 1;
-            section = section
-                .entry(name)
-                .or_insert_with(
-                    || if last { toml_edit::Item::Table(toml_edit::Table::new()) } else { implicit_table() },
-                )
-                .as_table_mut()
-                .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
-        }
-        for (key, value) in values {
-            match value {
-                Some(value) => {
-                    section.insert(key, toml_edit::Item::Value(value.clone()));
-                }
-                None => {
-                    section.remove(key);
+        for (table, values) in tables {
+            let mut section = document.as_table_mut();
+            for (depth, name) in table.split('.').enumerate() {
+                let last = depth == table.split('.').count() - 1;
+                section = section
+                    .entry(name)
+                    .or_insert_with(|| {
+                        if last {
+                            toml_edit::Item::Table(toml_edit::Table::new())
+                        } else {
+                            implicit_table()
+                        }
+                    })
+                    .as_table_mut()
+                    .ok_or_else(|| EditError::Invalid(format!("`{table}` in the config file is not a table")))?;
+            }
+            for (key, value) in values.iter() {
+                match value {
+                    Some(value) => {
+                        section.insert(key, toml_edit::Item::Value(value.clone()));
+                    }
+                    None => {
+                        section.remove(key);
+                    }
                 }
             }
         }
@@ -209,6 +223,22 @@ mod tests {
         assert_eq!(config.telemetry.otlp.headers["authorization"], "secret:otlp/auth");
         assert!(text.starts_with("# mine") && text.contains("[telemetry.otlp.headers]"), "{text}");
         assert!(!text.contains("[telemetry.otlp]\n"), "the table between stays implicit: {text}");
+    }
+
+    #[test]
+    fn several_tables_change_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[tools]\n").unwrap();
+        let good: &[(&str, Option<toml_edit::Value>)] = &[("workspace", Some("/srv/work".into()))];
+        let bad: &[(&str, Option<toml_edit::Value>)] = &[("retention_days", Some("forever".into()))];
+        assert!(set_tables(&path, &[("tools", good), ("telemetry", bad)]).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[tools]\n", "nothing of it written");
+        let fine: &[(&str, Option<toml_edit::Value>)] = &[("retention_days", Some(3i64.into()))];
+        set_tables(&path, &[("tools", good), ("telemetry", fine)]).unwrap();
+        let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert_eq!(config.tools.workspace.as_deref(), Some(std::path::Path::new("/srv/work")));
+        assert_eq!(config.telemetry.retention_days, 3);
     }
 
     #[test]
