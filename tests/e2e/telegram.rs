@@ -192,8 +192,10 @@ async fn replies_are_retried_and_permanent_failures_are_visible() {
     telegram.fail_next_sends([Failure::Refused { code: 400, description: "Bad Request: can't parse entities" }]);
     llm.script([Reply::text(&["Plain **words**."])]);
     telegram.push_update(text_update(3, 42, "again"));
-    let texts = wait_for_texts(&telegram, 42, 2).await;
-    assert_eq!(texts[1], "Plain **words**.");
+    // On a slow machine the live preview ("Plain **words**. …") shows first; the answer
+    // then replaces it, as plain text.
+    eventually("the plain answer", || async { telegram.texts_to(42).get(1).is_some_and(|t| t == "Plain **words**.") })
+        .await;
 
     // A long answer arrives in pieces Telegram accepts, nothing lost.
     let long =
