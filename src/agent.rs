@@ -953,7 +953,20 @@ impl Agent {
     async fn drive_turn(&self, turn: &TurnHandle) -> TurnEnd {
         let provider = match self.llm.provider().await {
             Ok(p) => p,
-            Err(e) => return TurnEnd::Failed(e),
+            Err(e) => {
+                // No model to ask: the answer is a failed message saying why, so the history
+                // shows it (and the UI offers Retry) like any failure during an answer.
+                let stored = match self.store.begin_assistant(&turn.session_id, &turn.id).await {
+                    Ok(id) => {
+                        self.store.finish_assistant(id, "", &[], MessageStatus::Failed, Some(&e.message), None).await
+                    }
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = stored {
+                    tracing::error!(turn = %turn.id, "cannot store the failed answer: {error}");
+                }
+                return TurnEnd::Failed(e);
+            }
         };
         for _step in 0..self.config.agent.max_steps {
             let request = match self.build_request(turn).await {

@@ -107,6 +107,11 @@ fn ProviderCard() -> impl IntoView {
             </div>
             <p class="muted small">"Any OpenAI-compatible endpoint: OpenAI, a local Ollama (http://127.0.0.1:11434/v1), LM Studio, vLLM, a proxy."</p>
             {move || overridden().map(|text| view! { <p class="error-box small">{text}</p> })}
+            // Live: the agent's activity says when the last answer failed (a revoked key, a
+            // model gone), until the next one starts.
+            {move || agent.activity.with(|a| a.as_ref()?.last_error.clone()).map(|error| view! {
+                <p class="error-box small last-failure">{format!("The last answer failed: {error}")}</p>
+            })}
             <form class="form" on:submit=save>
                 {form::inputs(PROVIDER_FIELDS, values, has_key)}
                 <div class="actions">

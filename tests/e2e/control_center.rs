@@ -521,9 +521,15 @@ async fn connecting_a_model_from_the_connections_screen() {
     let config = "[secrets]\nbackend = \"keychain\"\n[llm]\nautodetect_local = false\n";
     let pryx = Pryx::start(Options { llm_url: None, config: config.into(), env: keyring.env() }).await;
     let browser = open_signed_in(&pryx).await;
+    // Asking before a model is connected fails, and the model's card says so, live.
+    browser.click(".composer textarea").await;
+    browser.type_line("anyone there?").await;
+    browser.wait_for("document.querySelector('.msg-status.error')", "the failed answer").await;
     browser.click(".rail a[href='#/connections']").await;
     browser.wait_for("document.querySelector('.connection .status.error')", "no model connected yet").await;
     assert!(browser.text(".connection .status").await.contains("no model connected"));
+    browser.wait_for("document.querySelector('.last-failure')", "the last failure on the model's card").await;
+    assert!(browser.text(".last-failure").await.starts_with("The last answer failed:"));
 
     browser.fill(".connection input[name=base_url]", &llm.base_url()).await;
     browser.fill(".connection input[name=model]", "mock-model").await;
@@ -561,6 +567,10 @@ async fn connecting_a_model_from_the_connections_screen() {
     browser.type_line("hi there").await;
     browser.wait_for("document.querySelector('.messages')?.innerText.includes('Echo: hi there')", "the answer").await;
     assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-right-1"));
+    // The failure is over once an answer succeeded.
+    browser.click(".rail a[href='#/connections']").await;
+    browser.wait_for("document.querySelector('.connection .status.idle')", "the model card").await;
+    browser.wait_for("!document.querySelector('.last-failure')", "the failure gone").await;
     assert_clean(&browser);
 }
 

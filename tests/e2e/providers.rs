@@ -132,6 +132,12 @@ async fn with_nothing_configured_pryx_explains_or_finds_a_local_server() {
     for hint in ["PRYX_LLM_BASE_URL", "PRYX_LLM_MODEL", "OPENAI_API_KEY", "[llm]", "Ollama"] {
         assert!(message.contains(hint), "the error should mention {hint}: {message}");
     }
+    // The history keeps the failure as the answer, as for any failed answer.
+    let session = client.session_list().await.unwrap().remove(0);
+    let messages = client.session_get(session.id).await.unwrap().messages;
+    let answer = messages.last().unwrap();
+    assert_eq!((answer.role, answer.status), (pryx_api::Role::Assistant, pryx_api::MessageStatus::Failed));
+    assert_eq!(answer.error.as_deref(), Some(message.as_str()));
     drop(pryx);
 
     let Some(ollama) = MockLlm::start_on("127.0.0.1:11434").await else {
