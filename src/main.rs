@@ -251,35 +251,21 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let recording = server_config.as_ref().is_none_or(|c| c.telemetry.enabled);
     let recorder = recording.then(|| pryx::telemetry::SpanRecorder.with_filter(only_spans()));
     let registry = tracing_subscriber::registry().with(log).with(recorder);
-    let initial = match server_config.as_ref().filter(|c| c.telemetry.enabled) {
-        Some(config) => {
-            let secrets = pryx::secrets::SecretsHandle::new(config.secrets.backend);
-            pryx::telemetry::export::build(&config.telemetry.otlp, &secrets)?
-                .map(|(exporter, layer)| (config.telemetry.otlp.clone(), exporter, layer))
-        }
-        None => None,
-    };
-    let (layer, initial) = match initial {
-        Some((config, exporter, layer)) => (Some(layer), Some((config, exporter))),
-        None => (None, None),
-    };
-    let (export, handle) = tracing_subscriber::reload::Layer::new(layer);
+    // The export layer starts empty; each agent runtime fills it to match its config
+    // (`telemetry::export::apply`), the first one before it serves.
+    let (export, handle) = tracing_subscriber::reload::Layer::new(None::<pryx::telemetry::export::ExportLayer<_>>);
     registry.with(export.with_filter(only_spans())).init();
-    pryx::telemetry::export::keep(initial);
     if server_config.is_some() {
         pryx::telemetry::export::install_switch(Box::new(move |otlp, secrets| {
             let built = match otlp {
-                Some(otlp) => pryx::telemetry::export::build(otlp, secrets)?.map(|(e, l)| (otlp.clone(), e, l)),
+                Some(otlp) => pryx::telemetry::export::build(otlp, secrets)?,
                 None => None,
             };
-            let (layer, kept) = match built {
-                Some((config, exporter, layer)) => (Some(layer), Some((config, exporter))),
-                None => (None, None),
-            };
+            let (layer, exporter) = built.map_or((None, None), |(exporter, layer)| (Some(layer), Some(exporter)));
             handle.reload(layer).map_err(|e| {
                 pryx::telemetry::export::ExportError::Build(format!("cannot swap the export layer: {e}"))
             })?;
-            pryx::telemetry::export::keep(kept);
+            pryx::telemetry::export::keep(exporter);
             Ok(())
         }));
     }

@@ -214,7 +214,14 @@ async fn run_agent(
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
-    crate::telemetry::export::apply(&config.telemetry, agent.secrets());
+    if let Err(e) = crate::telemetry::export::apply(&config.telemetry, agent.secrets()) {
+        // At start, opted-in export that cannot work is an error to fix; later (a settings
+        // reload, a restart after a crash) the export stays as it was.
+        if first {
+            return Err(anyhow::Error::new(e).context("cannot start the telemetry export"));
+        }
+        tracing::error!("telemetry export stays as it was: {e}");
+    }
     let channels = Channels::start(agent.clone(), config.clone());
     let public_routes = crate::mcp::oauth::callback_router(Arc::downgrade(agent.mcp())).merge(channels.router());
     let mut server = tokio::spawn(server::serve(

@@ -113,21 +113,21 @@ pub type Switch = Box<dyn Fn(Option<&OtlpConfig>, &SecretsHandle) -> Result<(), 
 
 static SWITCH: OnceLock<Switch> = OnceLock::new();
 
-/// The exporter in use and the settings it was built from.
-static CURRENT: Mutex<Option<(OtlpConfig, Exporter)>> = Mutex::new(None);
+/// The exporter in use.
+static CURRENT: Mutex<Option<Exporter>> = Mutex::new(None);
 
 /// Where the subscriber was built with a reloadable export layer: how to swap it.
 pub fn install_switch(switch: Switch) {
     let _ = SWITCH.set(switch);
 }
 
-/// Keep `exporter`, built from `config`, as the one in use (shutting down the one before).
-pub fn keep(config: Option<(OtlpConfig, Exporter)>) {
-    if config.is_none() {
+/// Keep `exporter` as the one in use (shutting down the one before).
+pub fn keep(exporter: Option<Exporter>) {
+    if exporter.is_none() {
         *stats().endpoint.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
-    let before = std::mem::replace(&mut *CURRENT.lock().unwrap_or_else(|p| p.into_inner()), config);
-    if let Some((_, exporter)) = before {
+    let before = std::mem::replace(&mut *CURRENT.lock().unwrap_or_else(|p| p.into_inner()), exporter);
+    if let Some(exporter) = before {
         // Flushing may wait on a dead endpoint; never on the caller's time.
         std::thread::spawn(move || exporter.shutdown());
     }
@@ -135,25 +135,27 @@ pub fn keep(config: Option<(OtlpConfig, Exporter)>) {
 
 /// Flush and stop the exporter in use (at exit).
 pub fn shutdown() {
-    if let Some((_, exporter)) = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(exporter) = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).take() {
         exporter.shutdown();
     }
 }
 
-/// Make the export match `config`: started, stopped or pointed elsewhere when it changed.
-/// A config that cannot be built leaves the export as it was (and says why).
-pub fn apply(config: &super::TelemetryConfig, secrets: &SecretsHandle) {
-    let Some(switch) = SWITCH.get() else { return };
+/// Make the export match `config` (each agent runtime calls this as it starts). A wanted
+/// export is built afresh every time, so a header whose keychain value changed behind the
+/// same `secret:` name is picked up. An error leaves the export as it was.
+pub fn apply(config: &super::TelemetryConfig, secrets: &SecretsHandle) -> Result<(), ExportError> {
+    let Some(switch) = SWITCH.get() else { return Ok(()) };
     let wanted = (config.enabled && config.otlp.endpoint.is_some()).then_some(&config.otlp);
-    let in_use = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(c, _)| c.clone());
-    if wanted == in_use.as_ref() {
-        return;
+    let running = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    if wanted.is_none() && !running {
+        return Ok(());
     }
-    match switch(wanted, secrets) {
-        Ok(()) if wanted.is_some() => tracing::info!("telemetry export is on"),
-        Ok(()) => tracing::info!("telemetry export is off: nothing leaves this computer"),
-        Err(e) => tracing::error!("telemetry export stays as it was: {e}"),
+    switch(wanted, secrets)?;
+    match wanted {
+        Some(_) => tracing::info!("telemetry export is on"),
+        None => tracing::info!("telemetry export is off: nothing leaves this computer"),
     }
+    Ok(())
 }
 
 /// The tracing layer that hands spans to the OpenTelemetry SDK.

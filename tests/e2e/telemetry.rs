@@ -314,6 +314,17 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     let raw = std::fs::read_to_string(&receiver.out).unwrap();
     assert!(raw.contains("eagle"), "content capture is on, so the message text is in the spans");
 
+    // A new header value alone (the file still says `secret:…`, the keychain changed) is
+    // used by the next runtime's exporter.
+    client.settings_set(None, None, None, Some("Bearer rotated-8".into())).await.unwrap();
+    tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
+    let client = pryx.reconnect().await;
+    crate::support::chat(&client, "after the rotation").await;
+    eventually("spans sent with the new header", || async {
+        receiver.authorizations().iter().any(|a| a.as_deref() == Some("Bearer rotated-8"))
+    })
+    .await;
+
     // Export off: nothing more leaves.
     client.settings_set(None, Some(false), Some(String::new()), Some(String::new())).await.unwrap();
     tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
