@@ -34,7 +34,7 @@ use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, 
 use crate::mcp::McpManager;
 use crate::panics;
 use crate::sandbox::{self, Protection};
-use crate::secrets::{SecretError, SecretName, SecretString, SecretsHandle};
+use crate::secrets::{self, SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::SPAN_TARGET;
 use crate::tools::shell::ShellConfig;
@@ -82,11 +82,8 @@ impl From<StoreError> for AgentError {
     }
 }
 
-/// The keychain entry the provider's API key is kept in when set from the UI.
-const PROVIDER_KEY_SECRET: &str = "llm/api_key";
-/// The OTLP export's `authorization` header, and the keychain entry its value is kept in.
+/// The OTLP export header the Settings screen sets (its value goes to the keychain).
 const EXPORT_AUTHORIZATION_HEADER: &str = "authorization";
-const EXPORT_AUTHORIZATION_SECRET: &str = "otlp/auth";
 
 /// An OpenAI-compatible base URL: http(s), no query; without the trailing slash.
 /// The same rule as `llm.base_url` in the file, said for someone typing it into a form.
@@ -556,8 +553,8 @@ impl Agent {
         let path = self.config_file()?;
         // The key goes to the keychain; the file only names it.
         if let Some(key) = new_key {
-            self.set_secret(PROVIDER_KEY_SECRET, key).await?;
-            config.api_key = Some(format!("secret:{PROVIDER_KEY_SECRET}"));
+            self.set_secret(secrets::LLM_API_KEY, key).await?;
+            config.api_key = Some(secrets::reference_to(secrets::LLM_API_KEY));
         }
         crate::config_edit::set_values(
             path,
@@ -719,13 +716,10 @@ impl Agent {
     }
 
     /// The config file the API edits.
-    fn config_file(&self) -> Result<&Path, AgentError> {
-        self.mcp.config_path().ok_or_else(|| {
-            AgentError::Config(EditError::File {
-                path: "(none)".into(),
-                message: "Pryx runs without a config file".into(),
-            })
-        })
+    pub fn config_file(&self) -> Result<&Path, EditError> {
+        self.mcp
+            .config_path()
+            .ok_or_else(|| EditError::File { path: "(none)".into(), message: "Pryx runs without a config file".into() })
     }
 
     // ---- settings applied by a restart of the runtime ----
@@ -790,10 +784,10 @@ impl Agent {
                 if value.len() > 8 * 1024 || value.contains(['\r', '\n']) {
                     return Err(AgentError::InvalidInput("the authorization header must be one line".into()));
                 }
-                self.set_secret(EXPORT_AUTHORIZATION_SECRET, value.to_owned()).await?;
+                let name = secrets::otlp_header_secret(EXPORT_AUTHORIZATION_HEADER);
+                self.set_secret(&name, value.to_owned()).await?;
                 after.export_authorization = true;
-                headers
-                    .push((EXPORT_AUTHORIZATION_HEADER, Some(format!("secret:{EXPORT_AUTHORIZATION_SECRET}").into())));
+                headers.push((EXPORT_AUTHORIZATION_HEADER, Some(secrets::reference_to(&name).into())));
             }
         }
         let changes: Vec<(&str, crate::config_edit::Changes<'_>)> = [
@@ -809,7 +803,7 @@ impl Agent {
         // All or nothing: one edit of the file.
         crate::config_edit::set_tables(path, &changes)?;
         if export_authorization.as_deref().map(str::trim) == Some("") {
-            if let Err(e) = self.delete_secret(EXPORT_AUTHORIZATION_SECRET).await {
+            if let Err(e) = self.delete_secret(&secrets::otlp_header_secret(EXPORT_AUTHORIZATION_HEADER)).await {
                 tracing::debug!("no export authorization to forget: {e}");
             }
         }

@@ -17,15 +17,34 @@ use serde::{Deserialize, Serialize};
 const SERVICE: &str = "pryx";
 /// The entry that lists the names of stored secrets (names only, never values).
 const INDEX: &str = "__index__";
+/// The keychain entries config secrets live in, whether a plain value was moved out of
+/// the file or the value was set from the API: one name for each.
+pub const LLM_API_KEY: &str = "llm/api_key";
+pub const TELEGRAM_BOT_TOKEN: &str = "telegram/bot";
+pub const TELEGRAM_WEBHOOK_SECRET: &str = "telegram/webhook";
+pub const WHATSAPP_ACCESS_TOKEN: &str = "whatsapp/token";
+pub const WHATSAPP_APP_SECRET: &str = "whatsapp/app_secret";
+pub const WHATSAPP_VERIFY_TOKEN: &str = "whatsapp/verify";
+
 /// Config keys that hold secrets, with the name their value moves to in the keychain.
 pub const SECRET_CONFIG_KEYS: &[(&str, &str, &str)] = &[
-    ("llm", "api_key", "llm/api_key"),
-    ("telegram", "bot_token", "telegram/bot"),
-    ("telegram", "webhook_secret", "telegram/webhook"),
-    ("whatsapp", "access_token", "whatsapp/token"),
-    ("whatsapp", "app_secret", "whatsapp/app_secret"),
-    ("whatsapp", "verify_token", "whatsapp/verify"),
+    ("llm", "api_key", LLM_API_KEY),
+    ("telegram", "bot_token", TELEGRAM_BOT_TOKEN),
+    ("telegram", "webhook_secret", TELEGRAM_WEBHOOK_SECRET),
+    ("whatsapp", "access_token", WHATSAPP_ACCESS_TOKEN),
+    ("whatsapp", "app_secret", WHATSAPP_APP_SECRET),
+    ("whatsapp", "verify_token", WHATSAPP_VERIFY_TOKEN),
 ];
+
+/// The keychain entry of the OTLP export header `header` (`[telemetry.otlp.headers]`).
+pub fn otlp_header_secret(header: &str) -> String {
+    format!("otlp/header/{}", header.to_ascii_lowercase())
+}
+
+/// The config value that refers to the keychain entry `name`: `secret:NAME`.
+pub fn reference_to(name: &str) -> String {
+    format!("{REFERENCE_PREFIX}{name}")
+}
 
 /// The prefix of a config value that refers to a secret.
 pub const REFERENCE_PREFIX: &str = "secret:";
@@ -423,7 +442,7 @@ fn plain_secrets(document: &toml_edit::DocumentMut) -> Vec<(Vec<String>, String)
         for (header, item) in headers.iter() {
             if is_plain(item) {
                 let path = ["telemetry", "otlp", "headers", header].map(str::to_owned).to_vec();
-                found.push((path, format!("otlp/header/{}", header.to_ascii_lowercase())));
+                found.push((path, otlp_header_secret(header)));
             }
         }
     }

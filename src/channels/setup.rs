@@ -21,16 +21,11 @@ use super::telegram::BotApi;
 use super::whatsapp::CloudApi;
 use super::{tables, ChannelError, Channels, Connected, TelegramChannel, WhatsAppChannel, CHANNELS};
 use crate::config::{Config, TelegramConfig, TelegramMode, WhatsAppConfig};
-use crate::config_edit::EditError;
-use crate::secrets::{SecretString, REFERENCE_PREFIX};
+use crate::secrets::{
+    self, SecretString, TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET, WHATSAPP_ACCESS_TOKEN, WHATSAPP_APP_SECRET,
+    WHATSAPP_VERIFY_TOKEN,
+};
 
-/// The keychain entries the API keeps the channels' secrets in (the names a plain value in
-/// the file is moved to as well, see `secrets::SECRET_CONFIG_KEYS`).
-const TELEGRAM_TOKEN: &str = "telegram/bot";
-const TELEGRAM_WEBHOOK_SECRET: &str = "telegram/webhook";
-const WHATSAPP_TOKEN: &str = "whatsapp/token";
-const WHATSAPP_APP_SECRET: &str = "whatsapp/app_secret";
-const WHATSAPP_VERIFY_TOKEN: &str = "whatsapp/verify";
 /// How long a platform that could not connect waits before the next try.
 const RETRY_EVERY: Duration = Duration::from_secs(30);
 
@@ -421,8 +416,8 @@ impl Channels {
             self.connect_telegram(&config, token, webhook_secret.clone()).await.map_err(ChannelError::Refused)?;
         // Telegram accepted it: keep it.
         if let Some(token) = pasted {
-            self.keep_secret(TELEGRAM_TOKEN, token).await?;
-            config.bot_token = Some(format!("{REFERENCE_PREFIX}{TELEGRAM_TOKEN}"));
+            self.keep_secret(TELEGRAM_BOT_TOKEN, token).await?;
+            config.bot_token = Some(secrets::reference_to(TELEGRAM_BOT_TOKEN));
             // Another bot's updates are numbered afresh; Telegram resends what was not
             // confirmed and the inbox drops what it has.
             tables::set_cursor(&self.store, "telegram", "0").await?;
@@ -430,12 +425,12 @@ impl Channels {
         config.webhook_secret = match webhook_secret {
             Some(secret) => {
                 self.keep_secret(TELEGRAM_WEBHOOK_SECRET, secret.expose().to_owned()).await?;
-                Some(format!("{REFERENCE_PREFIX}{TELEGRAM_WEBHOOK_SECRET}"))
+                Some(secrets::reference_to(TELEGRAM_WEBHOOK_SECRET))
             }
             None => None,
         };
         crate::config_edit::set_values(
-            self.config_path()?,
+            self.agent.config_file()?,
             "telegram",
             &[
                 ("bot_token", config.bot_token.as_deref()),
@@ -497,17 +492,17 @@ impl Channels {
             self.connect_whatsapp(&config, token, secret, verify).await.map_err(ChannelError::Refused)?;
         // Meta accepted it: keep it.
         for (pasted, name, key) in [
-            (access_token, WHATSAPP_TOKEN, &mut config.access_token),
+            (access_token, WHATSAPP_ACCESS_TOKEN, &mut config.access_token),
             (app_secret, WHATSAPP_APP_SECRET, &mut config.app_secret),
             (verify_token, WHATSAPP_VERIFY_TOKEN, &mut config.verify_token),
         ] {
             if let Some(value) = pasted {
                 self.keep_secret(name, value).await?;
-                *key = Some(format!("{REFERENCE_PREFIX}{name}"));
+                *key = Some(secrets::reference_to(name));
             }
         }
         crate::config_edit::set_values(
-            self.config_path()?,
+            self.agent.config_file()?,
             "whatsapp",
             &[
                 ("access_token", config.access_token.as_deref()),
@@ -530,16 +525,18 @@ impl Channels {
     pub async fn disconnect(self: &Arc<Self>, channel: &str) -> Result<ChannelStatus, ChannelError> {
         let _one_at_a_time = self.setup.edit.lock().await;
         let (channel, keys, secrets): (&'static str, &[&str], &[&str]) = match channel {
-            "telegram" => ("telegram", &["bot_token", "webhook_secret"], &[TELEGRAM_TOKEN, TELEGRAM_WEBHOOK_SECRET]),
+            "telegram" => {
+                ("telegram", &["bot_token", "webhook_secret"], &[TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET])
+            }
             "whatsapp" => (
                 "whatsapp",
                 &["access_token", "app_secret", "verify_token"],
-                &[WHATSAPP_TOKEN, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN],
+                &[WHATSAPP_ACCESS_TOKEN, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN],
             ),
             other => return Err(ChannelError::Invalid(format!("there is no channel `{other}`"))),
         };
         let removed: Vec<(&str, Option<&str>)> = keys.iter().map(|key| (*key, None)).collect();
-        crate::config_edit::set_values(self.config_path()?, channel, &removed)?;
+        crate::config_edit::set_values(self.agent.config_file()?, channel, &removed)?;
         if channel == "telegram" {
             let mut config = self.setup.telegram.lock().unwrap_or_else(|p| p.into_inner());
             (config.bot_token, config.webhook_secret) = (None, None);
@@ -575,15 +572,6 @@ impl Channels {
 
     async fn keep_secret(&self, name: &str, value: String) -> Result<(), ChannelError> {
         self.agent.set_secret(name, value).await.map_err(|e| ChannelError::Refused(format!("cannot keep {name}: {e}")))
-    }
-
-    fn config_path(&self) -> Result<&std::path::Path, ChannelError> {
-        self.agent.mcp().config_path().ok_or_else(|| {
-            ChannelError::Config(EditError::File {
-                path: "(none)".into(),
-                message: "Pryx runs without a config file".into(),
-            })
-        })
     }
 }
 

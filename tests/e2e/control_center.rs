@@ -774,6 +774,6 @@ async fn the_workspace_and_telemetry_are_changed_from_settings() {
     browser.screenshot("settings").await;
     let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
     assert!(file.contains("capture_content = true") && !file.contains("settings-9"), "{file}");
-    assert_eq!(keyring.lookup("otlp/auth").await.as_deref(), Some("Bearer settings-9"));
+    assert_eq!(keyring.lookup("otlp/header/authorization").await.as_deref(), Some("Bearer settings-9"));
     assert_clean(&browser);
 }

@@ -300,8 +300,11 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     assert_eq!(after.export_endpoint.as_deref(), Some(endpoint.as_str()));
     assert!(after.export_authorization && after.capture_content);
     let file = std::fs::read_to_string(pryx.home.join("config.toml")).unwrap();
-    assert!(file.contains("authorization = \"secret:otlp/auth\"") && !file.contains("from-settings-7"), "{file}");
-    assert_eq!(keyring.lookup("otlp/auth").await.as_deref(), Some("Bearer from-settings-7"));
+    assert!(
+        file.contains("authorization = \"secret:otlp/header/authorization\"") && !file.contains("from-settings-7"),
+        "{file}"
+    );
+    assert_eq!(keyring.lookup("otlp/header/authorization").await.as_deref(), Some("Bearer from-settings-7"));
 
     // The runtime restarts with them; the same process, port and token.
     tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
@@ -334,6 +337,6 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     crate::support::chat(&client, "anyone listening?").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.spans().len(), sent, "no spans after export was turned off");
-    assert_eq!(keyring.lookup("otlp/auth").await, None);
+    assert_eq!(keyring.lookup("otlp/header/authorization").await, None);
     assert!(!pryx.stderr().contains("from-settings-7"));
 }
