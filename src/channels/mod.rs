@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use pryx_api::{ApprovalDecision, ChannelReply, PairingCode, TurnEvent, TurnStatus};
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -577,6 +576,10 @@ impl Channels {
                     backoff = Duration::from_secs(1);
                     self.setup.reached("telegram", &telegram.stop);
                     for raw in updates {
+                        // Replaced (another bot, webhook mode): the cursor is the new one's.
+                        if telegram.stop.is_cancelled() {
+                            return;
+                        }
                         let Ok(update) = serde_json::from_value::<telegram::Update>(raw) else { continue };
                         if let Some(message) = telegram::inbound(&update) {
                             let span = receive_span("telegram", "poll");
@@ -1001,10 +1004,7 @@ impl Channels {
         let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_owned()))?;
         // 8 characters from an alphabet without look-alikes: about 40 bits, for 10 minutes.
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-        let code: String = {
-            let mut rng = rand::rng();
-            (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
-        };
+        let code = setup::random_token(ALPHABET, 8);
         let expires_at = now_ms() + PAIRING_LIFETIME_MS;
         tables::add_pairing_code(&self.store, platform.channel(), &code, expires_at).await?;
         let link = platform.pairing_link(&code).await;

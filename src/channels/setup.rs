@@ -52,17 +52,18 @@ struct Link {
     generation: u64,
 }
 
+impl Link {
+    fn new(configured: bool) -> Link {
+        let state = if configured { ChannelState::Connecting } else { ChannelState::Off };
+        Link { state, error: None, account: None, generation: 0 }
+    }
+}
+
 impl Setup {
     pub(super) fn new(config: &Config) -> Setup {
-        let state = |configured: bool| Link {
-            state: if configured { ChannelState::Connecting } else { ChannelState::Off },
-            error: None,
-            account: None,
-            generation: 0,
-        };
         let links = HashMap::from([
-            ("telegram", state(config.telegram.bot_token.is_some())),
-            ("whatsapp", state(config.whatsapp.access_token.is_some())),
+            ("telegram", Link::new(config.telegram.bot_token.is_some())),
+            ("whatsapp", Link::new(config.whatsapp.access_token.is_some())),
         ]);
         let setup = Setup {
             telegram: Mutex::new(config.telegram.clone()),
@@ -91,12 +92,7 @@ impl Setup {
 
     fn link(&self, channel: &str) -> Link {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.get(channel).cloned().unwrap_or(Link {
-            state: ChannelState::Off,
-            error: None,
-            account: None,
-            generation: 0,
-        })
+        links.get(channel).cloned().unwrap_or_else(|| Link::new(false))
     }
 
     /// Change a platform's state; `account` None keeps the known one.
@@ -113,21 +109,23 @@ impl Setup {
         self.changed();
     }
 
-    /// A new setting for `channel`: retries of the old one stop. Answers the generation.
-    fn bump(&self, channel: &'static str) -> u64 {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.get_mut(channel).map_or(0, |link| {
+    /// A new setting for `channel`: retries of the old one stop.
+    fn bump(&self, channel: &'static str) {
+        if let Some(link) = self.links.lock().unwrap_or_else(|p| p.into_inner()).get_mut(channel) {
             link.generation += 1;
-            link.generation
-        })
+        }
     }
 
-    /// The running platform (its `stop` not cancelled) answered: it is connected.
+    /// The running platform (its `stop` not cancelled) answered: it is connected. Called
+    /// on every poll and every reply sent, so it only looks (no copy) unless state changes.
     pub(super) fn reached(&self, channel: &'static str, stop: &CancellationToken) {
-        if stop.is_cancelled() || self.link(channel).state == ChannelState::Connected {
-            return;
+        let connected = {
+            let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            links.get(channel).is_some_and(|link| link.state == ChannelState::Connected)
+        };
+        if !connected && !stop.is_cancelled() {
+            self.set(channel, ChannelState::Connected, None, None);
         }
-        self.set(channel, ChannelState::Connected, None, None);
     }
 
     /// The running platform could not be reached (it keeps trying).
@@ -301,6 +299,19 @@ impl Channels {
         }
     }
 
+    /// New settings of `channel` are in force: retries of the old ones stop, the Host
+    /// allowlist follows, the state shows, and `platform` (or none) replaces what ran.
+    fn switch_to(self: &Arc<Self>, platform: Opened, state: ChannelState, account: Option<String>) {
+        let channel = match platform {
+            Opened::Telegram(_) => "telegram",
+            Opened::WhatsApp(_) => "whatsapp",
+        };
+        self.setup.update_public_hosts();
+        self.setup.bump(channel);
+        self.setup.set(channel, state, None, account);
+        self.install(|connected| platform.apply(connected));
+    }
+
     async fn resolve(&self, value: &str) -> Result<SecretString, String> {
         let value = value.to_owned();
         self.agent.secrets().run(move |s| s.resolve(&value)).await.map_err(|e| e.to_string())
@@ -409,7 +420,7 @@ impl Channels {
             (None, None) => return Err(ChannelError::Invalid("paste the bot token @BotFather gave you".into())),
         };
         // Telegram allows 1-256 characters of A-Z, a-z, 0-9, _ and - in the secret.
-        let webhook_secret = (mode == TelegramMode::Webhook).then(|| SecretString::new(random_token(48)));
+        let webhook_secret = (mode == TelegramMode::Webhook).then(|| SecretString::new(random_token(URL_SAFE, 48)));
         config.mode = mode;
         config.public_url = public_url;
         let (telegram, account) =
@@ -440,10 +451,7 @@ impl Channels {
             ],
         )?;
         *self.setup.telegram.lock().unwrap_or_else(|p| p.into_inner()) = config;
-        self.setup.update_public_hosts();
-        self.setup.bump("telegram");
-        self.setup.set("telegram", ChannelState::Connected, None, account);
-        self.install(|connected| connected.telegram = Some(Arc::new(telegram)));
+        self.switch_to(Opened::Telegram(Some(Arc::new(telegram))), ChannelState::Connected, account);
         tracing::info!(target: "pryx::channels", "Telegram is connected ({})", pryx_api::wire_name(&mode));
         self.status_of("telegram").await
     }
@@ -513,10 +521,7 @@ impl Channels {
             ],
         )?;
         *self.setup.whatsapp.lock().unwrap_or_else(|p| p.into_inner()) = config;
-        self.setup.update_public_hosts();
-        self.setup.bump("whatsapp");
-        self.setup.set("whatsapp", ChannelState::Connected, None, account);
-        self.install(|connected| connected.whatsapp = Some(Arc::new(whatsapp)));
+        self.switch_to(Opened::WhatsApp(Some(Arc::new(whatsapp))), ChannelState::Connected, account);
         tracing::info!(target: "pryx::channels", "WhatsApp is connected");
         self.status_of("whatsapp").await
     }
@@ -557,15 +562,8 @@ impl Channels {
                 tracing::debug!(target: "pryx::channels", "no secret {name} to forget: {e}");
             }
         }
-        self.setup.update_public_hosts();
-        self.setup.bump(channel);
-        self.setup.set(channel, ChannelState::Off, None, None);
-        self.install(|connected| {
-            Opened::apply(
-                if channel == "telegram" { Opened::Telegram(None) } else { Opened::WhatsApp(None) },
-                connected,
-            )
-        });
+        let none = if channel == "telegram" { Opened::Telegram(None) } else { Opened::WhatsApp(None) };
+        self.switch_to(none, ChannelState::Off, None);
         tracing::info!(target: "pryx::channels", "{channel} is disconnected");
         self.status_of(channel).await
     }
@@ -602,11 +600,13 @@ fn public_https_url(value: Option<String>) -> Result<Option<String>, ChannelErro
     Ok(Some(value))
 }
 
-/// A random token of URL-safe letters and digits.
-fn random_token(length: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+/// Letters, digits, `_` and `-`: what Telegram allows in a webhook secret.
+pub(super) const URL_SAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+
+/// `length` characters drawn at random from `alphabet` (ASCII).
+pub(super) fn random_token(alphabet: &[u8], length: usize) -> String {
     let mut rng = rand::rng();
-    (0..length).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..length).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
 #[cfg(test)]
@@ -635,9 +635,9 @@ mod tests {
 
     #[test]
     fn webhook_secrets_use_what_telegram_allows() {
-        let secret = random_token(48);
+        let secret = random_token(URL_SAFE, 48);
         assert_eq!(secret.len(), 48);
         assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
-        assert_ne!(secret, random_token(48));
+        assert_ne!(secret, random_token(URL_SAFE, 48));
     }
 }
