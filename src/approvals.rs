@@ -202,7 +202,7 @@ impl Broker {
     /// Mark approvals left pending by a previous run as expired (a deny). Returns how many.
     pub async fn expire_leftovers(store: &Store) -> Result<u64, StoreError> {
         let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM approvals WHERE status = 'pending'").fetch_all(store.pool()).await?;
+            sqlx::query_scalar("SELECT id FROM approvals WHERE status = 'pending'").fetch_all(store.reader()).await?;
         for id in &ids {
             settle_row(store, id, ApprovalStatus::Expired, None, None, "restart").await?;
         }
@@ -235,7 +235,7 @@ impl Broker {
         .bind(new.channel)
         .bind(now)
         .bind(expires_at)
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await?;
         let (answered_tx, answered_rx) = oneshot::channel();
         self.lock_waiting().insert(id.clone(), answered_tx);
@@ -280,7 +280,7 @@ impl Broker {
             other => AnswerError::Store(other),
         })?;
         if current.status != ApprovalStatus::Pending {
-            audit(self.store.pool(), id, answered_by, "late", Some(decision), note.as_deref()).await?;
+            audit(self.store.writer(), id, answered_by, "late", Some(decision), note.as_deref()).await?;
             let status = serde_json::to_value(current.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -308,7 +308,7 @@ impl Broker {
     pub async fn get(&self, id: &str) -> Result<Approval, StoreError> {
         let row = sqlx::query(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?"))
             .bind(id)
-            .fetch_optional(self.store.pool())
+            .fetch_optional(self.store.reader())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("approval {id}")))?;
         approval_from_row(&row)
@@ -321,7 +321,7 @@ impl Broker {
         } else {
             format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' ORDER BY created_at")
         };
-        let rows = sqlx::query(&sql).fetch_all(self.store.pool()).await?;
+        let rows = sqlx::query(&sql).fetch_all(self.store.reader()).await?;
         rows.iter().map(approval_from_row).collect()
     }
 
@@ -342,7 +342,7 @@ async fn settle_row(
     actor: &str,
 ) -> Result<(), StoreError> {
     let status_text = wire_name(&status);
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.writer().begin().await?;
     sqlx::query(
         "UPDATE approvals SET status = ?, decision = ?, note = ?, answered_by = ?, settled_at = ? WHERE id = ?",
     )
@@ -392,7 +392,7 @@ pub struct AuditEntry {
 
 pub async fn audit_trail(store: &Store) -> Result<Vec<AuditEntry>, StoreError> {
     let sql = "SELECT approval_id, actor, outcome, decision FROM approval_audit ORDER BY id";
-    Ok(sqlx::query_as::<_, AuditEntry>(sql).fetch_all(store.pool()).await?)
+    Ok(sqlx::query_as::<_, AuditEntry>(sql).fetch_all(store.reader()).await?)
 }
 
 fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {

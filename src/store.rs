@@ -79,9 +79,19 @@ CREATE INDEX IF NOT EXISTS spans_by_start ON spans(start_us);
 ";
 
 /// Handle to the database; cheap to clone.
+///
+/// Writes go through one connection, reads through a few others. SQLite lets one writer
+/// in at a time anyway, and a second writer that finds the lock taken sleeps in SQLite's
+/// busy handler (1, 2, 5, 10 … 100 ms) instead of queueing: with several writing
+/// connections a webhook's commit could wait tens of milliseconds behind a streaming turn's
+/// save. One writing connection makes writers queue in order, in the process, and in WAL
+/// mode readers never wait for it.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    /// The only connection that writes (a pool of one, so writers queue for it in order).
+    writer: SqlitePool,
+    /// Connections that only read (`query_only`: a write through them is an error).
+    reader: SqlitePool,
     /// Telemetry spans, in their own file (`telemetry.db` beside the database) so writing
     /// them never takes the write lock the conversation data needs; one connection with
     /// `synchronous = NORMAL`: spans may be lost on a power cut (never on a crash).
@@ -99,8 +109,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone().pragma("query_only", "ON"))
+            .await?;
         let telemetry_path = path.with_file_name("telemetry.db");
         create_private(&telemetry_path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let telemetry = SqlitePoolOptions::new()
@@ -108,25 +122,32 @@ impl Store {
             .connect_with(options.filename(&telemetry_path).synchronous(SqliteSynchronous::Normal))
             .await?;
         sqlx::raw_sql(TELEMETRY_SCHEMA).execute(&telemetry).await?;
-        Ok(Store { pool, telemetry })
+        Ok(Store { writer, reader, telemetry })
     }
 
-    /// The connection pool, for modules that own their own tables (approvals).
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The writing connection, for modules that own their own tables (approvals, channels).
+    /// Hold it only for the statement or transaction at hand: another write waits for it.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The reading connections, for modules that own their own tables.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
     /// Flush and close every connection (checkpoints the WAL).
     pub async fn close(&self) {
         self.telemetry.close().await;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
-        self.pool.close().await;
+        self.reader.close().await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
+        self.writer.close().await;
     }
 
     /// Mark what a dead process left mid-flight as interrupted. Returns how many turns.
     pub async fn recover_interrupted(&self) -> Result<u64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE messages SET status = 'interrupted', updated_at = ? WHERE status = 'streaming'")
             .bind(now)
             .execute(&mut *tx)
@@ -153,7 +174,7 @@ impl Store {
             .bind(channel)
             .bind(now)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.session(id).await
     }
@@ -163,13 +184,13 @@ impl Store {
 
     pub async fn session(&self, id: &str) -> Result<Session> {
         let sql = format!("SELECT {} FROM sessions s WHERE s.id = ?", Self::SESSION_COLUMNS);
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.reader).await?;
         row.map(|r| session_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))
     }
 
     pub async fn sessions(&self) -> Result<Vec<Session>> {
         let sql = format!("SELECT {} FROM sessions s ORDER BY s.updated_at DESC, s.id", Self::SESSION_COLUMNS);
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -178,7 +199,7 @@ impl Store {
             .bind(title)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("session {id}")));
@@ -187,7 +208,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM sessions WHERE id = ?").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?").bind(id).execute(&self.writer).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("session {id}")));
         }
@@ -199,7 +220,7 @@ impl Store {
     /// Commit a user message and the turn that will answer it, atomically.
     pub async fn start_turn(&self, session_id: &str, turn_id: &str, text: &str) -> Result<Message> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let touched = sqlx::query("UPDATE sessions SET updated_at = ? WHERE id = ?")
             .bind(now)
             .bind(session_id)
@@ -229,7 +250,7 @@ impl Store {
             .bind(error.map(|e| e.1))
             .bind(now_ms())
             .bind(turn_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -237,7 +258,7 @@ impl Store {
     pub async fn turn(&self, turn_id: &str) -> Result<TurnRecord> {
         let row = sqlx::query("SELECT id, session_id, status, error_kind, error FROM turns WHERE id = ?")
             .bind(turn_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("turn {turn_id}")))?;
         Ok(TurnRecord {
@@ -253,7 +274,7 @@ impl Store {
     pub async fn begin_assistant(&self, session_id: &str, turn_id: &str) -> Result<i64> {
         let new =
             NewMessage { session_id, turn_id, role: "assistant", content: "", tool_call_id: None, status: "streaming" };
-        insert_message(&self.pool, new).await
+        insert_message(&self.writer, new).await
     }
 
     /// Save the text streamed so far (the message stays `streaming`). Only touches a message
@@ -263,7 +284,7 @@ impl Store {
             .bind(content)
             .bind(now_ms())
             .bind(message_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -298,7 +319,7 @@ impl Store {
         .bind(usage.map(|u| u.completion_tokens as i64))
         .bind(now_ms())
         .bind(message_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -313,7 +334,7 @@ impl Store {
             tool_call_id: Some(call_id),
             status: "complete",
         };
-        insert_message(&self.pool, new).await
+        insert_message(&self.writer, new).await
     }
 
     /// Mark whatever a turn was still writing as failed (after a panic), keeping its text.
@@ -322,7 +343,7 @@ impl Store {
             .bind(error)
             .bind(now_ms())
             .bind(turn_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -330,7 +351,7 @@ impl Store {
     pub async fn message(&self, id: i64) -> Result<Message> {
         let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
         message_from_row(&row)
@@ -340,7 +361,7 @@ impl Store {
     pub async fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
         let rows = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id"))
             .bind(session_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(message_from_row).collect()
     }
@@ -426,14 +447,14 @@ impl Store {
             .bind(turn_id)
             .bind(message)
             .bind(backtrace)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     pub async fn crashes(&self) -> Result<Vec<Crash>> {
         let sql = "SELECT at, scope, turn_id, message, backtrace FROM crashes ORDER BY id";
-        Ok(sqlx::query_as::<_, Crash>(sql).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as::<_, Crash>(sql).fetch_all(&self.reader).await?)
     }
 }
 

@@ -67,7 +67,7 @@ pub struct InboxRow {
 /// Commit messages to the inbox in one transaction (one disk sync for the lot). For each,
 /// whether it was new (`false`: a redelivery, already there).
 pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<Vec<bool>> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.writer().begin().await?;
     let now = now_ms();
     let mut new = Vec::with_capacity(messages.len());
     for message in messages {
@@ -119,7 +119,7 @@ pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &st
     )
     .bind(channel)
     .bind(status)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter().map(|row| inbox_row(channel, row)).collect()
 }
@@ -131,8 +131,25 @@ pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, n
         .bind(turn_id)
         .bind(note)
         .bind(id)
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
+    Ok(())
+}
+
+/// Mark messages from chats that are not paired (and were told so) refused, in one
+/// transaction.
+pub async fn mark_refused_quietly(store: &Store, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.writer().begin().await?;
+    for id in ids {
+        sqlx::query("UPDATE channel_inbox SET status = 'refused', note = 'not paired' WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -141,7 +158,7 @@ pub async fn set_preview(store: &Store, id: i64, message_id: &str) -> Result<()>
     sqlx::query("UPDATE channel_inbox SET preview_message_id = ? WHERE id = ?")
         .bind(message_id)
         .bind(id)
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
     Ok(())
 }
@@ -157,7 +174,7 @@ pub async fn queue_reply(
     buttons: Option<&str>,
     replaces: Option<&str>,
 ) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.writer().begin().await?;
     let now = now_ms();
     for (i, piece) in pieces.iter().enumerate() {
         // Only the first piece takes the place of the message shown so far.
@@ -213,7 +230,7 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
     .bind(channel)
     .bind(now_ms())
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter()
         .map(|row| {
@@ -234,7 +251,7 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
 pub async fn next_due(store: &Store, channel: &str) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM channel_outbox WHERE channel = ? AND status = 'pending'")
         .bind(channel)
-        .fetch_one(store.pool())
+        .fetch_one(store.reader())
         .await?)
 }
 
@@ -246,7 +263,7 @@ pub async fn reply_sent(store: &Store, id: i64, platform_message_id: &str) -> Re
     .bind(platform_message_id)
     .bind(now_ms())
     .bind(id)
-    .execute(store.pool())
+    .execute(store.writer())
     .await?;
     Ok(())
 }
@@ -256,7 +273,7 @@ pub async fn reply_retry(store: &Store, id: i64, at: i64, error: &str) -> Result
         .bind(at)
         .bind(error)
         .bind(id)
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
     Ok(())
 }
@@ -265,7 +282,7 @@ pub async fn reply_failed(store: &Store, id: i64, error: &str) -> Result<()> {
     sqlx::query("UPDATE channel_outbox SET status = 'failed', attempts = attempts + 1, error = ? WHERE id = ?")
         .bind(error)
         .bind(id)
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
     Ok(())
 }
@@ -296,7 +313,7 @@ pub async fn reply_status(
         .bind(status)
         .bind(error)
         .bind(now_ms())
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
     Ok(())
 }
@@ -313,7 +330,7 @@ pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pry
     )
     .bind(channel)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter()
         .map(|row| {
@@ -345,7 +362,7 @@ pub async fn chat(store: &Store, channel: &str, chat_id: &str) -> Result<ChatRow
         sqlx::query("SELECT session_id, paired_at, refused_at FROM channel_chats WHERE channel = ? AND chat_id = ?")
             .bind(channel)
             .bind(chat_id)
-            .fetch_optional(store.pool())
+            .fetch_optional(store.reader())
             .await?;
     Ok(match row {
         Some(row) => ChatRow {
@@ -364,7 +381,7 @@ async fn set_chat(store: &Store, channel: &str, chat_id: &str, column: &str, val
         "INSERT INTO channel_chats (channel, chat_id, {column}) VALUES (?, ?, ?) \
          ON CONFLICT (channel, chat_id) DO UPDATE SET {column} = excluded.{column}"
     );
-    sqlx::query(&sql).bind(channel).bind(chat_id).bind(value).execute(store.pool()).await?;
+    sqlx::query(&sql).bind(channel).bind(chat_id).bind(value).execute(store.writer()).await?;
     Ok(())
 }
 
@@ -383,7 +400,7 @@ pub async fn add_pairing_code(store: &Store, channel: &str, code: &str, expires_
         .bind(channel)
         .bind(now_ms())
         .bind(expires_at)
-        .execute(store.pool())
+        .execute(store.writer())
         .await?;
     Ok(())
 }
@@ -391,7 +408,7 @@ pub async fn add_pairing_code(store: &Store, channel: &str, code: &str, expires_
 /// Use a pairing code for `chat_id`: `true` when it was valid, unused and unexpired; the
 /// chat is then paired, in the same transaction.
 pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_id: &str) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.writer().begin().await?;
     let used = sqlx::query(
         "UPDATE channel_pairing_codes SET used_by = ? \
          WHERE code = ? AND channel = ? AND used_by IS NULL AND expires_at > ?",
@@ -422,7 +439,7 @@ pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_
 pub async fn cursor(store: &Store, channel: &str) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT value FROM channel_cursors WHERE channel = ?")
         .bind(channel)
-        .fetch_optional(store.pool())
+        .fetch_optional(store.reader())
         .await?)
 }
 
@@ -433,7 +450,7 @@ pub async fn set_cursor(store: &Store, channel: &str, value: &str) -> Result<()>
     )
     .bind(channel)
     .bind(value)
-    .execute(store.pool())
+    .execute(store.writer())
     .await?;
     Ok(())
 }
@@ -450,17 +467,17 @@ pub async fn figures(store: &Store, channel: &str) -> Result<Figures> {
     let paired: i64 =
         sqlx::query_scalar("SELECT count(*) FROM channel_chats WHERE channel = ? AND paired_at IS NOT NULL")
             .bind(channel)
-            .fetch_one(store.pool())
+            .fetch_one(store.reader())
             .await?;
     // Newest first by id: stops at the first row of this channel instead of scanning all.
     let last: Option<i64> =
         sqlx::query_scalar("SELECT received_at FROM channel_inbox WHERE channel = ? ORDER BY id DESC LIMIT 1")
             .bind(channel)
-            .fetch_optional(store.pool())
+            .fetch_optional(store.reader())
             .await?;
     let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_outbox WHERE channel = ? AND status = 'failed'")
         .bind(channel)
-        .fetch_one(store.pool())
+        .fetch_one(store.reader())
         .await?;
     Ok(Figures {
         paired_chats: u32::try_from(paired).unwrap_or(u32::MAX),
