@@ -45,6 +45,8 @@ use whatsapp::CloudApi;
 const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
 /// Most deliveries committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Shortest time between two passes of the dispatcher over the inbox.
+const DISPATCH_PACE: Duration = Duration::from_millis(5);
 /// A message waiting to be committed, and who waits for the outcome.
 type Delivery = (InboundMessage, oneshot::Sender<Result<bool, ChannelError>>);
 /// Attempts before a reply is given up as failed.
@@ -240,6 +242,15 @@ impl Platform for WhatsAppChannel {
         let number = self.number.lock().unwrap_or_else(|p| p.into_inner()).clone();
         number.map(|number| format!("https://wa.me/{number}?text={code}"))
     }
+}
+
+/// What handling one inbox message leaves for the dispatcher to settle with others.
+enum Handled {
+    /// Settled (answered, started, refused with a reply).
+    Done,
+    /// From a chat already told it is not paired (as the chat row says): to be marked
+    /// refused, nothing sent.
+    RefusedQuietly(i64, tables::ChatRow),
 }
 
 /// The channels of one agent runtime.
@@ -619,14 +630,31 @@ impl Channels {
         // Messages held back while the agent was paused go as soon as it resumes.
         let mut activity = self.agent.activity();
         loop {
+            let pass_started = tokio::time::Instant::now();
             let paused_while_reading = activity.borrow().paused;
             for platform in self.connected().platforms() {
                 match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
                     Ok(rows) => {
+                        // A flood from strangers is settled a batch per transaction, not a
+                        // disk sync per message; a crash before that leaves them pending,
+                        // to be refused (quietly again) at the next start. What is known of
+                        // a chat that was only refused stays known for the pass.
+                        let mut refused = Vec::new();
+                        let mut known: HashMap<String, tables::ChatRow> = HashMap::new();
                         for row in rows {
-                            if let Err(e) = self.handle(&platform, row).await {
-                                tracing::error!(target: "pryx::channels", "cannot handle a message: {e}");
+                            let chat_id = row.message.chat_id.clone();
+                            let chat = known.remove(&chat_id);
+                            match self.handle(&platform, row, chat).await {
+                                Ok(Handled::Done) => {}
+                                Ok(Handled::RefusedQuietly(id, chat)) => {
+                                    refused.push(id);
+                                    known.insert(chat_id, chat);
+                                }
+                                Err(e) => tracing::error!(target: "pryx::channels", "cannot handle a message: {e}"),
                             }
+                        }
+                        if let Err(e) = tables::mark_refused_quietly(&self.store, &refused).await {
+                            tracing::error!(target: "pryx::channels", "cannot record refused messages: {e}");
                         }
                     }
                     Err(e) => tracing::error!(target: "pryx::channels", "cannot read the inbox: {e}"),
@@ -638,6 +666,10 @@ impl Channels {
                 _ = wait_until_resumed(&mut activity, paused_while_reading) => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
+            // Under a flood, passes come at most every `DISPATCH_PACE`, so each takes what
+            // arrived meanwhile in one read and one write instead of one per commit of the
+            // inbox (which would also take the CPU the webhooks' acknowledgements need).
+            tokio::time::sleep_until(pass_started + DISPATCH_PACE).await;
         }
     }
 
@@ -659,9 +691,18 @@ impl Channels {
         Ok(())
     }
 
-    async fn handle(self: &Arc<Self>, platform: &Arc<dyn Platform>, row: InboxRow) -> Result<(), StoreError> {
+    /// Handle one inbox message; `chat` is what is known of its chat already, if anything.
+    async fn handle(
+        self: &Arc<Self>,
+        platform: &Arc<dyn Platform>,
+        row: InboxRow,
+        chat: Option<tables::ChatRow>,
+    ) -> Result<Handled, StoreError> {
         let message = &row.message;
-        let chat = tables::chat(&self.store, message.channel, &message.chat_id).await?;
+        let chat = match chat {
+            Some(chat) => chat,
+            None => tables::chat(&self.store, message.channel, &message.chat_id).await?,
+        };
         let (command, argument) = match message.kind {
             Kind::Command => {
                 let mut words = message.text.splitn(2, char::is_whitespace);
@@ -684,11 +725,12 @@ impl Channels {
             {
                 tracing::info!(target: "pryx::channels", chat = %message.chat_id, "a chat was paired");
                 self.setup.changed();
-                return self.reply(&row, &format!("Paired: this chat now talks to your Pryx.\n\n{HELP}")).await;
+                let welcome = format!("Paired: this chat now talks to your Pryx.\n\n{HELP}");
+                return self.reply(&row, &welcome).await.map(|()| Handled::Done);
             }
             // One polite refusal per chat; the rest is recorded and dropped.
             if chat.refused {
-                return tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await;
+                return Ok(Handled::RefusedQuietly(row.id, chat));
             }
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
@@ -704,9 +746,9 @@ impl Channels {
             )
             .await?;
             self.wake_sender(row.message.channel);
-            return Ok(());
+            return Ok(Handled::Done);
         }
-        match (message.kind, command.as_deref()) {
+        let handled = match (message.kind, command.as_deref()) {
             (Kind::Unsupported, _) => {
                 let text =
                     format!("I can only read text for now, so I cannot use {}. Please write it out.", message.text);
@@ -729,7 +771,8 @@ impl Channels {
             (Kind::Command, _) => self.reply(&row, &format!("I do not know that command.\n\n{HELP}")).await,
             (Kind::Button, _) => self.pressed(platform, &row, chat.session_id.as_deref()).await,
             (Kind::Text, _) => self.start_turn(row, chat.session_id).await,
-        }
+        };
+        handled.map(|()| Handled::Done)
     }
 
     async fn new_session(&self, message: &InboundMessage) -> Result<String, StoreError> {

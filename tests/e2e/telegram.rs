@@ -42,6 +42,50 @@ async fn wait_for_texts(telegram: &FakeTelegram, chat: i64, count: usize) -> Vec
 }
 
 #[tokio::test]
+async fn a_flood_from_a_stranger_gets_one_refusal_and_every_message_is_recorded() {
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let pryx = Pryx::start(options(&llm, &telegram, WEBHOOK)).await;
+    eventually("the channel to connect", || async {
+        post_update(&pryx, None, text_update(0, 888, "probe").to_string()).await != 503
+    })
+    .await;
+    // 300 messages from a chat that is not paired, 50 at a time, as a spammer would send them.
+    for wave in 0..6 {
+        let posts = (0..50).map(|i| {
+            let update = text_update(1 + wave * 50 + i, 888, &format!("buy now {i}")).to_string();
+            post_update(&pryx, Some(WEBHOOK_SECRET), update)
+        });
+        assert!(futures::future::join_all(posts).await.iter().all(|status| *status == 200));
+    }
+    let database = pryx.data_dir().join("pryx.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&database).read_only(true);
+    let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    eventually("every message to be settled", || async {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_inbox WHERE status = 'pending'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        open == 0
+    })
+    .await;
+    let refused: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, note FROM channel_inbox WHERE chat_id = '888' ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(refused.len(), 300, "every message is recorded");
+    assert!(
+        refused.iter().all(|(status, note)| status == "refused" && note.as_deref() == Some("not paired")),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(telegram.texts_to(888).len(), 1, "one refusal only");
+    assert!(telegram.texts_to(888)[0].contains("not paired"));
+    assert!(llm.requests().is_empty(), "nothing reached the model");
+}
+
+#[tokio::test]
 async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     let llm = MockLlm::start().await;
     let telegram = FakeTelegram::start().await;
