@@ -3,12 +3,23 @@
 //!
 //! The release binary runs in webhook mode against in-process stand-ins (Bot API, LLM).
 //! First 50 owner chats each start a turn that streams slowly from the model stand-in; while
-//! those stream, waves of 50, 500 and 5,000 concurrent webhook deliveries (each with the
-//! secret token, from chats that are not paired, one in ten delivered twice as Telegram does
-//! when unsure) hit `/webhooks/telegram`. Each wave reports acks per second and ack latency
-//! p50/p99; afterwards the inbox is read from SQLite to check that every delivered update is
-//! there exactly once. Two instances run side by side, telemetry off and on, their waves
-//! taking turns; eight more alternating rounds of 500 give the telemetry overhead.
+//! those stream, deliveries (each with the secret token, from chats that are not paired, one
+//! in ten delivered twice as Telegram does when unsure) hit `/webhooks/telegram` over kept-alive
+//! connections, two ways:
+//!
+//! - **bursts**: 50, 500 and 5,000 deliveries fired at the same instant, each on its own
+//!   connection; latency is from the burst's start to each ack, so at 500 it is bounded below
+//!   by 500 ÷ throughput (Little's law) however quick one delivery is;
+//! - **sustained**: 500 connections delivering at a steady offered rate, the way a platform
+//!   delivers; latency is from each delivery's scheduled time (a late send counts against
+//!   Pryx, as wrk2 does it), and the server's CPU time per ack is read from `/proc`, net of
+//!   what the 50 streaming turns cost meanwhile.
+//!
+//! Afterwards the inbox is read from SQLite to check that every delivered update is there
+//! exactly once. Three instances run side by side (telemetry off, on, and on with OTLP export
+//! to a local sink), taking turns, so the machine's drift hits all alike; their CPU time per
+//! delivery gives the telemetry overhead (on a CPU-bound server, the inverse of throughput,
+//! and far less noisy to measure than throughput on two shared cores).
 //! Figures are printed, not asserted.
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
@@ -20,88 +31,261 @@ mod pryx_process;
 #[allow(dead_code)]
 mod telegram;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mock_llm::{MockLlm, Reply};
 use pryx_process::{spawn_pryx, Running};
 use telegram::{text_update, FakeTelegram, TOKEN};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 const SECRET: &str = "bench-webhook-secret-0123456789";
 const STREAMING_CHATS: i64 = 50;
-const WAVES: [usize; 3] = [50, 500, 5000];
+const BURSTS: [usize; 3] = [50, 500, 5000];
+const CONNECTIONS: usize = 500;
+const SUSTAINED_RATES: [u32; 3] = [2_000, 4_000, 6_000];
+const SUSTAINED_FOR: Duration = Duration::from_secs(4);
+/// Rounds of the sustained 2,000/s load per instance, alternating, for the CPU comparison.
+const CPU_ROUNDS: usize = 6;
 
 struct Instance {
+    label: &'static str,
     running: Running,
     home: tempfile::TempDir,
+    /// Update ids delivered so far (each distinct id counted once).
+    delivered: usize,
 }
 
-async fn start(llm: &MockLlm, telegram: &FakeTelegram, telemetry: bool) -> Instance {
+/// One kept-alive HTTP/1.1 connection speaking just enough of the protocol to post a webhook
+/// and read the status: the load generator shares the two cores with Pryx, so it has to cost
+/// far less than what it measures (a full HTTP client costs about as much as the server).
+struct Connection {
+    stream: BufReader<TcpStream>,
+    host: String,
+    line: String,
+}
+
+impl Connection {
+    async fn open(host: &str) -> Connection {
+        let stream = TcpStream::connect(host).await.expect("connect to pryx");
+        stream.set_nodelay(true).expect("nodelay");
+        Connection { stream: BufReader::new(stream), host: host.to_owned(), line: String::new() }
+    }
+
+    /// Post one update; returns the response's status code.
+    async fn deliver(&mut self, update: &str) -> u16 {
+        let request = format!(
+            "POST /webhooks/telegram HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nContent-Length: {}\r\n\r\n{update}",
+            self.host,
+            update.len()
+        );
+        self.stream.get_mut().write_all(request.as_bytes()).await.expect("send");
+        let (mut status, mut length) = (0, 0);
+        loop {
+            self.line.clear();
+            let read = self.stream.read_line(&mut self.line).await.expect("read the response");
+            assert!(read > 0, "pryx closed the connection");
+            let line = self.line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
+                status = rest[..3].parse().expect("status code");
+            } else if let Some((name, value)) = line.split_once(':') {
+                assert!(!name.eq_ignore_ascii_case("transfer-encoding"), "unexpected chunked response");
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await.expect("read the body");
+        status
+    }
+}
+
+/// The three ways telemetry can be set: off, on (spans kept locally), on with OTLP export.
+struct Variant {
+    label: &'static str,
+    telemetry: String,
+}
+
+fn variants(otlp_sink: std::net::SocketAddr) -> [Variant; 3] {
+    [
+        Variant { label: "telemetry off         ", telemetry: "enabled = false\n".into() },
+        Variant { label: "telemetry on          ", telemetry: "enabled = true\n".into() },
+        Variant {
+            label: "telemetry on + export ",
+            telemetry: format!("enabled = true\n\n[telemetry.otlp]\nendpoint = \"http://{otlp_sink}\"\n"),
+        },
+    ]
+}
+
+/// An OTLP/HTTP receiver that accepts and discards (export cost without a real collector).
+async fn otlp_sink() -> std::net::SocketAddr {
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+    let address = listener.local_addr().expect("sink address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+async fn start(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
     let home = tempfile::tempdir().expect("home");
     let allowed: Vec<String> = (1..=STREAMING_CHATS).map(|c| c.to_string()).collect();
     let config = format!(
-        "[secrets]\nbackend = \"injected\"\n\n[telemetry]\nenabled = {telemetry}\n\n[telegram]\n\
+        "[secrets]\nbackend = \"injected\"\n\n[telemetry]\n{}\n[telegram]\n\
          bot_token = \"secret:telegram/bot\"\nmode = \"webhook\"\npublic_url = \"https://pryx.example.org\"\n\
          webhook_secret = \"secret:telegram/webhook\"\napi_base = \"{}\"\nallowed_chats = [{}]\n",
+        variant.telemetry,
         telegram.api_base(),
         allowed.join(", ")
     );
     let env = [("PRYX_SECRET_TELEGRAM_BOT", TOKEN), ("PRYX_SECRET_TELEGRAM_WEBHOOK", SECRET), ("RUST_LOG", "error")];
     let running = spawn_pryx(home.path(), &llm.base_url(), &config, &env).await;
-    Instance { running, home }
+    Instance { label: variant.label, running, home, delivered: 0 }
 }
 
-async fn deliver(http: &reqwest::Client, url: &str, update: &str) -> Duration {
-    let start = Instant::now();
-    let response = http
-        .post(format!("{url}/webhooks/telegram"))
-        .header("content-type", "application/json")
-        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
-        .body(update.to_owned())
-        .send()
-        .await
-        .expect("deliver");
-    assert_eq!(response.status(), 200, "a delivery was not acknowledged");
-    start.elapsed()
+impl Instance {
+    fn host(&self) -> &str {
+        self.running.url.trim_start_matches("http://")
+    }
+
+    async fn connections(&self, count: usize) -> Vec<Connection> {
+        let mut connections = Vec::with_capacity(count);
+        for _ in 0..count {
+            connections.push(Connection::open(self.host()).await);
+        }
+        connections
+    }
+
+    /// CPU time the process has used so far, summed over its threads from
+    /// `/proc/PID/task/*/schedstat` (nanoseconds, where `/proc/PID/stat` counts 10 ms ticks).
+    fn cpu_time(&self) -> Duration {
+        let pid = self.running.child.id().expect("pryx is running");
+        let mut nanos = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("list threads").flatten() {
+            // A thread may end between listing and reading.
+            if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+                nanos += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        Duration::from_nanos(nanos)
+    }
+
+    /// `count` updates with fresh ids from stranger chats (20 of them: each is refused once,
+    /// later messages only recorded), plus one in ten again as a redelivery.
+    fn updates(&mut self, count: usize) -> Vec<String> {
+        let first_id = 1_000_000 + self.delivered as i64;
+        let mut updates: Vec<String> = (0..count as i64)
+            .map(|i| text_update(first_id + i, 10_000 + (i % 20), &format!("load message {i}")).to_string())
+            .collect();
+        let again: Vec<String> = updates.iter().step_by(10).cloned().collect();
+        updates.extend(again);
+        self.delivered += count;
+        updates
+    }
 }
 
-/// Fire `count` updates at once (one in ten twice); returns (acks/s, p50 ms, p99 ms).
-/// Update ids are unique per Pryx (each has its own inbox), so both can take the same ids.
-async fn wave(http: &reqwest::Client, url: &str, first_id: i64, count: usize) -> (f64, f64, f64) {
-    let mut bodies: Vec<String> = (0..count as i64)
-        // 20 stranger chats: each is refused once, later messages are only recorded.
-        .map(|i| text_update(first_id + i, 10_000 + (i % 20), &format!("load message {i}")).to_string())
-        .collect();
-    let again: Vec<String> = bodies.iter().step_by(10).cloned().collect();
-    bodies.extend(again);
-    let url = Arc::new(url.to_owned());
+struct Figures {
+    acks: usize,
+    elapsed: Duration,
+    latencies: Histogram<u64>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.acks as f64 / self.elapsed.as_secs_f64()
+    }
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latencies.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+fn acknowledged(status: u16) {
+    assert_eq!(status, 200, "a delivery was not acknowledged");
+}
+
+/// Fire `count` updates (+10 % redeliveries) at the same instant, one connection each.
+async fn burst(instance: &mut Instance, count: usize) -> Figures {
+    let updates = instance.updates(count);
+    let connections = instance.connections(updates.len()).await;
     let start = Instant::now();
-    let tasks: Vec<_> = bodies
+    let tasks: Vec<_> = connections
         .into_iter()
-        .map(|body| {
-            let (http, url) = (http.clone(), url.clone());
-            tokio::spawn(async move { deliver(&http, &url, &body).await })
+        .zip(updates)
+        .map(|(mut connection, update)| {
+            tokio::spawn(async move {
+                acknowledged(connection.deliver(&update).await);
+                start.elapsed()
+            })
         })
         .collect();
     let mut latencies = Histogram::<u64>::new(3).expect("histogram");
-    let delivered = tasks.len();
+    let acks = tasks.len();
     for task in tasks {
         latencies.record(task.await.expect("task").as_micros() as u64).expect("record");
     }
-    let elapsed = start.elapsed();
-    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
-    (delivered as f64 / elapsed.as_secs_f64(), ms(0.5), ms(0.99))
+    Figures { acks, elapsed: start.elapsed(), latencies }
+}
+
+/// Deliver at `rate` per second for `duration` over `CONNECTIONS` kept-alive connections.
+/// Latency counts from when each delivery was due, so a connection that falls behind shows.
+async fn sustained(instance: &mut Instance, rate: u32, duration: Duration) -> Figures {
+    let count = (rate as f64 * duration.as_secs_f64()) as usize;
+    let mut updates = instance.updates(count * 10 / 11);
+    updates.truncate(count);
+    let connections = instance.connections(CONNECTIONS).await;
+    let interval = Duration::from_secs(1) / rate;
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut shares: Vec<Vec<(Instant, String)>> = (0..CONNECTIONS).map(|_| Vec::new()).collect();
+    for (i, update) in updates.into_iter().enumerate() {
+        shares[i % CONNECTIONS].push((start + interval * i as u32, update));
+    }
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .zip(shares)
+        .map(|(mut connection, share)| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(share.len());
+                for (due, update) in share {
+                    tokio::time::sleep_until(due.into()).await;
+                    acknowledged(connection.deliver(&update).await);
+                    latencies.push(due.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Histogram::<u64>::new(3).expect("histogram");
+    let mut acks = 0;
+    for task in tasks {
+        for latency in task.await.expect("task") {
+            latencies.record(latency.as_micros() as u64).expect("record");
+            acks += 1;
+        }
+    }
+    Figures { acks, elapsed: start.elapsed(), latencies }
 }
 
 /// A Pryx with 50 chats streaming slow answers, ready for load.
-async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, http: &reqwest::Client, telemetry: bool) -> Instance {
-    let instance = start(llm, telegram, telemetry).await;
+async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
+    let instance = start(llm, telegram, variant).await;
+    let mut connection = Connection::open(instance.host()).await;
+    // The webhook answers 503 until the bot is connected (`setWebhook` done); an update
+    // without a message is acknowledged and not stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connection.deliver(r#"{"update_id": 1}"#).await != 200 {
+        assert!(Instant::now() < deadline, "the Telegram channel did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = llm.requests().len();
-    // 50 owner chats each get a slow, streaming answer (about 60 s) that runs meanwhile.
-    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(1200, Duration::from_millis(50))));
+    // 50 owner chats each get a slow, streaming answer (about three minutes) that runs meanwhile.
+    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(3600, Duration::from_millis(50))));
     for chat in 1..=STREAMING_CHATS {
-        deliver(http, &instance.running.url, &text_update(chat, chat, "tell me a long story").to_string()).await;
+        acknowledged(connection.deliver(&text_update(chat, chat, "tell me a long story").to_string()).await);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while llm.requests().len() < before + STREAMING_CHATS as usize {
@@ -112,20 +296,60 @@ async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, http: &reqwest::Client, 
 }
 
 /// Every update id in the inbox once, none missing: (lost, duplicated).
-async fn check_exactly_once(instance: &Instance, expected: usize) -> (i64, i64) {
+async fn check_exactly_once(instance: &Instance) -> (i64, i64) {
     let db = instance.home.path().join("data/pryx.db");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
     let pool = sqlx::SqlitePool::connect_with(options).await.expect("open the store");
-    let (rows, distinct): (i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT platform_id) FROM channel_inbox WHERE channel = 'telegram'")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-    (expected as i64 - distinct, rows - distinct)
+    let (rows, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT platform_id) FROM channel_inbox \
+         WHERE channel = 'telegram' AND CAST(platform_id AS INTEGER) >= 1000000",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    (instance.delivered as i64 - distinct, rows - distinct)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
+/// How many delivered messages wait to be handled (checked, refused or recorded).
+async fn pending(instance: &Instance) -> i64 {
+    let db = instance.home.path().join("data/pryx.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
+    let mut connection = sqlx::ConnectOptions::connect(&options).await.expect("open the store");
+    sqlx::query_scalar("SELECT COUNT(*) FROM channel_inbox WHERE status = 'pending'")
+        .fetch_one(&mut connection)
+        .await
+        .expect("count")
+}
+
+/// Wait until every delivered message has been handled; returns how long that took.
+async fn drained(instance: &Instance) -> Duration {
+    let start = Instant::now();
+    while pending(instance).await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the inbox is not draining");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+/// CPU time the server spends per delivery at `rate`, from the first delivery until the
+/// last is handled (not just acknowledged), net of what the streaming turns cost meanwhile
+/// (their rate measured over a quiet window just before).
+async fn cpu_per_ack(instance: &mut Instance, rate: u32) -> Duration {
+    drained(instance).await;
+    let quiet = Duration::from_secs(2);
+    let (cpu_before, wall_before) = (instance.cpu_time(), Instant::now());
+    tokio::time::sleep(quiet).await;
+    let background_rate = (instance.cpu_time() - cpu_before).as_secs_f64() / wall_before.elapsed().as_secs_f64();
+    let (cpu_before, wall_before) = (instance.cpu_time(), Instant::now());
+    let figures = sustained(instance, rate, SUSTAINED_FOR).await;
+    drained(instance).await;
+    let used = instance.cpu_time() - cpu_before;
+    let background = Duration::from_secs_f64(background_rate * wall_before.elapsed().as_secs_f64());
+    used.saturating_sub(background) / figures.acks as u32
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
     values[values.len() / 2]
 }
 
@@ -134,45 +358,70 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let llm = MockLlm::start().await;
-        let http = reqwest::Client::builder().pool_max_idle_per_host(6000).build().expect("client");
-        // Telemetry off and on side by side, under the same streaming load, waves taking turns,
-        // so the machine's drift hits both alike.
-        let (telegram_off, telegram_on) = (FakeTelegram::start().await, FakeTelegram::start().await);
-        let off = loaded(&llm, &telegram_off, &http, false).await;
-        let on = loaded(&llm, &telegram_on, &http, true).await;
-        let mut next_id = 1_000_000;
-        let mut delivered = STREAMING_CHATS as usize;
-        for count in WAVES {
-            for (label, instance) in [("telemetry off", &off), ("telemetry on ", &on)] {
-                let (rate, p50, p99) = wave(&http, &instance.running.url, next_id, count).await;
+        let (mut instances, mut stand_ins) = (Vec::new(), Vec::new());
+        for variant in variants(otlp_sink().await) {
+            // Each its own Bot API stand-in, so their calls do not mix.
+            let telegram = FakeTelegram::start().await;
+            instances.push(loaded(&llm, &telegram, &variant).await);
+            stand_ins.push(telegram);
+        }
+        for count in BURSTS {
+            for instance in &mut instances {
+                drained(instance).await;
+                let f = burst(instance, count).await;
                 println!(
-                    "webhooks, {label}, {count:>5} concurrent (+{:>3} redeliveries): {rate:>7.0} acks/s, ack p50 {p50:.2} ms, p99 {p99:.2} ms",
-                    count.div_ceil(10)
+                    "webhooks, {}, burst of {count:>5} (+{:>3} redeliveries): {:>6.0} acks/s, ack p50 {:.2} ms, p99 {:.2} ms",
+                    instance.label,
+                    count.div_ceil(10),
+                    f.rate(),
+                    f.ms(0.5),
+                    f.ms(0.99)
                 );
             }
-            next_id += count as i64;
-            delivered += count;
         }
-        let (mut rates_off, mut rates_on) = (Vec::new(), Vec::new());
-        for round in 0..8 {
-            let order = if round % 2 == 0 { [(&off, true), (&on, false)] } else { [(&on, false), (&off, true)] };
-            for (instance, is_off) in order {
-                let (rate, _, _) = wave(&http, &instance.running.url, next_id, 500).await;
-                if is_off { rates_off.push(rate) } else { rates_on.push(rate) }
+        for rate in SUSTAINED_RATES {
+            for instance in &mut instances {
+                drained(instance).await;
+                let f = sustained(instance, rate, SUSTAINED_FOR).await;
+                let backlog = drained(instance).await;
+                println!(
+                    "webhooks, {}, {CONNECTIONS} connections at {rate:>5}/s for {} s: {:>6.0} acks/s, ack p50 {:.2} ms, p99 {:.2} ms; all handled {:.2} s after the last ack",
+                    instance.label,
+                    SUSTAINED_FOR.as_secs(),
+                    f.rate(),
+                    f.ms(0.5),
+                    f.ms(0.99),
+                    backlog.as_secs_f64()
+                );
             }
-            next_id += 500;
-            delivered += 500;
         }
-        let (m_off, m_on) = (median(rates_off), median(rates_on));
-        println!(
-            "webhooks, 500 concurrent, 8 alternating rounds: median {m_off:.0} acks/s telemetry off, {m_on:.0} on: overhead {:+.1} %",
-            (m_off / m_on - 1.0) * 100.0
-        );
-        for (label, instance) in [("telemetry off", &off), ("telemetry on ", &on)] {
-            let (lost, duplicated) = check_exactly_once(instance, delivered).await;
-            println!("webhooks, {label}: {delivered} distinct updates delivered: lost {lost}, duplicated {duplicated}");
+        // Rounds in rotating order, so drift in the machine's load hits every variant alike.
+        let mut cpu: Vec<Vec<Duration>> = instances.iter().map(|_| Vec::new()).collect();
+        for round in 0..CPU_ROUNDS {
+            for step in 0..instances.len() {
+                let index = (round + step) % instances.len();
+                cpu[index].push(cpu_per_ack(&mut instances[index], SUSTAINED_RATES[0]).await);
+            }
         }
-        for instance in [off, on] {
+        let baseline = median(cpu[0].clone());
+        for (instance, cpu) in instances.iter().zip(cpu) {
+            let cpu = median(cpu);
+            println!(
+                "webhooks, {}, server CPU per delivery at {}/s (median of {CPU_ROUNDS} rounds): {:.1} µs, {:+.1} % against telemetry off",
+                instance.label,
+                SUSTAINED_RATES[0],
+                cpu.as_secs_f64() * 1e6,
+                (cpu.as_secs_f64() / baseline.as_secs_f64() - 1.0) * 100.0
+            );
+        }
+        for instance in &instances {
+            let (lost, duplicated) = check_exactly_once(instance).await;
+            println!(
+                "webhooks, {}: {} distinct updates delivered: lost {lost}, duplicated {duplicated}",
+                instance.label, instance.delivered
+            );
+        }
+        for instance in instances {
             let mut child = instance.running.child;
             let _ = child.kill().await;
         }
