@@ -10,6 +10,8 @@
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
 mod mock_llm;
+#[path = "support/otlp_sink.rs"]
+mod otlp_sink;
 #[path = "support/pryx.rs"]
 mod pryx_process;
 
@@ -118,22 +120,13 @@ async fn bench_latency(llm: &MockLlm, sessions: usize) {
     running.child.kill().await.expect("kill");
 }
 
-/// An OTLP/HTTP receiver that accepts and discards (export cost without a real collector).
-async fn otlp_sink() -> std::net::SocketAddr {
-    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
-    let address = listener.local_addr().expect("sink address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
-
 /// Mean time of a short turn (send → done; a one-chunk answer from the stand-in) with
 /// telemetry off, on, and on with OTLP export. The three servers run side by side and take
 /// turns in round-robin, so drift in the machine's load hits all three alike.
 async fn bench_telemetry_overhead(llm: &MockLlm) {
     const TURNS: usize = 400;
     const WARM_UP: usize = 30;
-    let sink = otlp_sink().await;
+    let sink = otlp_sink::otlp_sink().await;
     let variants = [
         ("telemetry off", "[telemetry]\nenabled = false\n".to_owned()),
         ("telemetry on", String::new()),

@@ -24,6 +24,8 @@
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
 mod mock_llm;
+#[path = "support/otlp_sink.rs"]
+mod otlp_sink;
 #[path = "support/pryx.rs"]
 #[allow(dead_code)]
 mod pryx_process;
@@ -121,15 +123,6 @@ fn variants(otlp_sink: std::net::SocketAddr) -> [Variant; 3] {
             telemetry: format!("enabled = true\n\n[telemetry.otlp]\nendpoint = \"http://{otlp_sink}\"\n"),
         },
     ]
-}
-
-/// An OTLP/HTTP receiver that accepts and discards (export cost without a real collector).
-async fn otlp_sink() -> std::net::SocketAddr {
-    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
-    let address = listener.local_addr().expect("sink address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
 }
 
 async fn start(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
@@ -359,7 +352,7 @@ fn main() {
     runtime.block_on(async {
         let llm = MockLlm::start().await;
         let (mut instances, mut stand_ins) = (Vec::new(), Vec::new());
-        for variant in variants(otlp_sink().await) {
+        for variant in variants(otlp_sink::otlp_sink().await) {
             // Each its own Bot API stand-in, so their calls do not mix.
             let telegram = FakeTelegram::start().await;
             instances.push(loaded(&llm, &telegram, &variant).await);
