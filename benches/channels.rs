@@ -49,7 +49,7 @@ const CONNECTIONS: usize = 500;
 const SUSTAINED_RATES: [u32; 3] = [2_000, 4_000, 6_000];
 const SUSTAINED_FOR: Duration = Duration::from_secs(4);
 /// Rounds of the sustained 2,000/s load per instance, alternating, for the CPU comparison.
-const CPU_ROUNDS: usize = 6;
+const CPU_ROUNDS: usize = 8;
 
 struct Instance {
     label: &'static str,
@@ -168,6 +168,13 @@ impl Instance {
         Duration::from_nanos(nanos)
     }
 
+    /// CPU seconds per second the process uses over the next `window`.
+    async fn cpu_rate_over(&self, window: Duration) -> f64 {
+        let (cpu, wall) = (self.cpu_time(), Instant::now());
+        tokio::time::sleep(window).await;
+        (self.cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64()
+    }
+
     /// `count` updates with fresh ids from stranger chats (20 of them: each is refused once,
     /// later messages only recorded), plus one in ten again as a redelivery.
     fn updates(&mut self, count: usize) -> Vec<String> {
@@ -275,8 +282,8 @@ async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> In
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = llm.requests().len();
-    // 50 owner chats each get a slow, streaming answer (about three minutes) that runs meanwhile.
-    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(3600, Duration::from_millis(50))));
+    // 50 owner chats each get a slow, streaming answer (five minutes) that runs meanwhile.
+    llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(6000, Duration::from_millis(50))));
     for chat in 1..=STREAMING_CHATS {
         acknowledged(connection.deliver(&text_update(chat, chat, "tell me a long story").to_string()).await);
     }
@@ -326,18 +333,17 @@ async fn drained(instance: &Instance) -> Duration {
 
 /// CPU time the server spends per delivery at `rate`, from the first delivery until the
 /// last is handled (not just acknowledged), net of what the streaming turns cost meanwhile
-/// (their rate measured over a quiet window just before).
+/// (their rate measured over quiet windows just before and just after).
 async fn cpu_per_ack(instance: &mut Instance, rate: u32) -> Duration {
+    let quiet = Duration::from_millis(1500);
     drained(instance).await;
-    let quiet = Duration::from_secs(2);
-    let (cpu_before, wall_before) = (instance.cpu_time(), Instant::now());
-    tokio::time::sleep(quiet).await;
-    let background_rate = (instance.cpu_time() - cpu_before).as_secs_f64() / wall_before.elapsed().as_secs_f64();
+    let background_before = instance.cpu_rate_over(quiet).await;
     let (cpu_before, wall_before) = (instance.cpu_time(), Instant::now());
     let figures = sustained(instance, rate, SUSTAINED_FOR).await;
     drained(instance).await;
-    let used = instance.cpu_time() - cpu_before;
-    let background = Duration::from_secs_f64(background_rate * wall_before.elapsed().as_secs_f64());
+    let (used, wall) = (instance.cpu_time() - cpu_before, wall_before.elapsed());
+    let background_rate = (background_before + instance.cpu_rate_over(quiet).await) / 2.0;
+    let background = Duration::from_secs_f64(background_rate * wall.as_secs_f64());
     used.saturating_sub(background) / figures.acks as u32
 }
 
@@ -396,15 +402,18 @@ fn main() {
                 cpu[index].push(cpu_per_ack(&mut instances[index], SUSTAINED_RATES[0]).await);
             }
         }
-        let baseline = median(cpu[0].clone());
-        for (instance, cpu) in instances.iter().zip(cpu) {
-            let cpu = median(cpu);
+        // Each round's figure against telemetry off in the same round, so slow drift cancels.
+        for (instance, cpu_of) in instances.iter().zip(&cpu) {
+            let mut ratios: Vec<f64> = cpu_of.iter().zip(&cpu[0]).map(|(v, off)| v.as_secs_f64() / off.as_secs_f64() - 1.0).collect();
+            ratios.sort_by(f64::total_cmp);
             println!(
-                "webhooks, {}, server CPU per delivery at {}/s (median of {CPU_ROUNDS} rounds): {:.1} µs, {:+.1} % against telemetry off",
+                "webhooks, {}, server CPU per delivery at {}/s ({CPU_ROUNDS} rounds): median {:.1} µs; against telemetry off in the same round: median {:+.1} % ({:+.1} to {:+.1} %)",
                 instance.label,
                 SUSTAINED_RATES[0],
-                cpu.as_secs_f64() * 1e6,
-                (cpu.as_secs_f64() / baseline.as_secs_f64() - 1.0) * 100.0
+                median(cpu_of.clone()).as_secs_f64() * 1e6,
+                ratios[ratios.len() / 2] * 100.0,
+                ratios[0] * 100.0,
+                ratios[ratios.len() - 1] * 100.0
             );
         }
         for instance in &instances {

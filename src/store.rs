@@ -74,7 +74,10 @@ CREATE TABLE IF NOT EXISTS spans (
     status          TEXT NOT NULL,
     attributes      TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS spans_by_session ON spans(session_id, start_us);
+-- Most spans have no session (webhooks, channel replies, MCP work): only those with one
+-- pay for this index. (It replaced one over every span, which no query used.)
+DROP INDEX IF EXISTS spans_by_session;
+CREATE INDEX IF NOT EXISTS spans_of_sessions ON spans(session_id, start_us) WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_by_start ON spans(start_us);
 ";
 
@@ -408,16 +411,29 @@ impl Store {
         since_us: i64,
         limit: u32,
     ) -> Result<Vec<pryx_api::SpanRecord>> {
-        let rows = sqlx::query(
-            "SELECT trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes \
-             FROM spans WHERE (? IS NULL OR session_id = ?) AND start_us >= ? ORDER BY start_us, seq LIMIT ?",
-        )
-        .bind(session_id)
-        .bind(session_id)
-        .bind(since_us)
-        .bind(i64::from(limit))
-        .fetch_all(&self.telemetry)
-        .await?;
+        // Two statements, so each has an index to walk: one statement with
+        // `(? IS NULL OR session_id = ?)` would read every span since `since_us`.
+        const COLUMNS: &str =
+            "trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes";
+        let rows = match session_id {
+            Some(session_id) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM spans WHERE session_id = ? AND start_us >= ? ORDER BY start_us, seq LIMIT ?"
+                ))
+                .bind(session_id)
+                .bind(since_us)
+                .bind(i64::from(limit))
+                .fetch_all(&self.telemetry)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM spans WHERE start_us >= ? ORDER BY start_us, seq LIMIT ?"))
+                    .bind(since_us)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.telemetry)
+                    .await?
+            }
+        };
         rows.iter()
             .map(|r| {
                 let attributes: String = r.try_get("attributes")?;
