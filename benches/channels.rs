@@ -234,9 +234,10 @@ async fn burst(instance: &mut Instance, count: usize) -> Figures {
 /// Deliver at `rate` per second for `duration` over `CONNECTIONS` kept-alive connections.
 /// Latency counts from when each delivery was due, so a connection that falls behind shows.
 async fn sustained(instance: &mut Instance, rate: u32, duration: Duration) -> Figures {
-    let count = (rate as f64 * duration.as_secs_f64()) as usize;
-    let mut updates = instance.updates(count * 10 / 11);
-    updates.truncate(count);
+    // `rate × duration` deliveries in all, redeliveries included (one in eleven).
+    let deliveries = (rate as f64 * duration.as_secs_f64()) as usize;
+    let mut updates = instance.updates(deliveries * 10 / 11);
+    updates.truncate(deliveries);
     let connections = instance.connections(CONNECTIONS).await;
     let interval = Duration::from_secs(1) / rate;
     let start = Instant::now() + Duration::from_millis(20);
@@ -334,7 +335,7 @@ async fn drained(instance: &Instance) -> Duration {
 /// CPU time the server spends per delivery at `rate`, from the first delivery until the
 /// last is handled (not just acknowledged), net of what the streaming turns cost meanwhile
 /// (their rate measured over quiet windows just before and just after).
-async fn cpu_per_ack(instance: &mut Instance, rate: u32) -> Duration {
+async fn cpu_per_delivery(instance: &mut Instance, rate: u32) -> Duration {
     let quiet = Duration::from_millis(1500);
     drained(instance).await;
     let background_before = instance.cpu_rate_over(quiet).await;
@@ -399,7 +400,7 @@ fn main() {
         for round in 0..CPU_ROUNDS {
             for step in 0..instances.len() {
                 let index = (round + step) % instances.len();
-                cpu[index].push(cpu_per_ack(&mut instances[index], SUSTAINED_RATES[0]).await);
+                cpu[index].push(cpu_per_delivery(&mut instances[index], SUSTAINED_RATES[0]).await);
             }
         }
         // Each round's figure against telemetry off in the same round, so slow drift cancels.

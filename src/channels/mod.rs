@@ -45,6 +45,8 @@ use whatsapp::CloudApi;
 const PAIRING_LIFETIME_MS: i64 = 10 * 60 * 1000;
 /// Most deliveries committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// The note on a message refused because its chat is not paired.
+const NOT_PAIRED: &str = "not paired";
 /// Shortest time between two passes of the dispatcher over the inbox.
 const DISPATCH_PACE: Duration = Duration::from_millis(5);
 /// A message waiting to be committed, and who waits for the outcome.
@@ -431,48 +433,47 @@ impl Channels {
         let channels = Arc::downgrade(self);
         let handler = move |headers: HeaderMap, body: Bytes| {
             let channels = channels.clone();
-            let span = receive_span("telegram", "webhook");
-            let outcome_span = span.clone();
-            let handled = async move {
-                let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let connected = channels.connected();
-                if !connected.ready {
-                    return StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
-                    return StatusCode::NOT_FOUND;
-                };
-                let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
-                if !telegram::secret_matches(secret, presented) {
-                    tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
-                    outcome_span.record("pryx.channel.outcome", "unauthorized");
-                    return StatusCode::UNAUTHORIZED;
-                }
-                let update: telegram::Update = match serde_json::from_slice(&body) {
-                    Ok(update) => update,
-                    Err(e) => {
-                        tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
-                        outcome_span.record("pryx.channel.outcome", "malformed");
-                        return StatusCode::BAD_REQUEST;
-                    }
-                };
-                let Some(message) = telegram::inbound(&update) else { return StatusCode::OK };
-                match channels.accept(&message).await {
-                    Ok(new) => {
-                        outcome_span.record("pryx.channel.outcome", if new { "accepted" } else { "duplicate" });
-                        StatusCode::OK
-                    }
-                    // Not stored: Telegram must deliver it again.
-                    Err(e) => {
-                        tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                }
-            };
             // Not entered: nothing inside opens a span, so entering it at every poll would be
             // work for nothing.
             async move {
-                let status = handled.await;
+                let span = receive_span("telegram", "webhook");
+                let status = async {
+                    let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
+                    let connected = channels.connected();
+                    if !connected.ready {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
+                        return StatusCode::NOT_FOUND;
+                    };
+                    let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+                    if !telegram::secret_matches(secret, presented) {
+                        tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
+                        span.record("pryx.channel.outcome", "unauthorized");
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    let update: telegram::Update = match serde_json::from_slice(&body) {
+                        Ok(update) => update,
+                        Err(e) => {
+                            tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
+                            span.record("pryx.channel.outcome", "malformed");
+                            return StatusCode::BAD_REQUEST;
+                        }
+                    };
+                    let Some(message) = telegram::inbound(&update) else { return StatusCode::OK };
+                    match channels.accept(&message).await {
+                        Ok(new) => {
+                            span.record("pryx.channel.outcome", if new { "accepted" } else { "duplicate" });
+                            StatusCode::OK
+                        }
+                        // Not stored: Telegram must deliver it again.
+                        Err(e) => {
+                            tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
+                            StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    }
+                }
+                .await;
                 span.record("http.response.status_code", status.as_u16());
                 status
             }
@@ -508,65 +509,64 @@ impl Channels {
         let channels = Arc::downgrade(self);
         let deliver = move |headers: HeaderMap, body: Bytes| {
             let channels = channels.clone();
-            let span = receive_span("whatsapp", "webhook");
-            let outcome_span = span.clone();
-            let handled = async move {
-                let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                let connected = channels.connected();
-                if !connected.ready {
-                    return StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND };
-                let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
-                // The signature covers the raw bytes: check it before parsing anything.
-                if !whatsapp::signature_ok(&whatsapp.app_secret, &body, signature) {
-                    tracing::warn!(target: "pryx::channels", "refused a WhatsApp delivery without a valid signature");
-                    outcome_span.record("pryx.channel.outcome", "unauthorized");
-                    return StatusCode::UNAUTHORIZED;
-                }
-                let parsed = serde_json::from_slice(&body).map_err(|e| e.to_string()).and_then(|v| whatsapp::parse(&v));
-                let (messages, statuses) = match parsed {
-                    Ok(parsed) => parsed,
-                    Err(e) => {
-                        tracing::warn!(target: "pryx::channels", "refused a malformed WhatsApp delivery: {e}");
-                        outcome_span.record("pryx.channel.outcome", "malformed");
-                        return StatusCode::BAD_REQUEST;
-                    }
-                };
-                for status in statuses {
-                    let recorded = tables::reply_status(
-                        &channels.store,
-                        "whatsapp",
-                        &status.message_id,
-                        &status.status,
-                        status.error.as_deref(),
-                    )
-                    .await;
-                    if let Err(e) = recorded {
-                        tracing::error!(target: "pryx::channels", "cannot record a WhatsApp status: {e}");
-                        return StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                }
-                let mut outcome = "ignored";
-                for message in messages {
-                    match channels.accept(&message).await {
-                        Ok(true) => outcome = "accepted",
-                        Ok(false) if outcome == "ignored" => outcome = "duplicate",
-                        Ok(false) => {}
-                        // Not stored: Meta must deliver it again.
-                        Err(e) => {
-                            tracing::error!(target: "pryx::channels", "cannot store a WhatsApp message: {e}");
-                            return StatusCode::SERVICE_UNAVAILABLE;
-                        }
-                    }
-                }
-                outcome_span.record("pryx.channel.outcome", outcome);
-                StatusCode::OK
-            };
             // Not entered: nothing inside opens a span, so entering it at every poll would be
             // work for nothing.
             async move {
-                let status = handled.await;
+                let span = receive_span("whatsapp", "webhook");
+                let status = async {
+                    let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
+                    let connected = channels.connected();
+                    if !connected.ready {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND };
+                    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+                    // The signature covers the raw bytes: check it before parsing anything.
+                    if !whatsapp::signature_ok(&whatsapp.app_secret, &body, signature) {
+                        tracing::warn!(target: "pryx::channels", "refused a WhatsApp delivery without a valid signature");
+                        span.record("pryx.channel.outcome", "unauthorized");
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    let parsed = serde_json::from_slice(&body).map_err(|e| e.to_string()).and_then(|v| whatsapp::parse(&v));
+                    let (messages, statuses) = match parsed {
+                        Ok(parsed) => parsed,
+                        Err(e) => {
+                            tracing::warn!(target: "pryx::channels", "refused a malformed WhatsApp delivery: {e}");
+                            span.record("pryx.channel.outcome", "malformed");
+                            return StatusCode::BAD_REQUEST;
+                        }
+                    };
+                    for status in statuses {
+                        let recorded = tables::reply_status(
+                            &channels.store,
+                            "whatsapp",
+                            &status.message_id,
+                            &status.status,
+                            status.error.as_deref(),
+                        )
+                        .await;
+                        if let Err(e) = recorded {
+                            tracing::error!(target: "pryx::channels", "cannot record a WhatsApp status: {e}");
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                    }
+                    let mut outcome = "ignored";
+                    for message in messages {
+                        match channels.accept(&message).await {
+                            Ok(true) => outcome = "accepted",
+                            Ok(false) if outcome == "ignored" => outcome = "duplicate",
+                            Ok(false) => {}
+                            // Not stored: Meta must deliver it again.
+                            Err(e) => {
+                                tracing::error!(target: "pryx::channels", "cannot store a WhatsApp message: {e}");
+                                return StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                        }
+                    }
+                    span.record("pryx.channel.outcome", outcome);
+                    StatusCode::OK
+                }
+                .await;
                 span.record("http.response.status_code", status.as_u16());
                 status
             }
@@ -656,7 +656,7 @@ impl Channels {
                                 Err(e) => tracing::error!(target: "pryx::channels", "cannot handle a message: {e}"),
                             }
                         }
-                        if let Err(e) = tables::mark_refused_quietly(&self.store, &refused).await {
+                        if let Err(e) = tables::mark_all(&self.store, &refused, "refused", NOT_PAIRED).await {
                             tracing::error!(target: "pryx::channels", "cannot record refused messages: {e}");
                         }
                     }
@@ -737,7 +737,7 @@ impl Channels {
             }
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
-            tables::mark(&self.store, row.id, "refused", None, Some("not paired")).await?;
+            tables::mark(&self.store, row.id, "refused", None, Some(NOT_PAIRED)).await?;
             tables::queue_reply(
                 &self.store,
                 message.channel,

@@ -136,15 +136,16 @@ pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, n
     Ok(())
 }
 
-/// Mark messages from chats that are not paired (and were told so) refused, in one
-/// transaction.
-pub async fn mark_refused_quietly(store: &Store, ids: &[i64]) -> Result<()> {
+/// Settle many inbox rows the same way (`refused`/`ignored` with a note), in one transaction.
+pub async fn mark_all(store: &Store, ids: &[i64], status: &str, note: &str) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let mut tx = store.writer().begin().await?;
     for id in ids {
-        sqlx::query("UPDATE channel_inbox SET status = 'refused', note = 'not paired' WHERE id = ?")
+        sqlx::query("UPDATE channel_inbox SET status = ?, note = ? WHERE id = ?")
+            .bind(status)
+            .bind(note)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -469,7 +470,7 @@ pub async fn figures(store: &Store, channel: &str) -> Result<Figures> {
             .bind(channel)
             .fetch_one(store.reader())
             .await?;
-    // Newest first by id: stops at the first row of this channel instead of scanning all.
+    // The newest row through `channel_inbox_latest (channel, id)`, read from its end.
     let last: Option<i64> =
         sqlx::query_scalar("SELECT received_at FROM channel_inbox WHERE channel = ? ORDER BY id DESC LIMIT 1")
             .bind(channel)
