@@ -132,6 +132,9 @@ struct AppState {
     rpc: TowerServiceBuilder<Identity, Identity>,
     methods: Methods,
     stop: StopHandle,
+    /// Fired when this server stops: from then on it takes no new API connection, so a
+    /// client reconnecting during a runtime restart reaches the next runtime, not this one.
+    stopping: CancellationToken,
 }
 
 /// Serve until `shutdown` fires, then close every connection, WebSockets included.
@@ -165,6 +168,7 @@ pub async fn serve(
         rpc: jsonrpsee::server::Server::builder().set_config(rpc_config).to_service_builder(),
         methods: methods.into(),
         stop,
+        stopping: shutdown.clone(),
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -250,6 +254,9 @@ fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Hand the request to a fresh jsonrpsee service (one connection id per request).
 async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if state.stopping.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Pryx is restarting; connect again").into_response();
+    }
     let echo_protocol = offered_protocols(request.headers()).any(|p| p == WS_PROTOCOL);
     let mut service = state.rpc.clone().build(state.methods.clone(), state.stop.clone());
     match service.call(request).await {
