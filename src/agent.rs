@@ -447,14 +447,17 @@ impl Agent {
         since_us: i64,
         limit: u32,
     ) -> Result<Vec<pryx_api::SpanRecord>, AgentError> {
-        Ok(self.store.spans(session_id, since_us, limit).await?)
+        Ok(self.store.span_history().query(session_id, since_us, limit).await.map_err(StoreError::from)?)
     }
 
     /// Move finished spans from the recorder into the store until `stop`; a last drain
     /// happens on the way out so a clean shutdown keeps everything.
     pub async fn store_spans(&self, stop: CancellationToken) {
         let hub = crate::telemetry::hub();
-        let telemetry = &self.config.telemetry;
+        let retention = crate::telemetry::history::Retention {
+            days: self.config.telemetry.retention_days,
+            max_spans: self.config.telemetry.max_spans,
+        };
         loop {
             // Wake on the first new span, then let more gather: one transaction per batch,
             // not one fsync per span.
@@ -467,7 +470,7 @@ impl Agent {
             };
             let batch = hub.take_pending();
             if !batch.is_empty() {
-                if let Err(e) = self.store.add_spans(&batch, telemetry.retention_days, telemetry.max_spans).await {
+                if let Err(e) = self.store.span_history().add(&batch, retention).await {
                     tracing::warn!("cannot store {} spans: {e}", batch.len());
                 }
             }

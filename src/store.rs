@@ -15,6 +15,8 @@ use pryx_api::{from_wire_name, wire_name, Message, MessageStatus, Role, Session,
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::telemetry::history::SpanHistory;
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +28,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    SpanHistory(#[from] crate::telemetry::history::HistoryError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -55,32 +59,6 @@ pub struct TurnRecord {
     pub error: Option<String>,
 }
 
-/// Spans per INSERT statement (10 parameters each, well under SQLite's 32,766).
-const SPANS_PER_INSERT: usize = 500;
-
-/// The schema of `telemetry.db`. Spans are disposable history, so this file has no
-/// migrations: a future change may drop and recreate the table.
-const TELEMETRY_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS spans (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id        TEXT NOT NULL,
-    span_id         TEXT NOT NULL,
-    parent_span_id  TEXT,
-    name            TEXT NOT NULL,
-    session_id      TEXT,
-    turn_id         TEXT,
-    start_us        INTEGER NOT NULL,
-    end_us          INTEGER NOT NULL,
-    status          TEXT NOT NULL,
-    attributes      TEXT NOT NULL
-);
--- Most spans have no session (webhooks, channel replies, MCP work): only those with one
--- pay for this index. (It replaced one over every span, which no query used.)
-DROP INDEX IF EXISTS spans_by_session;
-CREATE INDEX IF NOT EXISTS spans_of_sessions ON spans(session_id, start_us) WHERE session_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS spans_by_start ON spans(start_us);
-";
-
 /// Handle to the database; cheap to clone.
 ///
 /// Writes go through one connection, reads through a few others. SQLite lets one writer
@@ -98,7 +76,7 @@ pub struct Store {
     /// Telemetry spans, in their own file (`telemetry.db` beside the database) so writing
     /// them never takes the write lock the conversation data needs; one connection with
     /// `synchronous = NORMAL`: spans may be lost on a power cut (never on a crash).
-    telemetry: SqlitePool,
+    span_history: SpanHistory,
 }
 
 impl Store {
@@ -124,8 +102,8 @@ impl Store {
             .max_connections(1)
             .connect_with(options.filename(&telemetry_path).synchronous(SqliteSynchronous::Normal))
             .await?;
-        sqlx::raw_sql(TELEMETRY_SCHEMA).execute(&telemetry).await?;
-        Ok(Store { writer, reader, telemetry })
+        let span_history = SpanHistory::new(telemetry).await?;
+        Ok(Store { writer, reader, span_history })
     }
 
     /// The writing connection, for modules that own their own tables (approvals, channels).
@@ -141,7 +119,7 @@ impl Store {
 
     /// Flush and close every connection (checkpoints the WAL).
     pub async fn close(&self) {
-        self.telemetry.close().await;
+        self.span_history.close().await;
         self.reader.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
         self.writer.close().await;
@@ -371,87 +349,9 @@ impl Store {
 
     // ---- spans ----
 
-    /// Store finished spans, then trim to `max_spans` and `retention_days`.
-    pub async fn add_spans(&self, spans: &[pryx_api::SpanRecord], retention_days: u32, max_spans: u32) -> Result<()> {
-        let mut tx = self.telemetry.begin().await?;
-        // Many rows per statement: each statement is a round trip to SQLite's worker
-        // thread, and under webhook load there are thousands of spans a second.
-        for chunk in spans.chunks(SPANS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes) ",
-            );
-            insert.push_values(chunk, |mut row, span| {
-                row.push_bind(&span.trace_id)
-                    .push_bind(&span.span_id)
-                    .push_bind(&span.parent_span_id)
-                    .push_bind(&span.name)
-                    .push_bind(&span.session_id)
-                    .push_bind(&span.turn_id)
-                    .push_bind(span.start_us)
-                    .push_bind(span.end_us.unwrap_or(span.start_us))
-                    .push_bind(&span.status)
-                    .push_bind(serde_json::to_string(&span.attributes).unwrap_or_else(|_| "{}".into()));
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        let oldest = now_ms() * 1000 - i64::from(retention_days) * 86_400 * 1_000_000;
-        sqlx::query("DELETE FROM spans WHERE start_us < ?").bind(oldest).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM spans WHERE seq <= (SELECT MAX(seq) FROM spans) - ?")
-            .bind(i64::from(max_spans))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stored spans, oldest first.
-    pub async fn spans(
-        &self,
-        session_id: Option<&str>,
-        since_us: i64,
-        limit: u32,
-    ) -> Result<Vec<pryx_api::SpanRecord>> {
-        // Two statements, so each has an index to walk: one statement with
-        // `(? IS NULL OR session_id = ?)` would read every span since `since_us`.
-        const COLUMNS: &str =
-            "trace_id, span_id, parent_span_id, name, session_id, turn_id, start_us, end_us, status, attributes";
-        let rows = match session_id {
-            Some(session_id) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM spans WHERE session_id = ? AND start_us >= ? ORDER BY start_us, seq LIMIT ?"
-                ))
-                .bind(session_id)
-                .bind(since_us)
-                .bind(i64::from(limit))
-                .fetch_all(&self.telemetry)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!("SELECT {COLUMNS} FROM spans WHERE start_us >= ? ORDER BY start_us, seq LIMIT ?"))
-                    .bind(since_us)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.telemetry)
-                    .await?
-            }
-        };
-        rows.iter()
-            .map(|r| {
-                let attributes: String = r.try_get("attributes")?;
-                Ok(pryx_api::SpanRecord {
-                    trace_id: r.try_get("trace_id")?,
-                    span_id: r.try_get("span_id")?,
-                    parent_span_id: r.try_get("parent_span_id")?,
-                    name: r.try_get("name")?,
-                    session_id: r.try_get("session_id")?,
-                    turn_id: r.try_get("turn_id")?,
-                    start_us: r.try_get("start_us")?,
-                    end_us: Some(r.try_get("end_us")?),
-                    status: r.try_get("status")?,
-                    attributes: serde_json::from_str(&attributes)
-                        .map_err(|e| StoreError::Corrupt(format!("span attributes: {e}")))?,
-                })
-            })
-            .collect()
+    /// The telemetry span history (in `telemetry.db`).
+    pub fn span_history(&self) -> &SpanHistory {
+        &self.span_history
     }
 
     // ---- crashes ----
@@ -592,30 +492,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("pryx.db")).await.unwrap();
         (dir, store)
-    }
-
-    #[tokio::test]
-    async fn spans_are_stored_in_batches_and_trimmed_to_the_newest() {
-        let (_dir, store) = store().await;
-        let span = |i: i64| pryx_api::SpanRecord {
-            trace_id: format!("{i:032x}"),
-            span_id: format!("{i:016x}"),
-            parent_span_id: (i % 2 == 0).then(|| "p".into()),
-            name: "channel.receive".into(),
-            session_id: None,
-            turn_id: None,
-            start_us: now_ms() * 1000 + i,
-            end_us: Some(now_ms() * 1000 + i + 5),
-            status: "ok".into(),
-            attributes: serde_json::json!({"n": i, "text": "it's \"quoted\""}).as_object().unwrap().clone(),
-        };
-        // More than two statements' worth, in one call.
-        let spans: Vec<_> = (0..1_201).map(span).collect();
-        store.add_spans(&spans, 7, 1_000).await.unwrap();
-        let stored = store.spans(None, 0, 5_000).await.unwrap();
-        assert_eq!(stored.len(), 1_000, "trimmed to max_spans");
-        assert_eq!(stored.first().unwrap(), &spans[201]);
-        assert_eq!(stored.last().unwrap(), &spans[1_200]);
     }
 
     #[tokio::test]

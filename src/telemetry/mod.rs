@@ -3,23 +3,24 @@
 //! Code marks its work with `tracing` spans on the [`SPAN_TARGET`] target (a turn, each LLM
 //! request, each tool call, each approval wait), with attribute names from the
 //! OpenTelemetry GenAI conventions (`gen_ai.*`) where they exist. The [`SpanRecorder`]
-//! layer turns them into [`SpanRecord`]s: a "started" record when a span opens and the full
-//! record when it closes. Both go to live subscribers (`spans.subscribe`, for the Gantt
-//! chart) and closed spans to a bounded buffer that the store writer drains into SQLite,
-//! where retention (age and count) trims them. The recorder never blocks and never
-//! allocates without bound: when the buffer is full the oldest spans are dropped and
-//! counted.
+//! layer keeps each open span as a [`RecordedSpan`] (a compact form: see [`span`]); live
+//! subscribers (`spans.subscribe`, for the Gantt chart) get a "started" record when a span
+//! opens and the full record when it closes, and closed spans go to a bounded buffer that
+//! the store writer drains into SQLite, where retention (age and count) trims them. The
+//! recorder never blocks and never allocates without bound: when the buffer is full the
+//! oldest spans are dropped and counted.
 //!
 //! Message text and tool arguments are recorded only with `[telemetry] capture_content`.
 
 pub mod export;
+pub mod history;
+pub mod span;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use pryx_api::SpanRecord;
-use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -27,6 +28,8 @@ use tracing::Subscriber;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
+
+pub use span::{AttributeValue, RecordedSpan};
 
 /// The target every recorded span uses (`tracing::info_span!(target: SPAN_TARGET, …)`).
 pub const SPAN_TARGET: &str = "pryx::span";
@@ -36,7 +39,7 @@ const BUFFER_LIMIT: usize = 20_000;
 /// The process-wide hub between the recorder layer and the agent runtime(s).
 pub struct Hub {
     live: broadcast::Sender<SpanRecord>,
-    pending: Mutex<VecDeque<SpanRecord>>,
+    pending: Mutex<VecDeque<RecordedSpan>>,
     dropped: AtomicU64,
     wake: tokio::sync::Notify,
 }
@@ -59,8 +62,11 @@ impl Hub {
     }
 
     /// Finished spans not yet stored, oldest first.
-    pub fn take_pending(&self) -> Vec<SpanRecord> {
-        self.lock().drain(..).collect()
+    pub fn take_pending(&self) -> Vec<RecordedSpan> {
+        let mut pending = self.lock();
+        // The next batch is likely about as big: allocate for it once, not as it grows.
+        let next = VecDeque::with_capacity(pending.len());
+        Vec::from(std::mem::replace(&mut *pending, next))
     }
 
     /// Spans dropped because the store fell behind.
@@ -73,26 +79,26 @@ impl Hub {
         self.wake.notified().await
     }
 
-    /// Tell live subscribers, if there are any (a clone only when someone listens).
-    fn announce(&self, record: &SpanRecord) {
+    /// Tell live subscribers, if there are any (the API's record is built only for them).
+    fn announce(&self, span: &RecordedSpan) {
         if self.live.receiver_count() > 0 {
-            let _ = self.live.send(record.clone());
+            let _ = self.live.send(span.to_record());
         }
     }
 
-    fn finished(&self, record: SpanRecord) {
-        self.announce(&record);
+    fn finished(&self, span: RecordedSpan) {
+        self.announce(&span);
         let mut pending = self.lock();
         if pending.len() >= BUFFER_LIMIT {
             pending.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        pending.push_back(record);
+        pending.push_back(span);
         drop(pending);
         self.wake.notify_one();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SpanRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedSpan>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -102,19 +108,19 @@ impl Hub {
 pub struct SpanRecorder;
 
 /// What the layer keeps in a span's extensions while it is open.
-struct Open(SpanRecord);
+struct Open(RecordedSpan);
 
 fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
-/// A W3C trace id (16 random bytes) or span id (8), as lowercase hex.
-fn trace_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// Random W3C ids; all-zero ids are invalid, so zero (a 2⁻⁶⁴ chance) becomes one.
+fn new_trace_id() -> u128 {
+    rand::random::<u128>().max(1)
 }
 
-fn span_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+fn new_span_id() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 impl<S> Layer<S> for SpanRecorder
@@ -126,31 +132,29 @@ where
         if span.metadata().target() != SPAN_TARGET {
             return;
         }
-        // The nearest recorded ancestor is the parent; its trace is ours.
+        // The nearest recorded ancestor is the parent; its trace (and session, turn) is ours.
         let parent = span.scope().skip(1).find_map(|ancestor| {
-            ancestor.extensions().get::<Open>().map(|open| {
-                (open.0.trace_id.clone(), open.0.span_id.clone(), open.0.session_id.clone(), open.0.turn_id.clone())
-            })
+            ancestor
+                .extensions()
+                .get::<Open>()
+                .map(|open| (open.0.trace_id, open.0.span_id, open.0.session_id.clone(), open.0.turn_id.clone()))
         });
-        let mut attributes = Map::new();
-        attrs.record(&mut Fields(&mut attributes));
         let (trace_id, parent_span_id, session_id, turn_id) = match parent {
             Some((trace, parent, session, turn)) => (trace, Some(parent), session, turn),
-            None => (trace_id(), None, None, None),
+            None => (new_trace_id(), None, None, None),
         };
-        let mut record = SpanRecord {
+        let mut record = RecordedSpan {
             trace_id,
-            span_id: span_id(),
+            span_id: new_span_id(),
             parent_span_id,
-            name: span.metadata().name().to_owned(),
+            name: span.metadata().name(),
             session_id,
             turn_id,
             start_us: now_us(),
             end_us: None,
-            status: "ok".into(),
-            attributes,
+            attributes: Vec::with_capacity(span.metadata().fields().len()),
         };
-        absorb_ids(&mut record);
+        attrs.record(&mut Fields(&mut record));
         hub().announce(&record);
         span.extensions_mut().insert(Open(record));
     }
@@ -159,8 +163,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(open) = extensions.get_mut::<Open>() {
-            values.record(&mut Fields(&mut open.0.attributes));
-            absorb_ids(&mut open.0);
+            values.record(&mut Fields(&mut open.0));
         }
     }
 
@@ -168,47 +171,32 @@ where
         let Some(span) = ctx.span(&id) else { return };
         let Some(Open(mut record)) = span.extensions_mut().remove::<Open>() else { return };
         record.end_us = Some(now_us());
-        if record.attributes.get("otel.status_code").and_then(Value::as_str) == Some("ERROR")
-            || record.attributes.contains_key("error.type")
-        {
-            record.status = "error".into();
-        }
         hub().finished(record);
     }
 }
 
-/// Session and turn ids are attributes too, but are kept as columns for queries.
-fn absorb_ids(record: &mut SpanRecord) {
-    if let Some(session) = record.attributes.get("pryx.session.id").and_then(Value::as_str) {
-        record.session_id = Some(session.to_owned());
-    }
-    if let Some(turn) = record.attributes.get("pryx.turn.id").and_then(Value::as_str) {
-        record.turn_id = Some(turn.to_owned());
-    }
-}
-
-/// Collects span fields into JSON attributes. Empty fields (declared, not yet recorded)
-/// never reach it.
-struct Fields<'a>(&'a mut Map<String, Value>);
+/// Collects span fields into a span's attributes. Empty fields (declared, not yet
+/// recorded) never reach it.
+struct Fields<'a>(&'a mut RecordedSpan);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        self.0.set(field.name(), AttributeValue::Str(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.0.set(field.name(), AttributeValue::Str(value.to_owned()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.0.set(field.name(), AttributeValue::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.0.set(field.name(), AttributeValue::U64(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.0.set(field.name(), AttributeValue::F64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.0.set(field.name(), AttributeValue::Bool(value));
     }
 }
 

@@ -97,7 +97,7 @@ async fn a_tool_turn_is_traced_as_nested_spans_live_and_in_history() {
     assert!(!everything.contains("eagle"), "{everything}");
     let database = pryx.data_dir().join("pryx.db");
     let db = pryx::store::Store::open(&database).await.unwrap();
-    let stored_json = serde_json::to_string(&db.spans(None, 0, 10_000).await.unwrap()).unwrap();
+    let stored_json = serde_json::to_string(&db.span_history().query(None, 0, 10_000).await.unwrap()).unwrap();
     assert!(!stored_json.contains("eagle"));
 }
 
