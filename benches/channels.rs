@@ -1,25 +1,28 @@
-//! Channel load benchmark (`./x bench`, or `cargo bench --bench channels`): how fast Pryx
-//! takes Telegram webhooks while the model is busy, and whether it loses or doubles any.
+//! Channel load benchmark (`./x bench`, or `cargo bench --bench channels`): how many
+//! Telegram webhooks Pryx takes, how fast it answers them while the model is busy, and
+//! whether it loses or doubles any.
 //!
 //! The release binary runs in webhook mode against in-process stand-ins (Bot API, LLM).
-//! First 50 owner chats each start a turn that streams slowly from the model stand-in; while
-//! those stream, deliveries (each with the secret token, from chats that are not paired, one
-//! in ten delivered twice as Telegram does when unsure) hit `/webhooks/telegram` over kept-alive
-//! connections, two ways:
+//! Deliveries (each with the secret token, from chats that are not paired, one in ten
+//! delivered twice as Telegram does when unsure) hit `/webhooks/telegram` over kept-alive
+//! connections, three ways:
 //!
-//! - **bursts**: 50, 500 and 5,000 deliveries fired at the same instant, each on its own
-//!   connection; latency is from the burst's start to each ack, so at 500 it is bounded below
-//!   by 500 ÷ throughput (Little's law) however quick one delivery is;
-//! - **sustained**: 500 connections delivering at a steady offered rate, the way a platform
-//!   delivers; latency is from each delivery's scheduled time (a late send counts against
-//!   Pryx, as wrk2 does it), and the server's CPU time per ack is read from `/proc`, net of
-//!   what the 50 streaming turns cost meanwhile.
+//! - **saturating** one core: Pryx pinned to one CPU and this load generator to the other,
+//!   32 connections delivering back to back; the acks per second and the server's CPU time
+//!   per delivery (read from `/proc`) are its throughput, with nothing else running;
+//! - **bursts**, while 50 owner chats' turns stream slowly from the model stand-in: 50, 500
+//!   and 5,000 deliveries fired at the same instant, each on its own connection; latency is
+//!   from the burst's start to each ack, so at 500 it is bounded below by 500 ÷ throughput
+//!   (Little's law) however quick one delivery is;
+//! - **sustained**, while the turns stream: 500 connections delivering at a steady offered
+//!   rate, the way a platform delivers; latency is from each delivery's scheduled time (a
+//!   late send counts against Pryx, as wrk2 does it).
 //!
 //! Afterwards the inbox is read from SQLite to check that every delivered update is there
 //! exactly once. Three instances run side by side (telemetry off, on, and on with OTLP export
-//! to a local sink), taking turns, so the machine's drift hits all alike; their CPU time per
-//! delivery gives the telemetry overhead (on a CPU-bound server, the inverse of throughput,
-//! and far less noisy to measure than throughput on two shared cores).
+//! to a local sink), taking turns in rotating order, so the machine's drift hits all alike;
+//! their CPU time per delivery gives telemetry's overhead end to end (noisy on two shared
+//! cores: `benches/telemetry.rs` measures the cost per span precisely).
 //! Figures are printed, not asserted.
 
 #[path = "../tests/e2e/support/mock_llm.rs"]
@@ -48,8 +51,11 @@ const BURSTS: [usize; 3] = [50, 500, 5000];
 const CONNECTIONS: usize = 500;
 const SUSTAINED_RATES: [u32; 3] = [2_000, 4_000, 6_000];
 const SUSTAINED_FOR: Duration = Duration::from_secs(4);
-/// Rounds of the sustained 2,000/s load per instance, alternating, for the CPU comparison.
+/// Rounds of saturating load per instance, in rotating order, for the throughput comparison.
 const CPU_ROUNDS: usize = 8;
+const SATURATED_FOR: Duration = Duration::from_secs(3);
+/// Enough connections delivering back to back to keep one core busy.
+const SATURATING_CONNECTIONS: usize = 32;
 
 struct Instance {
     label: &'static str,
@@ -57,6 +63,8 @@ struct Instance {
     home: tempfile::TempDir,
     /// Update ids delivered so far (each distinct id counted once).
     delivered: usize,
+    /// The id the next new update gets.
+    next_update_id: i64,
 }
 
 /// One kept-alive HTTP/1.1 connection speaking just enough of the protocol to post a webhook
@@ -138,7 +146,7 @@ async fn start(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Ins
     );
     let env = [("PRYX_SECRET_TELEGRAM_BOT", TOKEN), ("PRYX_SECRET_TELEGRAM_WEBHOOK", SECRET), ("RUST_LOG", "error")];
     let running = spawn_pryx(home.path(), &llm.base_url(), &config, &env).await;
-    Instance { label: variant.label, running, home, delivered: 0 }
+    Instance { label: variant.label, running, home, delivered: 0, next_update_id: 1_000_000 }
 }
 
 impl Instance {
@@ -168,24 +176,24 @@ impl Instance {
         Duration::from_nanos(nanos)
     }
 
-    /// CPU seconds per second the process uses over the next `window`.
-    async fn cpu_rate_over(&self, window: Duration) -> f64 {
-        let (cpu, wall) = (self.cpu_time(), Instant::now());
-        tokio::time::sleep(window).await;
-        (self.cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64()
-    }
-
     /// `count` updates with fresh ids from stranger chats (20 of them: each is refused once,
-    /// later messages only recorded), plus one in ten again as a redelivery.
+    /// later messages only recorded), plus one in ten again as a redelivery; all of them
+    /// are to be delivered.
     fn updates(&mut self, count: usize) -> Vec<String> {
-        let first_id = 1_000_000 + self.delivered as i64;
-        let mut updates: Vec<String> = (0..count as i64)
-            .map(|i| text_update(first_id + i, 10_000 + (i % 20), &format!("load message {i}")).to_string())
-            .collect();
+        let mut updates = self.fresh_updates(count);
         let again: Vec<String> = updates.iter().step_by(10).cloned().collect();
         updates.extend(again);
         self.delivered += count;
         updates
+    }
+
+    /// `count` updates with fresh ids, not yet counted as delivered.
+    fn fresh_updates(&mut self, count: usize) -> Vec<String> {
+        let first_id = self.next_update_id;
+        self.next_update_id += count as i64;
+        (0..count as i64)
+            .map(|i| text_update(first_id + i, 10_000 + (i % 20), &format!("load message {i}")).to_string())
+            .collect()
     }
 }
 
@@ -271,8 +279,8 @@ async fn sustained(instance: &mut Instance, rate: u32, duration: Duration) -> Fi
     Figures { acks, elapsed: start.elapsed(), latencies }
 }
 
-/// A Pryx with 50 chats streaming slow answers, ready for load.
-async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
+/// A Pryx whose Telegram channel is connected, ready for load.
+async fn connected(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
     let instance = start(llm, telegram, variant).await;
     let mut connection = Connection::open(instance.host()).await;
     // The webhook answers 503 until the bot is connected (`setWebhook` done); an update
@@ -282,8 +290,14 @@ async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> In
         assert!(Instant::now() < deadline, "the Telegram channel did not connect");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    instance
+}
+
+/// Start 50 owner chats' turns, each a slow, streaming answer (five minutes) that runs
+/// while the load that follows is measured.
+async fn start_streaming_turns(llm: &MockLlm, instance: &Instance) {
+    let mut connection = Connection::open(instance.host()).await;
     let before = llm.requests().len();
-    // 50 owner chats each get a slow, streaming answer (five minutes) that runs meanwhile.
     llm.script((0..STREAMING_CHATS).map(|_| Reply::slow_text(6000, Duration::from_millis(50))));
     for chat in 1..=STREAMING_CHATS {
         acknowledged(connection.deliver(&text_update(chat, chat, "tell me a long story").to_string()).await);
@@ -293,7 +307,6 @@ async fn loaded(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> In
         assert!(Instant::now() < deadline, "the 50 turns did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    instance
 }
 
 /// Every update id in the inbox once, none missing: (lost, duplicated).
@@ -332,25 +345,50 @@ async fn drained(instance: &Instance) -> Duration {
     start.elapsed()
 }
 
-/// CPU time the server spends per delivery at `rate`, from the first delivery until the
-/// last is handled (not just acknowledged), net of what the streaming turns cost meanwhile
-/// (their rate measured over quiet windows just before and just after).
-async fn cpu_per_delivery(instance: &mut Instance, rate: u32) -> Duration {
-    let quiet = Duration::from_millis(1500);
-    drained(instance).await;
-    let background_before = instance.cpu_rate_over(quiet).await;
-    let (cpu_before, wall_before) = (instance.cpu_time(), Instant::now());
-    let figures = sustained(instance, rate, SUSTAINED_FOR).await;
-    drained(instance).await;
-    let (used, wall) = (instance.cpu_time() - cpu_before, wall_before.elapsed());
-    let background_rate = (background_before + instance.cpu_rate_over(quiet).await) / 2.0;
-    let background = Duration::from_secs_f64(background_rate * wall.as_secs_f64());
-    used.saturating_sub(background) / figures.acks as u32
+/// Pin every thread of process `pid` to the given CPUs (`taskset` list syntax).
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["--all-tasks", "--pid", "--cpu-list", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run taskset (util-linux)");
+    assert!(status.success(), "taskset could not pin {pid} to {cpus}");
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
+/// Deliver back to back over `SATURATING_CONNECTIONS` for `SATURATED_FOR`, then wait until
+/// everything is handled: (deliveries acknowledged, server CPU time used meanwhile).
+async fn saturated(instance: &mut Instance) -> (usize, Duration) {
+    // More than can be delivered in the time (about 10,000 a second on one core); each
+    // connection delivers a prefix of its share, so only what was acknowledged counts.
+    let updates = instance.fresh_updates(SATURATED_FOR.as_secs() as usize * 30_000);
+    let connections = instance.connections(SATURATING_CONNECTIONS).await;
+    let mut shares: Vec<Vec<String>> = (0..SATURATING_CONNECTIONS).map(|_| Vec::new()).collect();
+    for (i, update) in updates.into_iter().enumerate() {
+        shares[i % SATURATING_CONNECTIONS].push(update);
+    }
+    let cpu_before = instance.cpu_time();
+    let end = Instant::now() + SATURATED_FOR;
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .zip(shares)
+        .map(|(mut connection, share)| {
+            tokio::spawn(async move {
+                let mut acks = 0;
+                for update in share.iter().take_while(|_| Instant::now() < end) {
+                    acknowledged(connection.deliver(update).await);
+                    acks += 1;
+                }
+                acks
+            })
+        })
+        .collect();
+    let mut acks = 0;
+    for task in tasks {
+        acks += task.await.expect("task");
+    }
+    drained(instance).await;
+    instance.delivered += acks;
+    (acks, instance.cpu_time() - cpu_before)
 }
 
 fn main() {
@@ -362,8 +400,52 @@ fn main() {
         for variant in variants(otlp_sink::otlp_sink().await) {
             // Each its own Bot API stand-in, so their calls do not mix.
             let telegram = FakeTelegram::start().await;
-            instances.push(loaded(&llm, &telegram, &variant).await);
+            instances.push(connected(&llm, &telegram, &variant).await);
             stand_ins.push(telegram);
+        }
+        // Throughput first, with nothing else running: each instance in turn takes all the
+        // deliveries it can on one core while the load generator has the other, in rounds
+        // of rotating order so drift in the machine hits every variant alike.
+        pin(std::process::id(), "1");
+        for instance in &instances {
+            pin(instance.running.child.id().expect("pryx is running"), "0");
+        }
+        let mut rounds: Vec<Vec<(usize, Duration)>> = instances.iter().map(|_| Vec::new()).collect();
+        for round in 0..CPU_ROUNDS {
+            for step in 0..instances.len() {
+                let index = (round + step) % instances.len();
+                rounds[index].push(saturated(&mut instances[index]).await);
+            }
+        }
+        let per_delivery = |&(acks, cpu): &(usize, Duration)| cpu.as_secs_f64() * 1e6 / acks as f64;
+        for (instance, rounds_of) in instances.iter().zip(&rounds) {
+            let mut rates: Vec<f64> =
+                rounds_of.iter().map(|(acks, _)| *acks as f64 / SATURATED_FOR.as_secs_f64()).collect();
+            let mut costs: Vec<f64> = rounds_of.iter().map(per_delivery).collect();
+            // Each round against telemetry off in the same round, so slow drift cancels.
+            let mut ratios: Vec<f64> =
+                rounds_of.iter().zip(&rounds[0]).map(|(v, off)| per_delivery(v) / per_delivery(off) - 1.0).collect();
+            for values in [&mut rates, &mut costs, &mut ratios] {
+                values.sort_by(f64::total_cmp);
+            }
+            println!(
+                "webhooks, {}, saturating one core ({CPU_ROUNDS} rounds of {} s): median {:.0} acks/s, {:.1} µs of server CPU per delivery; against telemetry off in the same round: median {:+.1} % ({:+.1} to {:+.1} %)",
+                instance.label,
+                SATURATED_FOR.as_secs(),
+                rates[CPU_ROUNDS / 2],
+                costs[CPU_ROUNDS / 2],
+                ratios[CPU_ROUNDS / 2] * 100.0,
+                ratios[0] * 100.0,
+                ratios[CPU_ROUNDS - 1] * 100.0
+            );
+        }
+        pin(std::process::id(), "0,1");
+        for instance in &instances {
+            pin(instance.running.child.id().expect("pryx is running"), "0,1");
+        }
+        // Then latency and exactly-once while the model is busy.
+        for instance in &instances {
+            start_streaming_turns(&llm, instance).await;
         }
         for count in BURSTS {
             for instance in &mut instances {
@@ -394,28 +476,6 @@ fn main() {
                     backlog.as_secs_f64()
                 );
             }
-        }
-        // Rounds in rotating order, so drift in the machine's load hits every variant alike.
-        let mut cpu: Vec<Vec<Duration>> = instances.iter().map(|_| Vec::new()).collect();
-        for round in 0..CPU_ROUNDS {
-            for step in 0..instances.len() {
-                let index = (round + step) % instances.len();
-                cpu[index].push(cpu_per_delivery(&mut instances[index], SUSTAINED_RATES[0]).await);
-            }
-        }
-        // Each round's figure against telemetry off in the same round, so slow drift cancels.
-        for (instance, cpu_of) in instances.iter().zip(&cpu) {
-            let mut ratios: Vec<f64> = cpu_of.iter().zip(&cpu[0]).map(|(v, off)| v.as_secs_f64() / off.as_secs_f64() - 1.0).collect();
-            ratios.sort_by(f64::total_cmp);
-            println!(
-                "webhooks, {}, server CPU per delivery at {}/s ({CPU_ROUNDS} rounds): median {:.1} µs; against telemetry off in the same round: median {:+.1} % ({:+.1} to {:+.1} %)",
-                instance.label,
-                SUSTAINED_RATES[0],
-                median(cpu_of.clone()).as_secs_f64() * 1e6,
-                ratios[ratios.len() / 2] * 100.0,
-                ratios[0] * 100.0,
-                ratios[ratios.len() - 1] * 100.0
-            );
         }
         for instance in &instances {
             let (lost, duplicated) = check_exactly_once(instance).await;
