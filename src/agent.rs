@@ -446,8 +446,9 @@ impl Agent {
         session_id: Option<&str>,
         since_us: i64,
         limit: u32,
+        keep: crate::telemetry::history::Keep,
     ) -> Result<Vec<pryx_api::SpanRecord>, AgentError> {
-        Ok(self.store.span_history().query(session_id, since_us, limit).await.map_err(StoreError::from)?)
+        Ok(self.store.span_history().query(session_id, since_us, limit, keep).await.map_err(StoreError::from)?)
     }
 
     /// Move finished spans from the recorder into the store until `stop`; a last drain

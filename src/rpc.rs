@@ -21,6 +21,7 @@ use crate::approvals::Rule;
 use crate::channels::{ChannelError, Channels};
 use crate::mcp::config_file::{parse_mcp_servers_json, EditError};
 use crate::mcp::McpError;
+use crate::telemetry::history::Keep;
 
 /// The server-side implementation of [`PryxApiServer`].
 pub struct RpcApi {
@@ -196,10 +197,12 @@ impl PryxApiServer for RpcApi {
         session_id: Option<String>,
         since_us: Option<i64>,
         limit: Option<u32>,
+        newest: Option<bool>,
     ) -> Result<Vec<SpanRecord>, ErrorObjectOwned> {
+        let keep = if newest.unwrap_or(false) { Keep::Latest } else { Keep::Earliest };
         Ok(self
             .agent
-            .spans(session_id.as_deref(), since_us.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000))
+            .spans(session_id.as_deref(), since_us.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000), keep)
             .await?)
     }
 

@@ -883,13 +883,15 @@ pub trait PryxApi {
     async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned>;
 
     /// Stored spans, oldest first: of one session if given, starting at or after `since_us`,
-    /// at most `limit` (default 1000, at most 10000).
+    /// at most `limit` (default 1000, at most 10000): the earliest of them, or with
+    /// `newest: true` the latest.
     #[method(name = "spans.query")]
     async fn spans_query(
         &self,
         session_id: Option<String>,
         since_us: Option<i64>,
         limit: Option<u32>,
+        newest: Option<bool>,
     ) -> Result<Vec<SpanRecord>, ErrorObjectOwned>;
 
     /// Spans live as they start (without `end_us`) and as they end, optionally of one session.

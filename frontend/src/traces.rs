@@ -84,7 +84,7 @@ pub fn TracesPage() -> impl IntoView {
         crate::state::while_shown(async move {
             let Ok(client) = agent.client() else { return };
             let Ok(mut stream) = client.spans_subscribe(session.clone()).await else { return };
-            if let Ok(stored) = client.spans_query(session, None, Some(SPANS_LOADED)).await {
+            if let Ok(stored) = client.spans_query(session, None, Some(SPANS_LOADED), Some(true)).await {
                 spans.update(|all| {
                     for span in stored {
                         all.entry(span.span_id.clone()).or_insert(span);

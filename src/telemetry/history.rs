@@ -153,44 +153,65 @@ impl SpanHistory {
     }
 
     /// Stored spans that started at or after `since_us`, oldest first (ties in the order
-    /// they ended), at most `limit`; of one session if given.
-    pub async fn query(&self, session_id: Option<&str>, since_us: i64, limit: u32) -> Result<Vec<SpanRecord>> {
+    /// they ended): the earliest or the latest `limit` of them, as `keep` says; of one
+    /// session if given.
+    pub async fn query(
+        &self,
+        session_id: Option<&str>,
+        since_us: i64,
+        limit: u32,
+        keep: Keep,
+    ) -> Result<Vec<SpanRecord>> {
         match session_id {
-            Some(session_id) => self.of_session(session_id, since_us, limit).await,
-            None => self.all(since_us, limit as usize).await,
+            Some(session_id) => self.of_session(session_id, since_us, limit, keep).await,
+            None => self.all(since_us, limit as usize, keep).await,
         }
     }
 
-    async fn of_session(&self, session_id: &str, since_us: i64, limit: u32) -> Result<Vec<SpanRecord>> {
-        let rows = sqlx::query(
-            "SELECT span FROM session_spans WHERE session_id = ? AND start_us >= ? ORDER BY start_us, seq LIMIT ?",
-        )
+    async fn of_session(&self, session_id: &str, since_us: i64, limit: u32, keep: Keep) -> Result<Vec<SpanRecord>> {
+        let order = match keep {
+            Keep::Earliest => "start_us, seq",
+            Keep::Latest => "start_us DESC, seq DESC",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT span FROM session_spans WHERE session_id = ? AND start_us >= ? ORDER BY {order} LIMIT ?"
+        ))
         .bind(session_id)
         .bind(since_us)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok(serde_json::from_str(row.try_get("span")?)?)).collect()
+        let mut spans =
+            rows.iter().map(|row| Ok(serde_json::from_str(row.try_get("span")?)?)).collect::<Result<Vec<_>>>()?;
+        if keep == Keep::Latest {
+            spans.reverse();
+        }
+        Ok(spans)
     }
 
-    /// Batches are read in order of their earliest start, keeping the `limit` earliest
-    /// spans seen; once a batch starts after the latest of those, no later batch can
-    /// hold an earlier span, so reading stops there.
-    async fn all(&self, since_us: i64, limit: usize) -> Result<Vec<SpanRecord>> {
+    /// Batches are read from the kept end inwards (by their earliest start for the earliest
+    /// spans, by their latest start for the latest), keeping the `limit` best spans seen;
+    /// once a batch lies wholly beyond the worst of those, no later batch can hold a better
+    /// one, so reading stops there.
+    async fn all(&self, since_us: i64, limit: usize, keep: Keep) -> Result<Vec<SpanRecord>> {
         let trim: Trim = sqlx::query_as("SELECT kept_from, oldest_start_us FROM span_trim")
             .fetch_optional(&self.pool)
             .await?
             .unwrap_or(Trim { kept_from: 0, oldest_start_us: 0 });
         let since_us = since_us.max(trim.oldest_start_us);
-        let mut earliest = BinaryHeap::<Earliest>::with_capacity(limit + 1);
-        let mut batches = sqlx::query(
-            "SELECT first_span, first_start_us, spans FROM span_batches WHERE last_start_us >= ? ORDER BY first_start_us",
-        )
-        .bind(since_us)
-        .fetch(&self.pool);
+        // Keys grow away from the kept end, so the heap's top is always the worst kept span.
+        let (order, sign) = match keep {
+            Keep::Earliest => ("ORDER BY first_start_us", 1),
+            Keep::Latest => ("ORDER BY last_start_us DESC", -1),
+        };
+        let mut kept = BinaryHeap::<Ranked>::with_capacity(limit + 1);
+        let sql = format!(
+            "SELECT first_span, first_start_us, last_start_us, spans FROM span_batches WHERE last_start_us >= ? {order}"
+        );
+        let mut batches = sqlx::query(&sql).bind(since_us).fetch(&self.pool);
         while let Some(row) = batches.try_next().await? {
-            let first_start: i64 = row.try_get("first_start_us")?;
-            if earliest.len() == limit && earliest.peek().is_some_and(|latest| latest.start_us < first_start) {
+            let nearest_start: i64 = row.try_get(if sign > 0 { "first_start_us" } else { "last_start_us" })?;
+            if kept.len() == limit && kept.peek().is_some_and(|worst| worst.key.0 < sign * nearest_start) {
                 break;
             }
             let first_span: i64 = row.try_get("first_span")?;
@@ -199,14 +220,25 @@ impl SpanHistory {
                 if number < trim.kept_from || span.start_us < since_us {
                     continue;
                 }
-                earliest.push(Earliest { start_us: span.start_us, number, span });
-                if earliest.len() > limit {
-                    earliest.pop();
+                kept.push(Ranked { key: (sign * span.start_us, sign * number), span });
+                if kept.len() > limit {
+                    kept.pop();
                 }
             }
         }
-        Ok(earliest.into_sorted_vec().into_iter().map(|e| e.span).collect())
+        let mut spans: Vec<SpanRecord> = kept.into_sorted_vec().into_iter().map(|ranked| ranked.span).collect();
+        if keep == Keep::Latest {
+            spans.reverse();
+        }
+        Ok(spans)
     }
+}
+
+/// Which end of the history a query with a limit keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Earliest,
+    Latest,
 }
 
 /// Where the last trim drew its lines.
@@ -216,30 +248,30 @@ struct Trim {
     oldest_start_us: i64,
 }
 
-/// A span ordered by start, then by number (the order spans ended in).
-struct Earliest {
-    start_us: i64,
-    number: i64,
+/// A span ranked by start, then by number (the order spans ended in); both negated when
+/// the latest are kept.
+struct Ranked {
+    key: (i64, i64),
     span: SpanRecord,
 }
 
-impl PartialEq for Earliest {
+impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
+        self.key == other.key
     }
 }
 
-impl Eq for Earliest {}
+impl Eq for Ranked {}
 
-impl PartialOrd for Earliest {
+impl PartialOrd for Ranked {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Earliest {
+impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.start_us, self.number).cmp(&(other.start_us, other.number))
+        self.key.cmp(&other.key)
     }
 }
 
@@ -287,7 +319,7 @@ mod tests {
         let (_dir, history) = history().await;
         let spans: Vec<_> = (0..1_201).map(|n| span(n, n)).collect();
         history.add(&spans, Retention { days: 7, max_spans: 1_000 }).await.unwrap();
-        let stored = history.query(None, 0, 5_000).await.unwrap();
+        let stored = history.query(None, 0, 5_000, Keep::Earliest).await.unwrap();
         assert_eq!(stored.len(), 1_000, "trimmed to max_spans");
         assert_eq!(stored.first().unwrap(), &spans[201].to_record());
         assert_eq!(stored.last().unwrap(), &spans[1_200].to_record());
@@ -300,7 +332,7 @@ mod tests {
             let spans: Vec<_> = (batch * 300..batch * 300 + 300).map(|n| span(n, n)).collect();
             history.add(&spans, Retention { days: 7, max_spans: 1_000 }).await.unwrap();
         }
-        let stored = history.query(None, 0, 5_000).await.unwrap();
+        let stored = history.query(None, 0, 5_000, Keep::Earliest).await.unwrap();
         assert_eq!(names(&stored), (1_100..2_100).collect::<Vec<_>>());
         let (batches,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM span_batches").fetch_one(&history.pool).await.unwrap();
@@ -315,10 +347,16 @@ mod tests {
         history.add(&(200..210).map(|n| span(n, n)).collect::<Vec<_>>(), KEEP_ALL).await.unwrap();
         history.add(&[span(300, 300), span(50, 50), span(301, 301)], KEEP_ALL).await.unwrap();
 
-        assert_eq!(names(&history.query(None, 0, 4).await.unwrap()), [50, 100, 101, 102]);
-        assert_eq!(names(&history.query(None, 0, 100).await.unwrap()).len(), 23);
+        assert_eq!(names(&history.query(None, 0, 4, Keep::Earliest).await.unwrap()), [50, 100, 101, 102]);
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()).len(), 23);
         let since = span(0, 205).start_us;
-        assert_eq!(names(&history.query(None, since, 100).await.unwrap()), [205, 206, 207, 208, 209, 300, 301]);
+        assert_eq!(
+            names(&history.query(None, since, 100, Keep::Earliest).await.unwrap()),
+            [205, 206, 207, 208, 209, 300, 301]
+        );
+        // The latest few, still oldest first; and the long one when it is among them.
+        assert_eq!(names(&history.query(None, 0, 4, Keep::Latest).await.unwrap()), [208, 209, 300, 301]);
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Latest).await.unwrap())[..2], [50, 100]);
     }
 
     #[tokio::test]
@@ -329,9 +367,18 @@ mod tests {
         let mut other = span(2, 20);
         other.set(crate::telemetry::span::SESSION_ID, AttributeValue::Str("s-2".into()));
         history.add(&[span(0, 5), turn.clone(), other, span(3, 30)], KEEP_ALL).await.unwrap();
-        assert_eq!(history.query(Some("s-1"), 0, 100).await.unwrap(), [turn.to_record()]);
-        assert_eq!(history.query(None, 0, 100).await.unwrap().len(), 4, "and in the whole history too");
-        assert!(history.query(Some("s-3"), 0, 100).await.unwrap().is_empty());
+        assert_eq!(history.query(Some("s-1"), 0, 100, Keep::Earliest).await.unwrap(), [turn.to_record()]);
+        let mut later = span(4, 40);
+        later.set(crate::telemetry::span::SESSION_ID, AttributeValue::Str("s-1".into()));
+        history.add(std::slice::from_ref(&later), KEEP_ALL).await.unwrap();
+        assert_eq!(history.query(Some("s-1"), 0, 1, Keep::Earliest).await.unwrap(), [turn.to_record()]);
+        assert_eq!(history.query(Some("s-1"), 0, 1, Keep::Latest).await.unwrap(), [later.to_record()]);
+        assert_eq!(
+            history.query(Some("s-1"), 0, 5, Keep::Latest).await.unwrap(),
+            [turn.to_record(), later.to_record()]
+        );
+        assert_eq!(history.query(None, 0, 100, Keep::Earliest).await.unwrap().len(), 5, "and in the whole history too");
+        assert!(history.query(Some("s-3"), 0, 100, Keep::Earliest).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -346,7 +393,7 @@ mod tests {
         let mut also_old = span(2, 0);
         also_old.start_us -= 3 * day_us;
         history.add(&[also_old, span(3, 0)], Retention { days: 2, max_spans: 1_000 }).await.unwrap();
-        assert_eq!(names(&history.query(None, 0, 100).await.unwrap()), [3]);
-        assert!(history.query(Some("s-1"), 0, 100).await.unwrap().is_empty());
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [3]);
+        assert!(history.query(Some("s-1"), 0, 100, Keep::Earliest).await.unwrap().is_empty());
     }
 }

@@ -90,7 +90,7 @@ async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
     // The MCP request is its own span, inside the agent's tool span.
     let deadline = Instant::now() + PATIENCE;
     let spans = loop {
-        let spans = client.spans_query(Some(started.session_id.clone()), None, None).await.unwrap();
+        let spans = client.spans_query(Some(started.session_id.clone()), None, None, None).await.unwrap();
         if spans.iter().any(|s| s.name == "mcp.tools_call") {
             break spans;
         }

@@ -151,7 +151,7 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     // Every delivery and every send is a span (no chat ids, no text).
     let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     let spans = loop {
-        let spans = client.spans_query(None, None, None).await.unwrap();
+        let spans = client.spans_query(None, None, None, None).await.unwrap();
         if spans.iter().filter(|s| s.name == "channel.send").count() >= 4 {
             break spans;
         }

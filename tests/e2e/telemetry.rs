@@ -11,7 +11,7 @@ use crate::support::{eventually, follow, MockLlm, Options, Pryx, Reply, PATIENCE
 async fn stored(client: &jsonrpsee::ws_client::WsClient, session: &str, count: usize) -> Vec<SpanRecord> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let spans = client.spans_query(Some(session.to_owned()), None, None).await.unwrap();
+        let spans = client.spans_query(Some(session.to_owned()), None, None, None).await.unwrap();
         if spans.len() >= count {
             return spans;
         }
@@ -97,7 +97,10 @@ async fn a_tool_turn_is_traced_as_nested_spans_live_and_in_history() {
     assert!(!everything.contains("eagle"), "{everything}");
     let database = pryx.data_dir().join("pryx.db");
     let db = pryx::store::Store::open(&database).await.unwrap();
-    let stored_json = serde_json::to_string(&db.span_history().query(None, 0, 10_000).await.unwrap()).unwrap();
+    let stored_json = serde_json::to_string(
+        &db.span_history().query(None, 0, 10_000, pryx::telemetry::history::Keep::Earliest).await.unwrap(),
+    )
+    .unwrap();
     assert!(!stored_json.contains("eagle"));
 }
 
@@ -128,12 +131,37 @@ async fn retention_keeps_only_the_newest_spans() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eventually("the last turn's spans to be stored", || async {
-        client.spans_query(Some(last_session.clone()), None, None).await.unwrap().len() == 2
+        client.spans_query(Some(last_session.clone()), None, None, None).await.unwrap().len() == 2
     })
     .await;
-    let all = client.spans_query(None, None, None).await.unwrap();
+    let all = client.spans_query(None, None, None, None).await.unwrap();
     assert!(all.len() <= 3, "trimmed to max_spans: {}", all.len());
     assert!(all.iter().any(|s| s.session_id.as_deref() == Some(last_session.as_str())), "the newest stay");
+}
+
+#[tokio::test]
+async fn a_limited_query_gets_the_earliest_or_the_newest_spans() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let client = pryx.client().await;
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let (started, _) = crate::support::chat(&client, &format!("message {i}")).await;
+        sessions.push(started.session_id);
+    }
+    eventually("every turn's spans to be stored", || async {
+        client.spans_query(None, None, None, None).await.unwrap().len() == 6
+    })
+    .await;
+    let session_of = |spans: Vec<SpanRecord>| -> Vec<String> {
+        spans.into_iter().map(|s| s.session_id.unwrap_or_default()).collect()
+    };
+    let earliest = client.spans_query(None, None, Some(2), None).await.unwrap();
+    assert_eq!(session_of(earliest), [sessions[0].clone(), sessions[0].clone()]);
+    // What the Traces screen asks for: the latest, still oldest first.
+    let newest = client.spans_query(None, None, Some(2), Some(true)).await.unwrap();
+    assert_eq!(newest.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["turn", "chat"]);
+    assert_eq!(session_of(newest), [sessions[2].clone(), sessions[2].clone()]);
 }
 
 /// The Python OTLP receiver (tests/otlp_receiver.py), decoding with opentelemetry-proto.
@@ -253,7 +281,7 @@ async fn a_dead_otlp_endpoint_costs_the_agent_nothing() {
     let export = client.system_info().await.unwrap().export.unwrap();
     assert_eq!(export.exported, 0);
     // Spans are still recorded locally.
-    assert!(!client.spans_query(None, None, None).await.unwrap().is_empty());
+    assert!(!client.spans_query(None, None, None, None).await.unwrap().is_empty());
     assert_eq!(pryx.terminate().await, 0, "shutdown is not held up by the dead endpoint");
 }
 
