@@ -124,7 +124,8 @@ impl SpanHistory {
         }
         let trim = Trim {
             kept_from: next - i64::from(retention.max_spans),
-            oldest_start_us: now_us() - i64::from(retention.days) * 86_400 * 1_000_000,
+            // Saturating: a config may say `retention_days = 4294967295` (keep everything).
+            oldest_start_us: now_us().saturating_sub(i64::from(retention.days).saturating_mul(86_400 * 1_000_000)),
         };
         sqlx::query("DELETE FROM span_batches WHERE last_start_us < ?")
             .bind(trim.oldest_start_us)
@@ -379,6 +380,14 @@ mod tests {
         );
         assert_eq!(history.query(None, 0, 100, Keep::Earliest).await.unwrap().len(), 5, "and in the whole history too");
         assert!(history.query(Some("s-3"), 0, 100, Keep::Earliest).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_longest_retention_keeps_everything() {
+        let (_dir, history) = history().await;
+        let spans: Vec<_> = (0..3).map(|n| span(n, n)).collect();
+        history.add(&spans, Retention { days: u32::MAX, max_spans: u32::MAX }).await.unwrap();
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [0, 1, 2]);
     }
 
     #[tokio::test]
