@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use pryx_api::{ApprovalDecision, ChannelReply, PairingCode, TurnEvent, TurnStatus};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
@@ -429,63 +430,23 @@ impl Channels {
     /// `POST /webhooks/telegram`: check the secret, commit, answer.
     pub fn router(self: &Arc<Self>) -> axum::Router {
         use axum::body::Bytes;
-        use axum::http::{HeaderMap, StatusCode};
+        use axum::http::HeaderMap;
         let channels = Arc::downgrade(self);
-        let handler = move |headers: HeaderMap, body: Bytes| {
-            let channels = channels.clone();
-            // Not entered: nothing inside opens a span, so entering it at every poll would be
-            // work for nothing.
-            async move {
-                let span = receive_span("telegram", "webhook");
-                let status = async {
-                    let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                    let connected = channels.connected();
-                    if !connected.ready {
-                        return StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
-                        return StatusCode::NOT_FOUND;
-                    };
-                    let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
-                    if !telegram::secret_matches(secret, presented) {
-                        tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
-                        span.record("pryx.channel.outcome", "unauthorized");
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    let update: telegram::Update = match serde_json::from_slice(&body) {
-                        Ok(update) => update,
-                        Err(e) => {
-                            tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
-                            span.record("pryx.channel.outcome", "malformed");
-                            return StatusCode::BAD_REQUEST;
-                        }
-                    };
-                    let Some(message) = telegram::inbound(&update) else { return StatusCode::OK };
-                    match channels.accept(&message).await {
-                        Ok(new) => {
-                            span.record("pryx.channel.outcome", if new { "accepted" } else { "duplicate" });
-                            StatusCode::OK
-                        }
-                        // Not stored: Telegram must deliver it again.
-                        Err(e) => {
-                            tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
-                            StatusCode::SERVICE_UNAVAILABLE
-                        }
-                    }
-                }
-                .await;
-                span.record("http.response.status_code", status.as_u16());
-                status
-            }
-        };
-        axum::Router::new().route("/webhooks/telegram", axum::routing::post(handler)).merge(self.whatsapp_router())
+        let deliver =
+            move |headers: HeaderMap, body: Bytes| {
+                let channels = channels.clone();
+                received("telegram", channels, move |channels| async move {
+                    channels.telegram_delivery(&headers, &body).await
+                })
+            };
+        axum::Router::new().route("/webhooks/telegram", axum::routing::post(deliver)).merge(self.whatsapp_router())
     }
 
     /// `GET /webhooks/whatsapp` (Meta's verification) and `POST` (signed deliveries).
     fn whatsapp_router(self: &Arc<Self>) -> axum::Router {
         use axum::body::Bytes;
         use axum::extract::Query;
-        use axum::http::{HeaderMap, StatusCode};
+        use axum::http::HeaderMap;
         use axum::response::IntoResponse;
         let channels = Arc::downgrade(self);
         let verify = move |Query(query): Query<HashMap<String, String>>| {
@@ -507,71 +468,97 @@ impl Channels {
             }
         };
         let channels = Arc::downgrade(self);
-        let deliver = move |headers: HeaderMap, body: Bytes| {
-            let channels = channels.clone();
-            // Not entered: nothing inside opens a span, so entering it at every poll would be
-            // work for nothing.
-            async move {
-                let span = receive_span("whatsapp", "webhook");
-                let status = async {
-                    let Some(channels) = channels.upgrade() else { return StatusCode::SERVICE_UNAVAILABLE };
-                    let connected = channels.connected();
-                    if !connected.ready {
-                        return StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    let Some(whatsapp) = connected.whatsapp.clone() else { return StatusCode::NOT_FOUND };
-                    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
-                    // The signature covers the raw bytes: check it before parsing anything.
-                    if !whatsapp::signature_ok(&whatsapp.app_secret, &body, signature) {
-                        tracing::warn!(target: "pryx::channels", "refused a WhatsApp delivery without a valid signature");
-                        span.record("pryx.channel.outcome", "unauthorized");
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    let parsed = serde_json::from_slice(&body).map_err(|e| e.to_string()).and_then(|v| whatsapp::parse(&v));
-                    let (messages, statuses) = match parsed {
-                        Ok(parsed) => parsed,
-                        Err(e) => {
-                            tracing::warn!(target: "pryx::channels", "refused a malformed WhatsApp delivery: {e}");
-                            span.record("pryx.channel.outcome", "malformed");
-                            return StatusCode::BAD_REQUEST;
-                        }
-                    };
-                    for status in statuses {
-                        let recorded = tables::reply_status(
-                            &channels.store,
-                            "whatsapp",
-                            &status.message_id,
-                            &status.status,
-                            status.error.as_deref(),
-                        )
-                        .await;
-                        if let Err(e) = recorded {
-                            tracing::error!(target: "pryx::channels", "cannot record a WhatsApp status: {e}");
-                            return StatusCode::SERVICE_UNAVAILABLE;
-                        }
-                    }
-                    let mut outcome = "ignored";
-                    for message in messages {
-                        match channels.accept(&message).await {
-                            Ok(true) => outcome = "accepted",
-                            Ok(false) if outcome == "ignored" => outcome = "duplicate",
-                            Ok(false) => {}
-                            // Not stored: Meta must deliver it again.
-                            Err(e) => {
-                                tracing::error!(target: "pryx::channels", "cannot store a WhatsApp message: {e}");
-                                return StatusCode::SERVICE_UNAVAILABLE;
-                            }
-                        }
-                    }
-                    span.record("pryx.channel.outcome", outcome);
-                    StatusCode::OK
-                }
-                .await;
-                span.record("http.response.status_code", status.as_u16());
-                status
+        let deliver =
+            move |headers: HeaderMap, body: Bytes| {
+                let channels = channels.clone();
+                received("whatsapp", channels, move |channels| async move {
+                    channels.whatsapp_delivery(&headers, &body).await
+                })
+            };
+        axum::Router::new().route("/webhooks/whatsapp", axum::routing::get(verify).post(deliver))
+    }
+
+    /// One Telegram webhook delivery: the secret checked, the update committed.
+    async fn telegram_delivery(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Received {
+        let connected = self.connected();
+        if !connected.ready {
+            return Received::status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let Some(secret) = connected.telegram.as_ref().and_then(|t| t.webhook_secret.as_ref()) else {
+            return Received::status(StatusCode::NOT_FOUND);
+        };
+        let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok());
+        if !telegram::secret_matches(secret, presented) {
+            tracing::warn!(target: "pryx::channels", "refused a Telegram webhook without the right secret");
+            return Received::with_outcome(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+        let update: telegram::Update = match serde_json::from_slice(body) {
+            Ok(update) => update,
+            Err(e) => {
+                tracing::warn!(target: "pryx::channels", "refused a malformed Telegram update: {e}");
+                return Received::with_outcome(StatusCode::BAD_REQUEST, "malformed");
             }
         };
-        axum::Router::new().route("/webhooks/whatsapp", axum::routing::get(verify).post(deliver))
+        let Some(message) = telegram::inbound(&update) else { return Received::status(StatusCode::OK) };
+        match self.accept(&message).await {
+            Ok(new) => Received::with_outcome(StatusCode::OK, if new { "accepted" } else { "duplicate" }),
+            // Not stored: Telegram must deliver it again.
+            Err(e) => {
+                tracing::error!(target: "pryx::channels", "cannot store a Telegram update: {e}");
+                Received::status(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        }
+    }
+
+    /// One WhatsApp delivery: the signature checked, statuses recorded, messages committed.
+    async fn whatsapp_delivery(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Received {
+        let connected = self.connected();
+        if !connected.ready {
+            return Received::status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let Some(whatsapp) = connected.whatsapp.clone() else { return Received::status(StatusCode::NOT_FOUND) };
+        let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+        // The signature covers the raw bytes: check it before parsing anything.
+        if !whatsapp::signature_ok(&whatsapp.app_secret, body, signature) {
+            tracing::warn!(target: "pryx::channels", "refused a WhatsApp delivery without a valid signature");
+            return Received::with_outcome(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+        let parsed = serde_json::from_slice(body).map_err(|e| e.to_string()).and_then(|v| whatsapp::parse(&v));
+        let (messages, statuses) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(target: "pryx::channels", "refused a malformed WhatsApp delivery: {e}");
+                return Received::with_outcome(StatusCode::BAD_REQUEST, "malformed");
+            }
+        };
+        for status in statuses {
+            let recorded = tables::reply_status(
+                &self.store,
+                "whatsapp",
+                &status.message_id,
+                &status.status,
+                status.error.as_deref(),
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(target: "pryx::channels", "cannot record a WhatsApp status: {e}");
+                return Received::status(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+        let mut outcome = "ignored";
+        for message in messages {
+            match self.accept(&message).await {
+                Ok(true) => outcome = "accepted",
+                Ok(false) if outcome == "ignored" => outcome = "duplicate",
+                Ok(false) => {}
+                // Not stored: Meta must deliver it again.
+                Err(e) => {
+                    tracing::error!(target: "pryx::channels", "cannot store a WhatsApp message: {e}");
+                    return Received::status(StatusCode::SERVICE_UNAVAILABLE);
+                }
+            }
+        }
+        Received::with_outcome(StatusCode::OK, outcome)
     }
 
     /// Long polling: updates are committed before the offset moves past them.
@@ -1096,6 +1083,43 @@ async fn wait_until_resumed(activity: &mut tokio::sync::watch::Receiver<pryx_api
             return std::future::pending().await;
         }
     }
+}
+
+/// How one webhook delivery went: the status to answer and, for its span, what happened.
+struct Received {
+    status: StatusCode,
+    /// `pryx.channel.outcome`; `None` leaves the span's default (`ignored`).
+    outcome: Option<&'static str>,
+}
+
+impl Received {
+    fn status(status: StatusCode) -> Received {
+        Received { status, outcome: None }
+    }
+
+    fn with_outcome(status: StatusCode, outcome: &'static str) -> Received {
+        Received { status, outcome: Some(outcome) }
+    }
+}
+
+/// Answer one webhook delivery of `system` inside its `channel.receive` span, which gets
+/// the outcome and the status answered. The span is not entered: nothing inside opens a
+/// span, so entering it at every poll would be work for nothing.
+async fn received<F, Handled>(system: &'static str, channels: std::sync::Weak<Channels>, handle: F) -> StatusCode
+where
+    F: FnOnce(Arc<Channels>) -> Handled,
+    Handled: std::future::Future<Output = Received>,
+{
+    let span = receive_span(system, "webhook");
+    let received = match channels.upgrade() {
+        Some(channels) => handle(channels).await,
+        None => Received::status(StatusCode::SERVICE_UNAVAILABLE),
+    };
+    if let Some(outcome) = received.outcome {
+        span.record("pryx.channel.outcome", outcome);
+    }
+    span.record("http.response.status_code", received.status.as_u16());
+    received.status
 }
 
 fn receive_span(system: &'static str, via: &'static str) -> tracing::Span {
