@@ -203,9 +203,8 @@ where
     // Only what the spans say. The defaults would add, to every span, source file and line,
     // thread name and id, and busy/idle times (a clock read on every poll), and would make
     // each span the current OpenTelemetry context whenever it is entered, for other
-    // OpenTelemetry instrumentation, of which Pryx has none. Without them, exporting a
-    // webhook's span costs about 1 % of the server's CPU per delivery instead of 4-7 %
-    // (`cargo bench --bench channels`).
+    // OpenTelemetry instrumentation, of which Pryx has none. Together they cost about as
+    // much again as the rest of exporting a span (`cargo bench --bench telemetry`).
     let layer = tracing_opentelemetry::layer()
         .with_location(false)
         .with_threads(false)

@@ -23,7 +23,7 @@ use futures::TryStreamExt;
 use pryx_api::SpanRecord;
 use sqlx::{Row, SqlitePool};
 
-use super::RecordedSpan;
+use super::{now_us, RecordedSpan};
 
 /// Spans per stored row at most, so a read that needs a few spans parses little.
 const SPANS_PER_ROW: usize = 1_000;
@@ -274,10 +274,6 @@ impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key.cmp(&other.key)
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ pub struct SpanRecorder;
 /// What the layer keeps in a span's extensions while it is open.
 struct Open(RecordedSpan);
 
-fn now_us() -> i64 {
+/// Unix microseconds now.
+pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 

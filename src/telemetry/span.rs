@@ -11,9 +11,10 @@ use pryx_api::SpanRecord;
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-/// The attribute that carries a span's session id (also kept as a column, for queries).
+/// The attribute that carries a span's session id (also kept in `RecordedSpan::session_id`,
+/// by which a session's spans are stored and found).
 pub const SESSION_ID: &str = "pryx.session.id";
-/// The attribute that carries a span's turn id (also kept as a column).
+/// The attribute that carries a span's turn id (also kept in `RecordedSpan::turn_id`).
 pub const TURN_ID: &str = "pryx.turn.id";
 
 /// One span: open (no `end_us`) or finished.
@@ -91,30 +92,22 @@ impl RecordedSpan {
     }
 
     fn attributes_json(&self) -> Map<String, Value> {
-        self.attributes.iter().map(|(key, value)| ((*key).to_owned(), value.to_json())).collect()
+        // Through `Serialize`, so the live record and the stored JSON cannot differ.
+        self.attributes
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), serde_json::to_value(value).unwrap_or(Value::Null)))
+            .collect()
     }
 }
 
 /// A trace id as W3C writes it: 32 lowercase hex digits.
-pub fn trace_id_hex(id: u128) -> String {
+fn trace_id_hex(id: u128) -> String {
     hex(id, 32).as_str().to_owned()
 }
 
 /// A span id as W3C writes it: 16 lowercase hex digits.
-pub fn span_id_hex(id: u64) -> String {
+fn span_id_hex(id: u64) -> String {
     hex(id.into(), 16).as_str().to_owned()
-}
-
-impl AttributeValue {
-    fn to_json(&self) -> Value {
-        match self {
-            AttributeValue::Str(s) => Value::String(s.clone()),
-            AttributeValue::I64(n) => Value::from(*n),
-            AttributeValue::U64(n) => Value::from(*n),
-            AttributeValue::F64(n) => Value::from(*n),
-            AttributeValue::Bool(b) => Value::from(*b),
-        }
-    }
 }
 
 impl Serialize for AttributeValue {
@@ -123,7 +116,7 @@ impl Serialize for AttributeValue {
             AttributeValue::Str(s) => serializer.serialize_str(s),
             AttributeValue::I64(n) => serializer.serialize_i64(*n),
             AttributeValue::U64(n) => serializer.serialize_u64(*n),
-            // JSON has no NaN or infinity; `Value::from` makes those null too.
+            // JSON has no NaN or infinity.
             AttributeValue::F64(n) if !n.is_finite() => serializer.serialize_unit(),
             AttributeValue::F64(n) => serializer.serialize_f64(*n),
             AttributeValue::Bool(b) => serializer.serialize_bool(*b),
