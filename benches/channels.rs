@@ -25,6 +25,8 @@
 //! cores: `benches/telemetry.rs` measures the cost per span precisely).
 //! Figures are printed, not asserted.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/e2e/support/mock_llm.rs"]
 mod mock_llm;
 #[path = "support/otlp_sink.rs"]
@@ -162,18 +164,9 @@ impl Instance {
         connections
     }
 
-    /// CPU time the process has used so far, summed over its threads from
-    /// `/proc/PID/task/*/schedstat` (nanoseconds, where `/proc/PID/stat` counts 10 ms ticks).
+    /// CPU time the server has used so far.
     fn cpu_time(&self) -> Duration {
-        let pid = self.running.child.id().expect("pryx is running");
-        let mut nanos = 0;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("list threads").flatten() {
-            // A thread may end between listing and reading.
-            if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
-                nanos += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-        Duration::from_nanos(nanos)
+        cpu::cpu_time(&self.running.child.id().expect("pryx is running").to_string(), |_| true)
     }
 
     /// `count` updates with fresh ids from stranger chats (20 of them: each is refused once,

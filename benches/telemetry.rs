@@ -9,6 +9,8 @@
 //! telemetry's overhead on webhook throughput is the sum of these over that.
 //! Figures are printed, not asserted.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/otlp_sink.rs"]
 mod otlp_sink;
 
@@ -29,19 +31,11 @@ const EXPORT_RATE: u32 = 8_000;
 /// Threads whose CPU time is not Pryx's (the OTLP receiver stand-in).
 const SINK_THREAD: &str = "otlp-sink";
 
-/// CPU time of this process's threads so far, from `/proc/self/task/*/schedstat`, leaving out
-/// the receiver stand-in's.
+/// CPU time of this process's threads so far, leaving out the receiver stand-in's.
 fn cpu_time() -> Duration {
-    let mut nanos = 0;
-    for task in std::fs::read_dir("/proc/self/task").expect("list threads").flatten() {
-        if std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == SINK_THREAD) {
-            continue;
-        }
-        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
-            nanos += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(nanos)
+    cpu::cpu_time("self", |task| {
+        !std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim() == SINK_THREAD)
+    })
 }
 
 /// One webhook's span, as `channels::receive_span` opens it and the handler completes it.
