@@ -97,11 +97,20 @@ async fn a_tool_turn_is_traced_as_nested_spans_live_and_in_history() {
     assert!(!everything.contains("eagle"), "{everything}");
     let database = pryx.data_dir().join("pryx.db");
     let db = pryx::store::Store::open(&database).await.unwrap();
-    let stored_json = serde_json::to_string(
-        &db.span_history().query(None, 0, 10_000, pryx::telemetry::history::Keep::Earliest).await.unwrap(),
-    )
-    .unwrap();
+    let stored = db.span_history().query(None, 0, 10_000, pryx::telemetry::history::Keep::Earliest).await.unwrap();
+    assert!(stored.len() >= spans.len(), "the turn's spans are in the history: {}", stored.len());
+    let stored_json = serde_json::to_string(&stored).unwrap();
     assert!(!stored_json.contains("eagle"));
+    // Nor anywhere in the span database's bytes (the WAL included).
+    for file in ["telemetry.db", "telemetry.db-wal"] {
+        let bytes = std::fs::read(pryx.data_dir().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(5).any(|w| w == b"eagle"), "message text in {file}");
+    }
+    let spans_on_disk: usize = ["telemetry.db", "telemetry.db-wal"]
+        .iter()
+        .map(|file| std::fs::read(pryx.data_dir().join(file)).map_or(0, |b| b.len()))
+        .sum();
+    assert!(spans_on_disk > 0, "the span database is where the test looked");
 }
 
 #[tokio::test]
