@@ -74,8 +74,7 @@ pub struct Store {
     /// Connections that only read (`query_only`: a write through them is an error).
     reader: SqlitePool,
     /// Telemetry spans, in their own file (`telemetry.db` beside the database) so writing
-    /// them never takes the write lock the conversation data needs; one connection with
-    /// `synchronous = NORMAL`: spans may be lost on a power cut (never on a crash).
+    /// them never takes the write lock the conversation data needs.
     span_history: SpanHistory,
 }
 
@@ -98,11 +97,7 @@ impl Store {
             .await?;
         let telemetry_path = path.with_file_name("telemetry.db");
         create_private(&telemetry_path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        let telemetry = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.filename(&telemetry_path).synchronous(SqliteSynchronous::Normal))
-            .await?;
-        let span_history = SpanHistory::new(telemetry).await?;
+        let span_history = SpanHistory::open(options.filename(&telemetry_path)).await?;
         Ok(Store { writer, reader, span_history })
     }
 

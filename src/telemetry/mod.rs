@@ -12,6 +12,7 @@
 //!
 //! Message text and tool arguments are recorded only with `[telemetry] capture_content`.
 
+mod codec;
 pub mod export;
 pub mod history;
 pub mod span;
@@ -182,10 +183,10 @@ struct Fields<'a>(&'a mut RecordedSpan);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.set(field.name(), AttributeValue::Str(format!("{value:?}")));
+        self.0.set(field.name(), AttributeValue::Str(smol_str::format_smolstr!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.set(field.name(), AttributeValue::Str(value.to_owned()));
+        self.0.set(field.name(), AttributeValue::Str(value.into()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.set(field.name(), AttributeValue::I64(value));

@@ -5,11 +5,11 @@
 //! numbers (hex only when written out), the name and attribute keys stay the `&'static str`
 //! of the span's metadata, and attributes are a short `Vec` rather than a map. Only string
 //! values are copied. It becomes the API's [`SpanRecord`] only for someone who reads it (a
-//! live subscriber); the history serializes it straight from this form, as the same JSON.
+//! live subscriber); the history stores it straight from this form (see [`super::codec`]).
 
 use pryx_api::SpanRecord;
-use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 
 /// The attribute that carries a span's session id (also kept in `RecordedSpan::session_id`,
 /// by which a session's spans are stored and found).
@@ -38,7 +38,8 @@ pub struct RecordedSpan {
 /// An attribute's value, as `tracing` records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttributeValue {
-    Str(String),
+    /// Most values are short words ("telegram", "recorded"): kept inline, not allocated.
+    Str(SmolStr),
     I64(i64),
     U64(u64),
     F64(f64),
@@ -50,8 +51,8 @@ impl RecordedSpan {
     pub fn set(&mut self, key: &'static str, value: AttributeValue) {
         if let AttributeValue::Str(id) = &value {
             match key {
-                SESSION_ID => self.session_id = Some(id.clone()),
-                TURN_ID => self.turn_id = Some(id.clone()),
+                SESSION_ID => self.session_id = Some(id.to_string()),
+                TURN_ID => self.turn_id = Some(id.to_string()),
                 _ => {}
             }
         }
@@ -61,18 +62,9 @@ impl RecordedSpan {
         }
     }
 
-    /// `error` when the span recorded an error (`error.type`, or `otel.status_code` = `ERROR`),
-    /// else `ok`.
+    /// `error` when the span recorded an error, else `ok`.
     pub fn status(&self) -> &'static str {
-        let failed = self.attributes.iter().any(|(key, value)| {
-            *key == "error.type"
-                || (*key == "otel.status_code" && matches!(value, AttributeValue::Str(s) if s == "ERROR"))
-        });
-        if failed {
-            "error"
-        } else {
-            "ok"
-        }
+        status_of(self.attributes.iter().map(|(key, value)| (*key, value)))
     }
 
     /// The span as the API shows it.
@@ -92,94 +84,45 @@ impl RecordedSpan {
     }
 
     fn attributes_json(&self) -> Map<String, Value> {
-        // Through `Serialize`, so the live record and the stored JSON cannot differ.
-        self.attributes
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), serde_json::to_value(value).unwrap_or(Value::Null)))
-            .collect()
+        self.attributes.iter().map(|(key, value)| ((*key).to_owned(), value.clone().into_json())).collect()
+    }
+}
+
+impl AttributeValue {
+    /// The value as the API's JSON shows it.
+    pub(super) fn into_json(self) -> Value {
+        match self {
+            AttributeValue::Str(s) => Value::String(s.into()),
+            AttributeValue::I64(n) => n.into(),
+            AttributeValue::U64(n) => n.into(),
+            // JSON has no NaN or infinity.
+            AttributeValue::F64(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+            AttributeValue::Bool(b) => b.into(),
+        }
+    }
+}
+
+/// `error` when the attributes record an error (`error.type`, or `otel.status_code` =
+/// `ERROR`), else `ok`.
+pub(super) fn status_of<'a>(mut attributes: impl Iterator<Item = (&'a str, &'a AttributeValue)>) -> &'static str {
+    let failed = attributes.any(|(key, value)| {
+        key == "error.type" || (key == "otel.status_code" && matches!(value, AttributeValue::Str(s) if s == "ERROR"))
+    });
+    if failed {
+        "error"
+    } else {
+        "ok"
     }
 }
 
 /// A trace id as W3C writes it: 32 lowercase hex digits.
-fn trace_id_hex(id: u128) -> String {
-    hex(id, 32).as_str().to_owned()
+pub(super) fn trace_id_hex(id: u128) -> String {
+    format!("{id:032x}")
 }
 
 /// A span id as W3C writes it: 16 lowercase hex digits.
-fn span_id_hex(id: u64) -> String {
-    hex(id.into(), 16).as_str().to_owned()
-}
-
-impl Serialize for AttributeValue {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            AttributeValue::Str(s) => serializer.serialize_str(s),
-            AttributeValue::I64(n) => serializer.serialize_i64(*n),
-            AttributeValue::U64(n) => serializer.serialize_u64(*n),
-            // JSON has no NaN or infinity.
-            AttributeValue::F64(n) if !n.is_finite() => serializer.serialize_unit(),
-            AttributeValue::F64(n) => serializer.serialize_f64(*n),
-            AttributeValue::Bool(b) => serializer.serialize_bool(*b),
-        }
-    }
-}
-
-/// Serialized as its [`SpanRecord`] would be (absent ids left out, which reads back as
-/// `None`), without building one.
-impl Serialize for RecordedSpan {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut record = serializer.serialize_struct("SpanRecord", 10)?;
-        record.serialize_field("trace_id", hex(self.trace_id, 32).as_str())?;
-        record.serialize_field("span_id", hex(self.span_id.into(), 16).as_str())?;
-        match self.parent_span_id {
-            Some(parent) => record.serialize_field("parent_span_id", hex(parent.into(), 16).as_str())?,
-            None => record.skip_field("parent_span_id")?,
-        }
-        record.serialize_field("name", self.name)?;
-        for (key, id) in [("session_id", &self.session_id), ("turn_id", &self.turn_id)] {
-            match id {
-                Some(id) => record.serialize_field(key, id)?,
-                None => record.skip_field(key)?,
-            }
-        }
-        record.serialize_field("start_us", &self.start_us)?;
-        record.serialize_field("end_us", &self.end_us)?;
-        record.serialize_field("status", self.status())?;
-        record.serialize_field("attributes", &AttributesJson(&self.attributes))?;
-        record.end()
-    }
-}
-
-/// The last `digits` hex digits of `id`, lowercase, without going through `fmt`.
-fn hex(id: u128, digits: usize) -> HexDigits {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [b'0'; 32];
-    for (i, byte) in text[..digits].iter_mut().rev().enumerate() {
-        *byte = DIGITS[((id >> (4 * i)) & 0xf) as usize];
-    }
-    HexDigits { text, len: digits }
-}
-
-struct HexDigits {
-    text: [u8; 32],
-    len: usize,
-}
-
-impl HexDigits {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
-    }
-}
-
-/// The attributes as one JSON object, written without building a map.
-struct AttributesJson<'a>(&'a [(&'static str, AttributeValue)]);
-
-impl Serialize for AttributesJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
-    }
+pub(super) fn span_id_hex(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 #[cfg(test)]
@@ -225,22 +168,5 @@ mod tests {
         assert_eq!(record.span_id, "0000000000000012");
         assert_eq!(record.parent_span_id.as_deref(), Some("0000000000000001"));
         assert_eq!(record.status, "error");
-    }
-
-    #[test]
-    fn it_serializes_as_the_json_of_its_record() {
-        let mut span = span();
-        span.set("gen_ai.usage.input_tokens", AttributeValue::I64(12));
-        span.set("pryx.ratio", AttributeValue::F64(f64::NAN));
-        span.set("pryx.cost", AttributeValue::F64(0.25));
-        span.set("pryx.flag", AttributeValue::Bool(true));
-        span.set("text", AttributeValue::Str("it's \"quoted\"\n".into()));
-        span.set(TURN_ID, AttributeValue::Str("t-1".into()));
-        for parent in [Some(1), None] {
-            span.parent_span_id = parent;
-            let written = serde_json::to_string(&span).unwrap();
-            let parsed: SpanRecord = serde_json::from_str(&written).unwrap();
-            assert_eq!(parsed, span.to_record());
-        }
     }
 }
