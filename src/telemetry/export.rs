@@ -199,19 +199,31 @@ where
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("pryx").build())
         .build();
     *stats().endpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
-    let tracer = provider.tracer("pryx");
-    // Only what the spans say. The defaults would add, to every span, source file and line,
-    // thread name and id, and busy/idle times (a clock read on every poll), and would make
-    // each span the current OpenTelemetry context whenever it is entered, for other
-    // OpenTelemetry instrumentation, of which Pryx has none. Together they cost about as
-    // much again as the rest of exporting a span (`cargo bench --bench telemetry`).
-    let layer = tracing_opentelemetry::layer()
+    let layer = layer(provider.tracer("pryx"));
+    Ok(Some((Exporter { provider }, layer)))
+}
+
+/// The `tracing-opentelemetry` layer as Pryx sets it up, handing spans to `tracer`.
+///
+/// Only what the spans say. The defaults would add to every span its target (always
+/// `pryx::span`), source file and line, thread name and id, and busy/idle times (a clock
+/// read on every poll), and would make each span the current OpenTelemetry context whenever
+/// it is entered, for other OpenTelemetry instrumentation, of which Pryx has none. Together
+/// they cost about as much again as the rest of exporting a span (`cargo bench --bench
+/// telemetry`).
+pub fn layer<S, T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<S, T>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    T: opentelemetry::trace::Tracer + 'static,
+    T::Span: Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_target(false)
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_tracer(tracer);
-    Ok(Some((Exporter { provider }, layer)))
+        .with_tracer(tracer)
 }
 
 /// Counts what the OTLP exporter sent and what failed.

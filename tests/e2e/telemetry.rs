@@ -260,6 +260,11 @@ async fn spans_are_exported_over_otlp_when_turned_on_and_decode_with_the_officia
     assert_eq!(attribute(tool, "gen_ai.tool.name").unwrap()["stringValue"], "time_now");
     let chat = spans.iter().find(|s| s["name"] == "chat").unwrap();
     assert_eq!(attribute(chat, "gen_ai.request.model").unwrap()["stringValue"], "mock-model");
+    // Only what the spans say: none of the layer's defaults (target, source location,
+    // thread, busy/idle times) ride along.
+    for noise in ["target", "code.file.path", "code.line.number", "thread.id", "thread.name", "busy_ns"] {
+        assert!(spans.iter().all(|s| attribute(s, noise).is_none()), "`{noise}` exported");
+    }
     assert!(
         receiver.authorizations().iter().all(|a| a.as_deref() == Some("Bearer otlp-token-5")),
         "header from the secret store"
