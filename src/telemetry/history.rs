@@ -14,9 +14,10 @@
 //! in `span_trim`, with the age limit, so reads skip the part of a batch that straddles
 //! either.
 //!
-//! Pages are 64 KiB, not SQLite's 4 KiB: a batch row is a few hundred KB, and SQLite's
+//! Pages are 16 KiB, not SQLite's 4 KiB: a batch row is a few hundred KB, and SQLite's
 //! cost in storing it goes by the page (each is written to the WAL, then checkpointed);
-//! this cut storing a span by a sixth.
+//! this cut storing a span by a sixth. Bigger pages gained nothing more and cost idle
+//! memory (the page cache holds whole pages).
 //!
 //! Spans are disposable history, so this file has no migrations: a file of another
 //! [`LAYOUT`] has its tables dropped and made anew (as the moves from a row per span, and
@@ -38,16 +39,15 @@ const SPANS_PER_ROW: usize = 1_000;
 /// The layout of the tables below, kept in the file's `user_version`.
 const LAYOUT: i64 = 2;
 
-/// Drops whatever an earlier layout left; the page size can only change outside WAL mode.
+/// Bytes per page. A new file is made with it; an older file is rewritten to it.
+const PAGE_SIZE: u32 = 16_384;
+
+/// Drops whatever an earlier layout left.
 const RESET: &str = "
 DROP TABLE IF EXISTS spans;
 DROP TABLE IF EXISTS span_batches;
 DROP TABLE IF EXISTS session_spans;
 DROP TABLE IF EXISTS span_trim;
-PRAGMA journal_mode = DELETE;
-PRAGMA page_size = 65536;
-VACUUM;
-PRAGMA journal_mode = WAL;
 ";
 
 const SCHEMA: &str = "
@@ -102,14 +102,23 @@ pub struct Retention {
 impl SpanHistory {
     /// Open `telemetry.db` with `options` (the store's, with the file name), bringing its
     /// tables up to date. One connection, `synchronous = NORMAL`: spans may be lost on a
-    /// power cut (never on a crash). The WAL is checkpointed every 64 pages (4 MiB, as
+    /// power cut (never on a crash). The WAL is checkpointed every 256 pages (4 MiB, as
     /// SQLite's default of 1,000 does with 4 KiB pages) so it stays small on disk.
     pub async fn open(options: SqliteConnectOptions) -> Result<SpanHistory> {
-        let options = options.synchronous(SqliteSynchronous::Normal).pragma("wal_autocheckpoint", "64");
+        let options =
+            options.page_size(PAGE_SIZE).synchronous(SqliteSynchronous::Normal).pragma("wal_autocheckpoint", "256");
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
         let layout: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
         if layout != LAYOUT {
             sqlx::raw_sql(RESET).execute(&pool).await?;
+        }
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&pool).await?;
+        if page_size != i64::from(PAGE_SIZE) {
+            // The page size can change only outside WAL mode, by rewriting the file.
+            let repage = format!(
+                "PRAGMA journal_mode = DELETE; PRAGMA page_size = {PAGE_SIZE}; VACUUM; PRAGMA journal_mode = WAL;"
+            );
+            sqlx::raw_sql(&repage).execute(&pool).await?;
         }
         sqlx::raw_sql(&format!("{SCHEMA} PRAGMA user_version = {LAYOUT};")).execute(&pool).await?;
         Ok(SpanHistory { pool })
@@ -346,6 +355,8 @@ mod tests {
     #[tokio::test]
     async fn a_big_batch_is_stored_whole_and_trimmed_to_exactly_the_newest() {
         let (_dir, history) = history().await;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&history.pool).await.unwrap();
+        assert_eq!(page_size, i64::from(PAGE_SIZE), "a new file is made with big pages");
         let spans: Vec<_> = (0..1_201).map(|n| span(n, n)).collect();
         history.add(&spans, Retention { days: 7, max_spans: 1_000 }).await.unwrap();
         let stored = history.query(None, 0, 5_000, Keep::Earliest).await.unwrap();
@@ -437,11 +448,11 @@ mod tests {
         let pragma = |name: &'static str| async move {
             sqlx::query_scalar::<_, i64>(name).fetch_one(&history.pool).await.unwrap()
         };
-        assert_eq!(pragma("PRAGMA page_size").await, 65_536);
+        assert_eq!(pragma("PRAGMA page_size").await, i64::from(PAGE_SIZE));
         assert_eq!(pragma("PRAGMA user_version").await, LAYOUT);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&history.pool).await.unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(pragma("PRAGMA wal_autocheckpoint").await, 64);
+        assert_eq!(pragma("PRAGMA wal_autocheckpoint").await, 256);
     }
 
     #[tokio::test]
