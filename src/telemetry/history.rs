@@ -2,11 +2,12 @@
 //! oldest first (all of them, or one session's).
 //!
 //! Spans are stored a batch to a row: the span writer stores what closed since its last
-//! pass (about 250 ms) as one value, in the binary form of [`super::codec`]. Under webhook load thousands of spans close every
-//! second, and a row per span cost SQLite more than recording the span did (about 1.5 µs a
-//! row, against 0.1 µs a span in a batch). Spans that belong to a session (a turn, its model
-//! calls and tools: a handful per turn) are also kept one to a row in `session_spans`, so
-//! the Traces screen's "this session" view reads only them.
+//! pass (about 250 ms) as one value, in the binary form of [`super::codec`]. Under webhook
+//! load thousands of spans close every second, and a row per span cost SQLite more than
+//! recording the span did (about 1.5 µs a row, against 0.1 µs a span in a batch). Spans
+//! that belong to a session (a turn, its model calls and tools: a handful per turn) are
+//! also kept one to a row in `session_spans`, so the Traces screen's "this session" view
+//! reads only them.
 //!
 //! Every span gets a number, counting on from the previous batch; a batch's row id is its
 //! first span's number. That makes "keep the newest `max_spans`" exact without counting
@@ -42,32 +43,29 @@ const LAYOUT: i64 = 2;
 /// Bytes per page. A new file is made with it; an older file is rewritten to it.
 const PAGE_SIZE: u32 = 16_384;
 
-/// Drops whatever an earlier layout left.
+/// Drops whatever an earlier layout left, then makes the tables of this one.
 const RESET: &str = "
 DROP TABLE IF EXISTS spans;
 DROP TABLE IF EXISTS span_batches;
 DROP TABLE IF EXISTS session_spans;
 DROP TABLE IF EXISTS span_trim;
-";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS span_batches (
+CREATE TABLE span_batches (
     first_span      INTEGER PRIMARY KEY,   -- number of the first span in the batch
     span_count      INTEGER NOT NULL,
     first_start_us  INTEGER NOT NULL,      -- earliest start of a span in the batch
     last_start_us   INTEGER NOT NULL,      -- latest start
     spans           BLOB NOT NULL          -- the batch's spans (codec::encode)
 );
-CREATE INDEX IF NOT EXISTS span_batches_by_first_start ON span_batches(first_start_us);
-CREATE INDEX IF NOT EXISTS span_batches_by_last_start ON span_batches(last_start_us);
-CREATE TABLE IF NOT EXISTS session_spans (
+CREATE INDEX span_batches_by_first_start ON span_batches(first_start_us);
+CREATE INDEX span_batches_by_last_start ON span_batches(last_start_us);
+CREATE TABLE session_spans (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id      TEXT NOT NULL,
     start_us        INTEGER NOT NULL,
     span            BLOB NOT NULL          -- the span alone (codec::encode)
 );
-CREATE INDEX IF NOT EXISTS session_spans_by_session ON session_spans(session_id, start_us);
-CREATE TABLE IF NOT EXISTS span_trim (
+CREATE INDEX session_spans_by_session ON session_spans(session_id, start_us);
+CREATE TABLE span_trim (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     kept_from       INTEGER NOT NULL,      -- number of the oldest span kept by count
     oldest_start_us INTEGER NOT NULL       -- spans that started earlier are past their age
@@ -108,10 +106,13 @@ impl SpanHistory {
         let options =
             options.page_size(PAGE_SIZE).synchronous(SqliteSynchronous::Normal).pragma("wal_autocheckpoint", "256");
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        // A file of this layout (every start but the first) is only read here, never written.
         let layout: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
         if layout != LAYOUT {
-            sqlx::raw_sql(RESET).execute(&pool).await?;
+            sqlx::raw_sql(&format!("{RESET} PRAGMA user_version = {LAYOUT};")).execute(&pool).await?;
         }
+        // A new file is made with the page size; one made before it is rewritten once, after
+        // the reset above has emptied it.
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&pool).await?;
         if page_size != i64::from(PAGE_SIZE) {
             // The page size can change only outside WAL mode, by rewriting the file.
@@ -120,7 +121,6 @@ impl SpanHistory {
             );
             sqlx::raw_sql(&repage).execute(&pool).await?;
         }
-        sqlx::raw_sql(&format!("{SCHEMA} PRAGMA user_version = {LAYOUT};")).execute(&pool).await?;
         Ok(SpanHistory { pool })
     }
 
@@ -356,7 +356,7 @@ mod tests {
     async fn a_big_batch_is_stored_whole_and_trimmed_to_exactly_the_newest() {
         let (_dir, history) = history().await;
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&history.pool).await.unwrap();
-        assert_eq!(page_size, i64::from(PAGE_SIZE), "a new file is made with big pages");
+        assert_eq!(page_size, i64::from(PAGE_SIZE), "telemetry.db has big pages");
         let spans: Vec<_> = (0..1_201).map(|n| span(n, n)).collect();
         history.add(&spans, Retention { days: 7, max_spans: 1_000 }).await.unwrap();
         let stored = history.query(None, 0, 5_000, Keep::Earliest).await.unwrap();
@@ -453,6 +453,19 @@ mod tests {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&history.pool).await.unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(pragma("PRAGMA wal_autocheckpoint").await, 256);
+    }
+
+    #[tokio::test]
+    async fn spans_outlive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
+        store.span_history().add(&[span(1, 1), span(2, 2)], KEEP_ALL).await.unwrap();
+        store.close().await;
+        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
+        let history = store.span_history();
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [1, 2]);
+        history.add(&[span(3, 3)], KEEP_ALL).await.unwrap();
+        assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [1, 2, 3]);
     }
 
     #[tokio::test]
