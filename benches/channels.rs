@@ -416,7 +416,7 @@ fn main() {
         }
         let per_delivery = |&(acks, cpu): &(usize, Duration)| cpu.as_secs_f64() * 1e6 / acks as f64;
         // CPU per delivery over all rounds together: steadier than any one round (two
-        // identical instances agree to about 1 % this way, where single rounds differ by 10).
+        // identical instances agreed within 3 % this way, where single rounds differ by 10).
         let pooled = |rounds_of: &[(usize, Duration)]| {
             let (acks, cpu) = rounds_of.iter().fold((0, Duration::ZERO), |(a, c), (acks, cpu)| (a + acks, c + *cpu));
             per_delivery(&(acks, cpu))
