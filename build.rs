@@ -6,7 +6,7 @@
 //! - Embed the Control Center (`./x ui` builds it into `frontend/dist`): each file gets a
 //!   content hash in its name (so browsers may cache it forever), references between the
 //!   files are rewritten to those names, and everything is stored gzip-compressed (what
-//!   every browser asks for; `src/ui.rs` inflates for the rare client that does not), with
+//!   every browser asks for; `src/server/assets.rs` inflates for the rare client that does not), with
 //!   Zopfli: plain gzip that is about 5 % smaller than zlib's best, which counts against
 //!   the page's download budget.
 

@@ -1,33 +1,26 @@
 //! Pryx: a sovereign personal AI agent in one binary.
 //!
-//! The binary (`src/main.rs`) is a thin CLI over this library; tests and benches use the
-//! same pieces. See ARCHITECTURE.md for the map and its invariants.
+//! The binary (`src/main.rs`) only calls [`cli::main`]; tests and benches use the same
+//! pieces. See ARCHITECTURE.md for the map and its invariants.
 
 pub mod agent;
-pub mod app;
 pub mod approvals;
 pub mod channels;
-pub mod chat;
-pub mod cli_tools;
+pub mod cli;
 pub mod client;
 pub mod config;
-pub mod config_edit;
 pub mod datadir;
 #[cfg(feature = "desktop")]
 pub mod desktop;
 pub mod llm;
 pub mod mcp;
-pub mod panics;
-pub mod rpc;
+pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod store;
-pub mod supervisor;
 pub mod telemetry;
 pub mod tools;
-pub mod ui;
-pub mod workspace;
 
 /// Choose ring as the TLS crypto provider of every HTTPS client in the process (reqwest is
 /// built without a provider of its own; see Cargo.toml). Idempotent; the binary calls it

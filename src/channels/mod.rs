@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
+use crate::config::edit::EditError;
 use crate::config::Config;
-use crate::config_edit::EditError;
 use crate::secrets::SecretString;
 use crate::store::{now_ms, Store, StoreError};
 use format::Piece;

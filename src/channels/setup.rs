@@ -440,7 +440,7 @@ impl Channels {
             }
             None => None,
         };
-        crate::config_edit::set_values(
+        crate::config::edit::set_values(
             self.agent.config_file()?,
             "telegram",
             &[
@@ -509,7 +509,7 @@ impl Channels {
                 *key = Some(secrets::reference_to(name));
             }
         }
-        crate::config_edit::set_values(
+        crate::config::edit::set_values(
             self.agent.config_file()?,
             "whatsapp",
             &[
@@ -541,7 +541,7 @@ impl Channels {
             other => return Err(ChannelError::Invalid(format!("there is no channel `{other}`"))),
         };
         let removed: Vec<(&str, Option<&str>)> = keys.iter().map(|key| (*key, None)).collect();
-        crate::config_edit::set_values(self.agent.config_file()?, channel, &removed)?;
+        crate::config::edit::set_values(self.agent.config_file()?, channel, &removed)?;
         if channel == "telegram" {
             let mut config = self.setup.telegram.lock().unwrap_or_else(|p| p.into_inner());
             (config.bot_token, config.webhook_secret) = (None, None);

@@ -40,9 +40,9 @@ use tray_icon::menu::{AboutMetadata, CheckMenuItem, Menu, MenuEvent, MenuId, Men
 use tray_icon::{TrayIcon, TrayIconBuilder, TrayIconEvent};
 use wry::{WebView, WebViewBuilder};
 
-use crate::app::{self, RunningAgent};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::runtime::{self, RunningAgent};
 use crate::server::Token;
 use agent_link::{FromAgent, LinkOptions, ToAgent};
 use links::DeepLink;
@@ -163,7 +163,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
 
     let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
     let proxy = event_loop.create_proxy();
-    let agent = app::start(
+    let agent = runtime::start(
         options.config.clone(),
         Some(options.config_path.clone()),
         options.data.clone(),
@@ -171,7 +171,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
         true,
     )
     .context("cannot start the agent")?;
-    let base_url = format!("http://{}", crate::supervisor::loopback_address(agent.address));
+    let base_url = format!("http://{}", crate::runtime::supervisor::loopback_address(agent.address));
 
     let to_loop = move |event| {
         let _ = proxy.send_event(event);
@@ -180,7 +180,7 @@ pub fn run(options: DesktopOptions) -> anyhow::Result<ExitCode> {
     let instance = primary.serve(move |handoff| send(UserEvent::Handoff(handoff)))?;
     *TO_STOP.lock().unwrap_or_else(|p| p.into_inner()) = Some(ToStop { agent, instance });
     let send = to_loop.clone();
-    app::on_signals(move || send(UserEvent::Quit));
+    runtime::on_signals(move || send(UserEvent::Quit));
     let send = to_loop.clone();
     MenuEvent::set_event_handler(Some(move |event| send(UserEvent::Menu(event))));
     let send = to_loop.clone();

@@ -1,4 +1,4 @@
-//! Writing MCP servers into the config file (through `config_edit`), and reading
+//! Writing MCP servers into the config file (through `config::edit`), and reading
 //! `mcpServers` JSON from other apps.
 //!
 //! The config file is the one source of truth: `mcp.add`, `mcp.remove` and `mcp import`
@@ -12,8 +12,8 @@ use pryx_api::McpServerConfig;
 use serde_json::Value;
 
 use super::names::is_valid_server_name;
-pub use crate::config_edit::EditError;
-use crate::config_edit::{edit, implicit_table};
+pub use crate::config::edit::EditError;
+use crate::config::edit::{edit, implicit_table};
 
 /// Add (or, with `replace`, overwrite) servers, then check the whole file still loads
 /// before it is written. Nothing is written when any entry is refused.

@@ -207,7 +207,7 @@ pub struct ConnectContext<'a> {
     /// Where this server's OAuth tokens are kept (HTTP servers).
     pub credentials: ServerCredentials,
     /// The `pryx` binary whose sandbox helper contains a stdio server in its own PID
-    /// namespace (see `sandbox.rs`); `None` starts it directly.
+    /// namespace (see `crate::sandbox`); `None` starts it directly.
     pub helper: Option<&'a std::path::Path>,
 }
 

@@ -1,7 +1,7 @@
 //! File tools, all scoped to the [`Workspace`]: `fs_read`, `fs_write`, `fs_list`,
 //! `fs_search`, `fs_delete`.
 //!
-//! Every access goes through a cap-std directory handle (see `workspace.rs`), so no path,
+//! Every access goes through a cap-std directory handle (see `crate::sandbox::workspace`), so no path,
 //! symlink or race can reach outside the workspace and the configured extra roots. Outputs
 //! are capped so one call cannot flood the model's context.
 
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
-use crate::workspace::{check_single_link, Workspace, WorkspaceError};
+use crate::sandbox::workspace::{check_single_link, Workspace, WorkspaceError};
 
 /// Most bytes `fs_read` returns.
 pub const MAX_READ_BYTES: usize = 256 * 1024;

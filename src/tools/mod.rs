@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::workspace::Workspace;
+use crate::sandbox::workspace::Workspace;
 
 /// Why a tool call failed; the message goes back to the model so it can recover.
 #[derive(Debug, thiserror::Error)]

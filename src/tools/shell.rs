@@ -17,8 +17,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
+use crate::sandbox::workspace::Workspace;
 use crate::sandbox::HELPER_SUBCOMMAND;
-use crate::workspace::Workspace;
 
 /// Settings of `shell_execute` (from `[tools]` in the config).
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pryx::sandbox::workspace::Workspace;
 use pryx::tools::shell::ShellConfig;
 use pryx::tools::{parse_arguments, ToolContext, ToolError, ToolRegistry};
-use pryx::workspace::Workspace;
 use serde_json::json;
 
 use crate::support::pryx_bin;

@@ -1,12 +1,12 @@
 //! The one port: `/healthz`, JSON-RPC at `/rpc` (WebSocket, or plain HTTP POST), the page at
-//! `/` (`crate::ui`), the OAuth callback and the webhooks. axum on hyper; jsonrpsee's tower
+//! `/` (`crate::server::assets`), the OAuth callback and the webhooks. axum on hyper; jsonrpsee's tower
 //! service mounted at `/rpc`.
 //!
 //! Every request passes [`guard`] first:
 //! - `Host` must name this machine (loopback names, the bind address, configured extras),
 //!   so a DNS-rebinding page cannot reach the agent under a foreign name;
 //! - `Origin`, when a browser sends one, must be the agent's own origin or a configured one;
-//! - everything but `/healthz`, the Control Center's files (`crate::ui`, which hold nothing
+//! - everything but `/healthz`, the Control Center's files (`crate::server::assets`, which hold nothing
 //!   private) and `/oauth/callback` (where a browser returns from an MCP server's sign-in,
 //!   honoured only with the one-time `state` of a sign-in started here) needs the bearer
 //!   token (webhooks bring their platform's secret or signature instead): an `Authorization: Bearer` header, a
@@ -14,6 +14,9 @@
 //!   WebSocket; offer `pryx` too and it is echoed back), or a `token` query parameter.
 //!
 //! The token is compared in constant time and never logged.
+
+pub mod assets;
+pub mod rpc;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -174,7 +177,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/rpc", any(rpc))
         .with_state(state.clone())
-        .merge(crate::ui::router())
+        .merge(crate::server::assets::router())
         .merge(public)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -222,7 +225,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
     }
     let path = request.uri().path();
-    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::ui::is_ui_path(path);
+    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::server::assets::is_ui_path(path);
     if !token_free && !presents_token(&state.token, headers, request.uri().query()) {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong token (see <data-dir>/token)");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -28,18 +28,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::approvals::{Broker, NewApproval, Policy, Rule};
+use crate::config::edit::EditError;
 use crate::config::Config;
-use crate::config_edit::EditError;
 use crate::llm::{ChatRequest, Completion, LlmError, Provider, ProviderResolver, WireMessage};
 use crate::mcp::McpManager;
-use crate::panics;
+use crate::runtime::panics;
+use crate::sandbox::workspace::{Workspace, WorkspaceError};
 use crate::sandbox::{self, Protection};
 use crate::secrets::{self, SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::SPAN_TARGET;
 use crate::tools::shell::ShellConfig;
 use crate::tools::{parse_arguments, LiveTools, ToolContext, ToolRegistry};
-use crate::workspace::{Workspace, WorkspaceError};
 use tracing::Instrument;
 
 /// How often a growing answer is written to disk while it streams.
@@ -560,7 +560,7 @@ impl Agent {
             self.set_secret(secrets::LLM_API_KEY, key).await?;
             config.api_key = Some(secrets::reference_to(secrets::LLM_API_KEY));
         }
-        crate::config_edit::set_values(
+        crate::config::edit::set_values(
             path,
             "llm",
             &[
@@ -794,7 +794,7 @@ impl Agent {
                 headers.push((EXPORT_AUTHORIZATION_HEADER, Some(secrets::reference_to(&name).into())));
             }
         }
-        let changes: Vec<(&str, crate::config_edit::Changes<'_>)> = [
+        let changes: Vec<(&str, crate::config::edit::Changes<'_>)> = [
             ("tools", &tools),
             ("telemetry", &telemetry),
             ("telemetry.otlp", &otlp),
@@ -805,7 +805,7 @@ impl Agent {
         .map(|(table, values)| (table, values.as_slice()))
         .collect();
         // All or nothing: one edit of the file.
-        crate::config_edit::set_tables(path, &changes)?;
+        crate::config::edit::set_tables(path, &changes)?;
         if export_authorization.as_deref().map(str::trim) == Some("") {
             if let Err(e) = self.delete_secret(&secrets::otlp_header_secret(EXPORT_AUTHORIZATION_HEADER)).await {
                 tracing::debug!("no export authorization to forget: {e}");
@@ -879,7 +879,7 @@ impl Agent {
         {
             // Held across the file and the swap, so two changes at once land in both alike.
             let mut policy = self.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            crate::config_edit::set_tool_rule(path, name, rule)?;
+            crate::config::edit::set_tool_rule(path, name, rule)?;
             let mut config = policy.config().clone();
             match rule {
                 Some(rule) => config.tools.insert(name.to_owned(), rule),

@@ -13,10 +13,10 @@ use anyhow::Context;
 use jsonrpsee::ws_client::WsClient;
 use pryx_api::{PryxApiClient, TurnEvent, TurnStatus};
 
-use crate::app::{self, RunningAgent};
 use crate::client;
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::runtime::{self, RunningAgent};
 use crate::server::Token;
 
 /// Run the chat. `token` is the `--token` flag if given.
@@ -36,7 +36,7 @@ pub fn run(
                 Some(t) => t,
                 None => data.load_or_create_token()?,
             };
-            let agent = app::start(config, None, data.clone(), Token::new(token.clone()), false)?;
+            let agent = runtime::start(config, None, data.clone(), Token::new(token.clone()), false)?;
             (format!("http://{}", agent.address), token, Some(agent))
         }
     };

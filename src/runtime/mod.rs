@@ -3,6 +3,9 @@
 //! `pryx --serve` and the in-process agent of `pryx chat` both start here, so there is one
 //! way to bring Pryx up: bind the port, start the supervisor thread, wait until it serves.
 
+pub mod panics;
+pub mod supervisor;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::datadir::{DataDir, ServerFile};
+use crate::runtime::supervisor::{supervise, Launch};
 use crate::server::Token;
-use crate::supervisor::{supervise, Launch};
 
 /// An agent running on its own thread.
 pub struct RunningAgent {

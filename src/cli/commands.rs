@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::llm::ProviderResolver;
 use crate::sandbox;
+use crate::sandbox::workspace::Workspace;
 use crate::secrets::{SecretName, SecretString, SecretsHandle};
-use crate::workspace::Workspace;
 
 /// What `pryx approvals` was asked to do.
 pub enum ApprovalCommand {

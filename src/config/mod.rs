@@ -8,6 +8,8 @@
 //! Precedence, lowest first: built-in defaults, the config file, environment variables
 //! (`PRYX_LLM_BASE_URL`, `PRYX_LLM_MODEL`, `PRYX_LLM_API_KEY`, `OPENAI_API_KEY`), flags.
 
+pub mod edit;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

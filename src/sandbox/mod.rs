@@ -21,6 +21,8 @@
 //! timeout, cancel and shutdown. macOS and Windows get the process group / job and the
 //! cleared environment only (see ARCHITECTURE.md).
 
+pub mod workspace;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 
