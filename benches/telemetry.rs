@@ -134,8 +134,7 @@ fn recorded(n: i64) -> RecordedSpan {
 /// CPU µs per span to store batches of webhook spans, with trimming under way.
 async fn storing() -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = pryx::store::Store::open(&dir.path().join("pryx.db")).await.expect("store");
-    let history: SpanHistory = store.span_history().clone();
+    let history = SpanHistory::open_beside(&dir.path().join("pryx.db")).await.expect("span history");
     // Small enough that every batch also trims, as on a busy instance with a full history.
     let retention = Retention { days: 7, max_spans: 20_000 };
     let mut rounds = Vec::new();
@@ -151,7 +150,7 @@ async fn storing() -> f64 {
             rounds.push(per_span); // the first fills the table
         }
     }
-    store.close().await;
+    history.close().await;
     rounds.sort_by(f64::total_cmp);
     rounds[rounds.len() / 2]
 }

@@ -1,5 +1,5 @@
-//! The data directory: where the database, the API token and the running server's address
-//! live. Default: the platform data dir (`~/.local/share/pryx` on Linux); `--data-dir`
+//! The data directory: where the databases (`pryx.db`, and `telemetry.db` beside it), the
+//! API token and the running server's address live. Default: the platform data dir (`~/.local/share/pryx` on Linux); `--data-dir`
 //! overrides it. Created with mode 0700; the token file with 0600.
 
 use std::io::Write;
@@ -110,6 +110,19 @@ pub fn default_config_path() -> anyhow::Result<PathBuf> {
 
 fn project_dirs() -> anyhow::Result<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "pryx").context("cannot find a home directory; pass --data-dir and --config")
+}
+
+/// Create `path` (if missing) readable by its owner only, leaving any contents: the
+/// databases are opened this way so SQLite never makes them with a looser mode.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
 }
 
 /// Write a file only the owner can read; `exclusive` fails if it exists.

@@ -15,8 +15,6 @@ use pryx_api::{from_wire_name, wire_name, Message, MessageStatus, Role, Session,
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::telemetry::history::SpanHistory;
-
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,8 +26,6 @@ pub enum StoreError {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error(transparent)]
-    SpanHistory(#[from] crate::telemetry::history::HistoryError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -73,15 +69,12 @@ pub struct Store {
     writer: SqlitePool,
     /// Connections that only read (`query_only`: a write through them is an error).
     reader: SqlitePool,
-    /// Telemetry spans, in their own file (`telemetry.db` beside the database) so writing
-    /// them never takes the write lock the conversation data needs.
-    span_history: SpanHistory,
 }
 
 impl Store {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store> {
-        create_private(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        crate::datadir::create_private_file(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -95,10 +88,7 @@ impl Store {
             .max_connections(4)
             .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
-        let telemetry_path = path.with_file_name("telemetry.db");
-        create_private(&telemetry_path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        let span_history = SpanHistory::open(options.filename(&telemetry_path)).await?;
-        Ok(Store { writer, reader, span_history })
+        Ok(Store { writer, reader })
     }
 
     /// The writing connection, for modules that own their own tables (approvals, channels).
@@ -114,7 +104,6 @@ impl Store {
 
     /// Flush and close every connection (checkpoints the WAL).
     pub async fn close(&self) {
-        self.span_history.close().await;
         self.reader.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
         self.writer.close().await;
@@ -342,13 +331,6 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
-    // ---- spans ----
-
-    /// The telemetry span history (in `telemetry.db`).
-    pub fn span_history(&self) -> &SpanHistory {
-        &self.span_history
-    }
-
     // ---- crashes ----
 
     pub async fn record_crash(&self, scope: &str, turn_id: Option<&str>, message: &str, backtrace: &str) -> Result<()> {
@@ -367,18 +349,6 @@ impl Store {
         let sql = "SELECT at, scope, turn_id, message, backtrace FROM crashes ORDER BY id";
         Ok(sqlx::query_as::<_, Crash>(sql).fetch_all(&self.reader).await?)
     }
-}
-
-/// Create the database file readable by its owner only, before SQLite creates it 0644.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path).map(drop)
 }
 
 /// The columns a new message row is written with.

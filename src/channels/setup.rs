@@ -17,9 +17,10 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::platform::{TelegramChannel, WhatsAppChannel};
 use super::telegram::BotApi;
 use super::whatsapp::CloudApi;
-use super::{tables, ChannelError, Channels, Connected, TelegramChannel, WhatsAppChannel, CHANNELS};
+use super::{tables, ChannelError, Channels, Connected, CHANNELS};
 use crate::config::{Config, TelegramConfig, TelegramMode, WhatsAppConfig};
 use crate::secrets::{
     self, SecretString, TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET, WHATSAPP_ACCESS_TOKEN, WHATSAPP_APP_SECRET,

@@ -21,13 +21,14 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, Faults, PauseSwitch};
+use crate::agent::{Agent, AgentSetup, Faults, PauseSwitch};
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::runtime::panics;
 use crate::server::rpc::RpcApi;
 use crate::server::{self, Token};
 use crate::store::Store;
+use crate::telemetry::history::{Retention, SpanHistory};
 use pryx_api::PryxApiServer;
 
 /// First wait before restarting a crashed runtime.
@@ -200,15 +201,17 @@ async fn run_agent(
     if expired > 0 {
         tracing::warn!(expired, "approvals left pending by a previous run are expired (denied)");
     }
-    let agent = Agent::new(
-        store.clone(),
-        config.clone(),
-        launch.data_dir.clone(),
-        restarts,
-        Faults::new(runtime_panic_tx),
-        launch.config_path.clone(),
-        launch.pause.clone(),
-    )?;
+    let spans = SpanHistory::open_beside(&launch.db_path()).await.context("cannot open the span history")?;
+    let agent = Agent::assemble(AgentSetup {
+        store: store.clone(),
+        spans: spans.clone(),
+        config: config.clone(),
+        data_dir: launch.data_dir.clone(),
+        runtime_restarts: restarts,
+        faults: Faults::new(runtime_panic_tx),
+        config_path: launch.config_path.clone(),
+        pause: launch.pause.clone(),
+    })?;
 
     let listener = tokio::net::TcpListener::from_std(launch.listener.try_clone()?)?;
     let address = listener.local_addr()?;
@@ -234,10 +237,8 @@ async fn run_agent(
         server_stop.clone(),
     ));
     let spans_stop = CancellationToken::new();
-    let span_writer = tokio::spawn({
-        let (agent, stop) = (agent.clone(), spans_stop.clone());
-        async move { agent.store_spans(stop).await }
-    });
+    let retention = Retention { days: config.telemetry.retention_days, max_spans: config.telemetry.max_spans };
+    let span_writer = tokio::spawn(crate::telemetry::writer::store_spans(spans.clone(), retention, spans_stop.clone()));
     if first {
         (launch.on_ready)(address);
         // Say where secrets live once serving (probing a keychain must not delay that).
@@ -269,6 +270,7 @@ async fn run_agent(
         Some(r) => Some(r),
         None => tokio::time::timeout(Duration::from_secs(2), server).await.ok(),
     };
+    spans.close().await;
     store.close().await;
     match server_result {
         Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the server failed")),

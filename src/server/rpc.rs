@@ -74,7 +74,7 @@ impl From<AgentError> for ErrorObjectOwned {
             AgentError::Conflict(_) => error_code::CONFLICT,
             AgentError::Paused => error_code::UNAVAILABLE,
             AgentError::FaultsDisabled => jsonrpsee::types::error::METHOD_NOT_FOUND_CODE,
-            AgentError::Store(_) => error_code::INTERNAL,
+            AgentError::Store(_) | AgentError::Spans(_) => error_code::INTERNAL,
             AgentError::Config(EditError::NotFound(_)) => error_code::NOT_FOUND,
             AgentError::Config(EditError::Exists(_)) => error_code::CONFLICT,
             AgentError::Config(EditError::Invalid(_) | EditError::Config(_)) => error_code::INVALID_INPUT,
@@ -107,17 +107,17 @@ impl PryxApiServer for RpcApi {
     }
 
     async fn message_send(&self, session_id: String, text: String) -> Result<TurnStarted, ErrorObjectOwned> {
-        Ok(self.agent.send(&session_id, text).await?)
+        Ok(self.agent.turns().send(&session_id, text).await?)
     }
 
     async fn turn_subscribe(&self, pending: PendingSubscriptionSink, turn_id: String) -> SubscriptionResult {
-        if let Err(e) = self.agent.check_turn(&turn_id).await {
+        if let Err(e) = self.agent.turns().check_turn(&turn_id).await {
             pending.reject(ErrorObjectOwned::from(e)).await;
             return Ok(());
         }
         let sink = pending.accept().await?;
         let (tx, mut rx) = mpsc::channel::<TurnEventEnvelope>(256);
-        let follow = self.agent.follow_turn(&turn_id, tx);
+        let follow = self.agent.turns().follow_turn(&turn_id, tx);
         let forward = async {
             while let Some(envelope) = rx.recv().await {
                 if sink.send(to_json_raw_value(&envelope)?).await.is_err() {
@@ -139,12 +139,12 @@ impl PryxApiServer for RpcApi {
         pending: PendingSubscriptionSink,
         session_id: Option<String>,
     ) -> SubscriptionResult {
-        let events = self.agent.subscribe_events();
+        let events = self.agent.turns().subscribe_events();
         forward(pending, events, |e: &TurnEventEnvelope| session_id.as_ref().is_none_or(|s| *s == e.session_id)).await
     }
 
     async fn turn_cancel(&self, turn_id: String) -> Result<bool, ErrorObjectOwned> {
-        Ok(self.agent.cancel(&turn_id).await?)
+        Ok(self.agent.turns().cancel(&turn_id).await?)
     }
 
     async fn system_info(&self) -> Result<SystemInfo, ErrorObjectOwned> {
@@ -234,7 +234,7 @@ impl PryxApiServer for RpcApi {
     async fn mcp_tools(&self, server: Option<String>) -> Result<Vec<McpToolInfo>, ErrorObjectOwned> {
         let mut tools = self.agent.mcp().tools(server.as_deref())?;
         for tool in &mut tools {
-            tool.rule = self.agent.rule_for(&tool.name).map(|r| wire_name(&r)).unwrap_or_default();
+            tool.rule = self.agent.rules().rule_for(&tool.name).map(|r| wire_name(&r)).unwrap_or_default();
         }
         Ok(tools)
     }
@@ -272,7 +272,7 @@ impl PryxApiServer for RpcApi {
     }
 
     async fn tools_list(&self) -> Result<Vec<ToolPolicy>, ErrorObjectOwned> {
-        Ok(self.agent.tool_policies())
+        Ok(self.agent.rules().tool_policies())
     }
 
     async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned> {
@@ -282,7 +282,7 @@ impl PryxApiServer for RpcApi {
                 rpc_error(error_code::INVALID_INPUT, format!("`{text}` is not a rule: use allow, ask, deny or null"))
             })?),
         };
-        Ok(self.agent.set_tool_rule(&tool, rule)?)
+        Ok(self.agent.rules().set_tool_rule(self.agent.config_file(), &tool, rule)?)
     }
 
     async fn mcp_remove(&self, name: String) -> Result<(), ErrorObjectOwned> {

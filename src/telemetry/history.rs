@@ -25,6 +25,7 @@
 //! from JSON, did).
 
 use std::collections::BinaryHeap;
+use std::path::Path;
 
 use futures::TryStreamExt;
 use pryx_api::SpanRecord;
@@ -102,6 +103,19 @@ impl SpanHistory {
     /// tables up to date. One connection, `synchronous = NORMAL`: spans may be lost on a
     /// power cut (never on a crash). The WAL is checkpointed every 256 pages (4 MiB, as
     /// SQLite's default of 1,000 does with 4 KiB pages) so it stays small on disk.
+    /// Open (creating if needed, 0600) `telemetry.db` beside the database at `db_path`: a
+    /// file of its own, so writing spans never takes the conversation data's write lock.
+    pub async fn open_beside(db_path: &Path) -> Result<SpanHistory> {
+        let path = db_path.with_file_name("telemetry.db");
+        crate::datadir::create_private_file(&path).map_err(|e| HistoryError::Database(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        SpanHistory::open(options).await
+    }
+
     pub async fn open(options: SqliteConnectOptions) -> Result<SpanHistory> {
         let options =
             options.page_size(PAGE_SIZE).synchronous(SqliteSynchronous::Normal).pragma("wal_autocheckpoint", "256");
@@ -326,8 +340,8 @@ mod tests {
 
     async fn history() -> (tempfile::TempDir, SpanHistory) {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
-        (dir, store.span_history().clone())
+        let history = SpanHistory::open_beside(&dir.path().join("pryx.db")).await.unwrap();
+        (dir, history)
     }
 
     /// A webhook-like span that started `start_us` after a moment a minute before the
@@ -440,8 +454,8 @@ mod tests {
             .unwrap();
             pool.close().await;
         }
-        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
-        let history = store.span_history();
+        let history = SpanHistory::open_beside(&dir.path().join("pryx.db")).await.unwrap();
+        let history = &history;
         assert!(history.query(None, 0, 100, Keep::Earliest).await.unwrap().is_empty());
         history.add(&[span(1, 1)], KEEP_ALL).await.unwrap();
         assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [1]);
@@ -458,11 +472,10 @@ mod tests {
     #[tokio::test]
     async fn spans_outlive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
-        store.span_history().add(&[span(1, 1), span(2, 2)], KEEP_ALL).await.unwrap();
-        store.close().await;
-        let store = crate::store::Store::open(&dir.path().join("pryx.db")).await.unwrap();
-        let history = store.span_history();
+        let history = SpanHistory::open_beside(&dir.path().join("pryx.db")).await.unwrap();
+        history.add(&[span(1, 1), span(2, 2)], KEEP_ALL).await.unwrap();
+        history.close().await;
+        let history = SpanHistory::open_beside(&dir.path().join("pryx.db")).await.unwrap();
         assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [1, 2]);
         history.add(&[span(3, 3)], KEEP_ALL).await.unwrap();
         assert_eq!(names(&history.query(None, 0, 100, Keep::Earliest).await.unwrap()), [1, 2, 3]);

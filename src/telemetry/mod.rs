@@ -16,6 +16,7 @@ mod codec;
 pub mod export;
 pub mod history;
 pub mod span;
+pub mod writer;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

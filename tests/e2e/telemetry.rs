@@ -96,8 +96,8 @@ async fn a_tool_turn_is_traced_as_nested_spans_live_and_in_history() {
     let everything = serde_json::to_string(&spans).unwrap();
     assert!(!everything.contains("eagle"), "{everything}");
     let database = pryx.data_dir().join("pryx.db");
-    let db = pryx::store::Store::open(&database).await.unwrap();
-    let stored = db.span_history().query(None, 0, 10_000, pryx::telemetry::history::Keep::Earliest).await.unwrap();
+    let history = pryx::telemetry::history::SpanHistory::open_beside(&database).await.unwrap();
+    let stored = history.query(None, 0, 10_000, pryx::telemetry::history::Keep::Earliest).await.unwrap();
     assert!(stored.len() >= spans.len(), "the turn's spans are in the history: {}", stored.len());
     let stored_json = serde_json::to_string(&stored).unwrap();
     assert!(!stored_json.contains("eagle"));
