@@ -12,6 +12,7 @@ pub mod config;
 pub mod datadir;
 #[cfg(feature = "desktop")]
 pub mod desktop;
+pub mod html;
 pub mod llm;
 pub mod mcp;
 pub mod runtime;

@@ -6,6 +6,8 @@
 //! platform's limit (4096 characters for Telegram and WhatsApp), preferably between
 //! paragraphs, never inside a code block (a long block is split into several blocks).
 
+use crate::html::escape;
+
 /// Telegram's (and WhatsApp's) limit on one message's text, in characters.
 pub const MESSAGE_LIMIT: usize = 4096;
 
@@ -178,12 +180,6 @@ fn split_text(text: &str, limit: usize) -> Vec<String> {
         pieces.push(rest.to_owned());
     }
     pieces
-}
-
-/// Escape text for HTML element content (Telegram's subset, and Pryx's own small pages).
-/// Attribute values also need `"` escaped.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A Markdown chunk (whole blocks) as Telegram HTML.

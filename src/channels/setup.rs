@@ -27,6 +27,10 @@ use crate::secrets::{
     WHATSAPP_VERIFY_TOKEN,
 };
 
+/// The host names webhooks arrive under (from the platforms' public URLs), shared with the
+/// server's Host check, which lets them in.
+pub type PublicHosts = std::sync::Arc<std::sync::RwLock<Vec<String>>>;
+
 /// How long a platform that could not connect waits before the next try.
 const RETRY_EVERY: Duration = Duration::from_secs(30);
 
@@ -36,7 +40,7 @@ pub(super) struct Setup {
     whatsapp: Mutex<WhatsAppConfig>,
     links: Mutex<HashMap<&'static str, Link>>,
     /// Host names the platforms post to, for the server's Host check (shared with it).
-    public_hosts: crate::server::SharedHosts,
+    public_hosts: PublicHosts,
     /// One change of settings at a time, so the file, the keychain and what runs agree.
     edit: tokio::sync::Mutex<()>,
     /// Bumped on every change a status reader would see.
@@ -70,7 +74,7 @@ impl Setup {
             telegram: Mutex::new(config.telegram.clone()),
             whatsapp: Mutex::new(config.whatsapp.clone()),
             links: Mutex::new(links),
-            public_hosts: crate::server::SharedHosts::default(),
+            public_hosts: PublicHosts::default(),
             edit: tokio::sync::Mutex::new(()),
             changes: watch::Sender::new(()),
         };
@@ -166,7 +170,7 @@ impl Opened {
 
 impl Channels {
     /// The Host names the platforms post webhooks to, kept current (for the server).
-    pub fn public_hosts(&self) -> crate::server::SharedHosts {
+    pub fn public_hosts(&self) -> PublicHosts {
         self.setup.public_hosts.clone()
     }
 

@@ -40,7 +40,7 @@ pub(super) fn init_logging(cli: &Cli) -> anyhow::Result<()> {
         .add_directive("opentelemetry=warn".parse()?)
         .add_directive("opentelemetry_sdk=warn".parse()?)
         .add_directive("opentelemetry_otlp=warn".parse()?)
-        .add_directive("crate::span=off".parse()?);
+        .add_directive("pryx::span=off".parse()?);
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -430,7 +430,7 @@ impl Config {
             return Err(("policy.approval_timeout_secs".into(), "must be at least 1".into()));
         }
         for (name, server) in &self.mcp.servers {
-            if !crate::mcp::is_valid_server_name(name) {
+            if !is_valid_server_name(name) {
                 return Err((format!("mcp.servers.{name}"), "use 1-32 letters, digits, `_` or `-` in names".into()));
             }
             check_mcp_server(server).map_err(|m| (format!("mcp.servers.{name}"), m))?;
@@ -508,6 +508,12 @@ impl ConfigError {
 }
 
 /// What one MCP server entry must satisfy (also used before `mcp.add` writes the file).
+/// MCP server names in the config: 1-32 letters, digits, `_` or `-` (the model sees a
+/// server's tools as `NAME__TOOL`).
+pub fn is_valid_server_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 pub fn check_mcp_server(server: &McpServerConfig) -> Result<(), String> {
     match (&server.command, &server.url) {
         (Some(command), None) if !command.trim().is_empty() => {}
@@ -562,6 +568,14 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_names_are_checked() {
+        assert!(is_valid_server_name("github-2"));
+        assert!(!is_valid_server_name(""));
+        assert!(!is_valid_server_name("has space"));
+        assert!(!is_valid_server_name(&"a".repeat(33)));
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/tmp/pryx.toml"))

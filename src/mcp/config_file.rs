@@ -11,9 +11,9 @@ use std::path::Path;
 use pryx_api::McpServerConfig;
 use serde_json::Value;
 
-use super::names::is_valid_server_name;
 pub use crate::config::edit::EditError;
 use crate::config::edit::{edit, implicit_table};
+use crate::config::is_valid_server_name;
 
 /// Add (or, with `replace`, overwrite) servers, then check the whole file still loads
 /// before it is written. Nothing is written when any entry is refused.

@@ -23,4 +23,3 @@ pub mod oauth;
 pub mod tool;
 
 pub use manager::{McpEnvironment, McpError, McpManager};
-pub use names::is_valid_server_name;

@@ -12,11 +12,6 @@ use std::collections::HashSet;
 /// Longest function name every provider accepts.
 const MAX_LEN: usize = 64;
 
-/// Server names in the config: what they may look like.
-pub fn is_valid_server_name(name: &str) -> bool {
-    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Assigns exposed names for one catalogue, remembering what is taken.
 #[derive(Default)]
 pub struct NameAllocator {
@@ -98,13 +93,5 @@ mod tests {
         let second = names.allocate("s", &format!("{long}!"));
         assert_ne!(first, second);
         assert!(second.len() <= 64 && second.ends_with("_2"));
-    }
-
-    #[test]
-    fn server_names_are_checked() {
-        assert!(is_valid_server_name("github-2"));
-        assert!(!is_valid_server_name(""));
-        assert!(!is_valid_server_name("has space"));
-        assert!(!is_valid_server_name(&"a".repeat(33)));
     }
 }

@@ -250,7 +250,7 @@ pub fn callback_router(manager: std::sync::Weak<super::McpManager>) -> axum::Rou
             let page = format!(
                 "<!doctype html><meta charset=utf-8><title>{title}</title>\
                  <body style=\"font:16px system-ui;margin:4em auto;max-width:32em\"><h1>{title}</h1><p>{}</p>",
-                crate::channels::format::escape(&text)
+                crate::html::escape(&text)
             );
             let headers = [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
