@@ -3,22 +3,29 @@
 //! The binary (`src/main.rs`) only calls [`cli::main`]; tests and benches use the same
 //! pieces. See ARCHITECTURE.md for the map and its invariants.
 
-pub mod agent;
+// Lints that hold the house rules: no unwrap on anything from outside (tests may), and no
+// printing: logs go through `tracing` to stderr, and stdout carries only the listening line
+// (`runtime`, written explicitly) and what the terminal front end in `cli` shows its user.
+#![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+pub(crate) mod agent;
 pub mod approvals;
-pub mod channels;
+pub(crate) mod channels;
+// The terminal front end: printing is its job.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod datadir;
+pub(crate) mod datadir;
 #[cfg(feature = "desktop")]
 pub mod desktop;
-pub mod html;
-pub mod llm;
+pub(crate) mod html;
+pub(crate) mod llm;
 pub mod mcp;
-pub mod runtime;
+pub(crate) mod runtime;
 pub mod sandbox;
 pub mod secrets;
-pub mod server;
+pub(crate) mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

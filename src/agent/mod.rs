@@ -41,9 +41,7 @@ use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::history::{HistoryError, SpanHistory};
 use crate::tools::shell::ShellConfig;
 use crate::tools::{LiveTools, ToolRegistry};
-pub use context::{conversation_units, fit_context, Unit};
 use context::{validate_title, DEFAULT_TITLE};
-pub use step::FLUSH_EVERY;
 pub use tool_rules::ToolRules;
 pub use turns::TurnEngine;
 

@@ -59,7 +59,6 @@ pub struct InboundMessage {
 pub struct InboxRow {
     pub id: i64,
     pub message: InboundMessage,
-    pub turn_id: Option<String>,
     /// The live preview shown for its answer, if any.
     pub preview_message_id: Option<String>,
 }
@@ -96,7 +95,6 @@ pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<V
 fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
     Ok(InboxRow {
         id: row.try_get("id")?,
-        turn_id: row.try_get("turn_id")?,
         preview_message_id: row.try_get("preview_message_id")?,
         message: InboundMessage {
             channel,
@@ -114,7 +112,7 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
 /// Rows in `status` of `channel`, oldest first.
 pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &str) -> Result<Vec<InboxRow>> {
     let rows = sqlx::query(
-        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, turn_id, preview_message_id \
+        "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, preview_message_id \
          FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
     )
     .bind(channel)

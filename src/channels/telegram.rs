@@ -43,7 +43,6 @@ struct ResponseParameters {
 pub struct Update {
     pub update_id: i64,
     pub message: Option<TgMessage>,
-    pub edited_message: Option<TgMessage>,
     pub callback_query: Option<TgCallback>,
 }
 
@@ -63,7 +62,6 @@ pub struct TgCallbackMessage {
 
 #[derive(Debug, Deserialize)]
 pub struct TgMessage {
-    pub message_id: i64,
     pub from: Option<TgUser>,
     pub chat: TgChat,
     pub text: Option<String>,

@@ -123,7 +123,7 @@ pub fn on_signals(first: impl FnOnce() + Send + 'static) {
             tracing::info!("signal received; stopping (send it again to exit immediately)");
             first();
             wait_for_signal().await;
-            eprintln!("pryx: second signal, exiting now");
+            tracing::warn!("second signal, exiting now");
             std::process::exit(130);
         });
     });

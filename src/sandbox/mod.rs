@@ -96,6 +96,8 @@ fn parse_helper_args(args: &[OsString]) -> Result<HelperArgs, String> {
 /// Entry point of the helper: called from `main` before anything else (no threads of ours
 /// yet; see [`enter_pid_namespace`] for the one a library may have started), with the
 /// arguments after the subcommand. Never returns.
+// The helper runs before any logger exists and execs away: stderr is its only voice.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub fn helper_main(args: &[OsString]) -> ! {
     let args = match parse_helper_args(args) {
         Ok(a) => a,
@@ -215,6 +217,8 @@ fn restrict_writes(_roots: &[PathBuf]) -> String {
 }
 
 #[cfg(unix)]
+// The helper runs before any logger exists and execs away: stderr is its only voice.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn exec_shell(command: OsString) -> ! {
     use std::os::unix::process::CommandExt;
     let error = std::process::Command::new("/bin/sh").arg("-c").arg(command).exec();
@@ -223,6 +227,8 @@ fn exec_shell(command: OsString) -> ! {
 }
 
 #[cfg(unix)]
+// The helper runs before any logger exists and execs away: stderr is its only voice.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
     use std::os::unix::process::CommandExt;
     let error = std::process::Command::new(&program).args(args).exec();
@@ -231,12 +237,16 @@ fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
 }
 
 #[cfg(not(unix))]
+// The helper runs before any logger exists and execs away: stderr is its only voice.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
     let status = std::process::Command::new(program).args(args).status();
     std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));
 }
 
 #[cfg(not(unix))]
+// The helper runs before any logger exists and execs away: stderr is its only voice.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn exec_shell(command: OsString) -> ! {
     let status = std::process::Command::new("cmd").arg("/C").arg(command).status();
     std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));

@@ -56,6 +56,7 @@ impl Token {
     pub fn new(value: String) -> Self {
         Token(value.into())
     }
+    #[cfg(feature = "desktop")]
     pub fn expose(&self) -> &str {
         &self.0
     }
