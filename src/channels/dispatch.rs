@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::format;
 use super::platform::Platform;
-use super::tables::{self, InboundMessage, InboxRow, Kind};
+use super::tables::{self, InboundMessage, InboxRow, InboxStatus, Kind};
 use super::{Button, Channels};
 use crate::store::StoreError;
 
@@ -50,7 +50,7 @@ impl Channels {
             let pass_started = tokio::time::Instant::now();
             let paused_while_reading = activity.borrow().paused;
             for platform in self.connected().platforms() {
-                match tables::inbox_with_status(&self.store, platform.channel(), "pending").await {
+                match tables::inbox_with_status(&self.store, platform.channel(), InboxStatus::Pending).await {
                     Ok(rows) => {
                         // A flood from strangers is settled a batch per transaction, not a
                         // disk sync per message; a crash before that leaves them pending,
@@ -70,7 +70,8 @@ impl Channels {
                                 Err(e) => tracing::error!(target: "pryx::channels", "cannot handle a message: {e}"),
                             }
                         }
-                        if let Err(e) = tables::mark_all(&self.store, &refused, "refused", NOT_PAIRED).await {
+                        if let Err(e) = tables::mark_all(&self.store, &refused, InboxStatus::Refused, NOT_PAIRED).await
+                        {
                             tracing::error!(target: "pryx::channels", "cannot record refused messages: {e}");
                         }
                     }
@@ -151,7 +152,7 @@ impl Channels {
             }
             tracing::warn!(target: "pryx::channels", chat = %message.chat_id, "refused a message from a chat that is not paired");
             tables::mark_refused(&self.store, message.channel, &message.chat_id).await?;
-            tables::mark(&self.store, row.id, "refused", None, Some(NOT_PAIRED)).await?;
+            tables::mark(&self.store, row.id, InboxStatus::Refused, None, Some(NOT_PAIRED)).await?;
             tables::queue_reply(
                 &self.store,
                 message.channel,
@@ -216,7 +217,7 @@ impl Channels {
             Err(crate::agent::AgentError::Paused) => return Ok(()),
             Err(e) => return self.reply(&row, &format!("Sorry, I could not take that: {e}")).await,
         };
-        tables::mark(&self.store, row.id, "started", Some(&started.turn_id), None).await?;
+        tables::mark(&self.store, row.id, InboxStatus::Started, Some(&started.turn_id), None).await?;
         self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(message.chat_id.clone(), started.turn_id.clone());
         let channels = self.clone();
         self.tasks.spawn(async move { channels.follow(row, started.turn_id).await });
@@ -364,7 +365,7 @@ impl Channels {
         if !self.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(channel) {
             return Ok(());
         }
-        for row in tables::inbox_with_status(&self.store, channel, "started").await? {
+        for row in tables::inbox_with_status(&self.store, channel, InboxStatus::Started).await? {
             let text = "I was interrupted while answering this (Pryx restarted); please send it again.";
             self.answer(&row, text, row.preview_message_id.as_deref()).await?;
         }

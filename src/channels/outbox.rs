@@ -14,6 +14,27 @@ use crate::store::now_ms;
 /// Attempts before a reply is given up as failed.
 const MAX_SEND_ATTEMPTS: i64 = 8;
 
+/// How one delivery attempt went (the `channel.send` span's `pryx.channel.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendOutcome {
+    /// The platform took it.
+    Sent,
+    /// Throttled or a passing failure: tried again later.
+    Retry,
+    /// Given up: refused for good, or out of attempts.
+    Failed,
+}
+
+impl SendOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::Retry => "retry",
+            SendOutcome::Failed => "failed",
+        }
+    }
+}
+
 impl Channels {
     pub(super) async fn send_loop(self: Arc<Self>, platform: Arc<dyn Platform>) {
         let channel = platform.channel();
@@ -55,14 +76,14 @@ impl Channels {
             error.type = tracing::field::Empty,
         );
         let outcome = tracing::Instrument::instrument(self.deliver(platform, reply), span.clone()).await;
-        span.record("pryx.channel.outcome", outcome);
-        if outcome != "sent" {
-            span.record("error.type", outcome);
+        span.record("pryx.channel.outcome", outcome.as_str());
+        if outcome != SendOutcome::Sent {
+            span.record("error.type", outcome.as_str());
         }
     }
 
-    /// One delivery attempt; answers its outcome (`sent`, `retry`, `failed`).
-    async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> &'static str {
+    /// One delivery attempt, and how it went.
+    async fn deliver(&self, platform: &dyn Platform, reply: tables::OutboxRow) -> SendOutcome {
         let buttons: Vec<Button> =
             reply.buttons.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
         let mut sent = send_or_edit(platform, &reply, &reply.body, true, &buttons).await;
@@ -73,25 +94,25 @@ impl Channels {
         let (outcome, result) = match sent {
             Ok(message_id) => {
                 self.setup.reached(platform.channel(), platform.stop());
-                ("sent", tables::reply_sent(&self.store, reply.id, &message_id).await)
+                (SendOutcome::Sent, tables::reply_sent(&self.store, reply.id, &message_id).await)
             }
             Err(ApiError::RateLimited(wait)) => {
                 let at = now_ms() + wait.as_millis() as i64;
-                ("retry", tables::reply_retry(&self.store, reply.id, at, "rate limited").await)
+                (SendOutcome::Retry, tables::reply_retry(&self.store, reply.id, at, "rate limited").await)
             }
             Err(ApiError::Transient(why)) if reply.attempts + 1 < MAX_SEND_ATTEMPTS => {
                 let backoff = 1000i64 << reply.attempts.min(6);
-                ("retry", tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await)
+                (SendOutcome::Retry, tables::reply_retry(&self.store, reply.id, now_ms() + backoff, &why).await)
             }
             Err(e) => {
                 tracing::warn!(target: "pryx::channels", chat = %reply.chat_id, "a reply could not be delivered: {e}");
-                ("failed", tables::reply_failed(&self.store, reply.id, &e.to_string()).await)
+                (SendOutcome::Failed, tables::reply_failed(&self.store, reply.id, &e.to_string()).await)
             }
         };
         if let Err(e) = result {
             tracing::error!(target: "pryx::channels", "cannot record a reply's delivery: {e}");
         }
-        if outcome == "failed" {
+        if outcome == SendOutcome::Failed {
             self.setup.changed();
         }
         outcome

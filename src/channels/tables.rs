@@ -109,23 +109,55 @@ fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
     })
 }
 
+/// Where an inbox row is in the pipeline (`channel_inbox.status`; the schema's CHECK also
+/// allows `ignored`, which nothing writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxStatus {
+    /// Committed, not yet dispatched.
+    Pending,
+    /// A turn answers it; the reply is not queued yet.
+    Started,
+    /// Its reply is queued in the outbox.
+    Answered,
+    /// From a chat that may not talk to Pryx.
+    Refused,
+}
+
+impl InboxStatus {
+    /// The value stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Started => "started",
+            InboxStatus::Answered => "answered",
+            InboxStatus::Refused => "refused",
+        }
+    }
+}
+
 /// Rows in `status` of `channel`, oldest first.
-pub async fn inbox_with_status(store: &Store, channel: &'static str, status: &str) -> Result<Vec<InboxRow>> {
+pub async fn inbox_with_status(store: &Store, channel: &'static str, status: InboxStatus) -> Result<Vec<InboxRow>> {
     let rows = sqlx::query(
         "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, preview_message_id \
          FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
     )
     .bind(channel)
-    .bind(status)
+    .bind(status.as_str())
     .fetch_all(store.reader())
     .await?;
     rows.iter().map(|row| inbox_row(channel, row)).collect()
 }
 
 /// Settle an inbox row (`started` with its turn, `refused`/`ignored` with a note).
-pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, note: Option<&str>) -> Result<()> {
+pub async fn mark(
+    store: &Store,
+    id: i64,
+    status: InboxStatus,
+    turn_id: Option<&str>,
+    note: Option<&str>,
+) -> Result<()> {
     sqlx::query("UPDATE channel_inbox SET status = ?, turn_id = COALESCE(?, turn_id), note = ? WHERE id = ?")
-        .bind(status)
+        .bind(status.as_str())
         .bind(turn_id)
         .bind(note)
         .bind(id)
@@ -135,14 +167,14 @@ pub async fn mark(store: &Store, id: i64, status: &str, turn_id: Option<&str>, n
 }
 
 /// Settle many inbox rows the same way (`refused`/`ignored` with a note), in one transaction.
-pub async fn mark_all(store: &Store, ids: &[i64], status: &str, note: &str) -> Result<()> {
+pub async fn mark_all(store: &Store, ids: &[i64], status: InboxStatus, note: &str) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let mut tx = store.writer().begin().await?;
     for id in ids {
         sqlx::query("UPDATE channel_inbox SET status = ?, note = ? WHERE id = ?")
-            .bind(status)
+            .bind(status.as_str())
             .bind(note)
             .bind(id)
             .execute(&mut *tx)
@@ -196,7 +228,11 @@ pub async fn queue_reply(
         .await?;
     }
     if let Some(id) = inbox_id {
-        sqlx::query("UPDATE channel_inbox SET status = 'answered' WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE channel_inbox SET status = ? WHERE id = ?")
+            .bind(InboxStatus::Answered.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
