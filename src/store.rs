@@ -1,4 +1,5 @@
-//! The store: every byte of history, in one SQLite file under the data dir.
+//! The store: every conversation, in `pryx.db` under the data dir (telemetry spans live
+//! apart, in `telemetry.db`: see `telemetry::history`).
 //!
 //! SQLite runs in WAL mode with `synchronous = FULL`, so a row is on disk when its commit
 //! returns: a user message is committed before its turn starts, and a kill -9 loses nothing

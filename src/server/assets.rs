@@ -135,7 +135,7 @@ mod tests {
     }
 
     /// The budget: everything the first visit downloads (the page loads every file
-    /// at once) under 400 KB as sent, gzip-compressed. The figure is in README.md.
+    /// at once) under 400 KB as sent, gzip-compressed. The figure is in docs/benchmarks.md.
     #[test]
     fn the_first_visit_downloads_under_400_kb() {
         let total: usize = ASSETS.iter().map(|asset| asset.gzip.len()).sum();
