@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pryx_api::{wire_name, Approval, ApprovalDecision, ApprovalStatus};
+use pryx_api::{wire_name, Approval, ApprovalDecision, ApprovalStatus, Surface};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -22,14 +22,8 @@ use tokio::sync::{broadcast, oneshot};
 use crate::store::{now_ms, parse_wire, Store, StoreError};
 use crate::tools::Risk;
 
-/// What the policy says about a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    Allow,
-    Ask,
-    Deny,
-}
+/// What the policy says about a call: a type of the API contract, the one definition.
+pub use pryx_api::Rule;
 
 /// `[policy]` in the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,7 +139,7 @@ pub struct NewApproval<'a> {
     pub arguments: &'a str,
     pub summary: String,
     pub risk: Risk,
-    pub channel: &'a str,
+    pub channel: Surface,
 }
 
 /// How a request ended, as the waiting tool call sees it.
@@ -232,7 +226,7 @@ impl Broker {
         .bind(new.arguments)
         .bind(&new.summary)
         .bind(wire_name(&new.risk))
-        .bind(new.channel)
+        .bind(new.channel.as_str())
         .bind(now)
         .bind(expires_at)
         .execute(self.store.writer())
@@ -405,8 +399,8 @@ fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
         tool: row.try_get("tool")?,
         arguments: row.try_get("arguments")?,
         summary: row.try_get("summary")?,
-        risk: row.try_get("risk")?,
-        channel: row.try_get("channel")?,
+        risk: parse_wire(&row.try_get::<String, _>("risk")?)?,
+        channel: parse_wire(&row.try_get::<String, _>("channel")?)?,
         status: parse_wire(&row.try_get::<String, _>("status")?)?,
         decision: decision.as_deref().map(parse_wire).transpose()?,
         note: row.try_get("note")?,

@@ -12,7 +12,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pryx_api::{from_wire_name, wire_name, Message, MessageStatus, Role, Session, ToolCall, TurnStatus, Usage};
+use pryx_api::{
+    from_wire_name, wire_name, Message, MessageStatus, Role, Session, Surface, ToolCall, TurnStatus, Usage,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -132,12 +134,12 @@ impl Store {
 
     // ---- sessions ----
 
-    pub async fn create_session(&self, id: &str, title: &str, channel: &str) -> Result<Session> {
+    pub async fn create_session(&self, id: &str, title: &str, channel: Surface) -> Result<Session> {
         let now = now_ms();
         sqlx::query("INSERT INTO sessions (id, title, channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
             .bind(id)
             .bind(title)
-            .bind(channel)
+            .bind(channel.as_str())
             .bind(now)
             .bind(now)
             .execute(&self.writer)
@@ -407,7 +409,7 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
     Ok(Session {
         id: row.try_get("id")?,
         title: row.try_get("title")?,
-        channel: row.try_get("channel")?,
+        channel: parse_wire(&row.try_get::<String, _>("channel")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         message_count: row.try_get("message_count")?,
@@ -463,7 +465,7 @@ mod tests {
     #[tokio::test]
     async fn a_turn_keeps_its_user_message_and_growing_answer() {
         let (_dir, store) = store().await;
-        store.create_session("s1", "Chat", "local").await.unwrap();
+        store.create_session("s1", "Chat", Surface::Local).await.unwrap();
         let user = store.start_turn("s1", "t1", "hello").await.unwrap();
         assert_eq!((user.role, user.content.as_str()), (Role::User, "hello"));
 
@@ -481,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn recovery_marks_leftovers_interrupted_and_keeps_partial_text() {
         let (_dir, store) = store().await;
-        store.create_session("s1", "Chat", "local").await.unwrap();
+        store.create_session("s1", "Chat", Surface::Local).await.unwrap();
         store.start_turn("s1", "t1", "hello").await.unwrap();
         let answer = store.begin_assistant("s1", "t1").await.unwrap();
         store.save_partial(answer, "partial").await.unwrap();
@@ -502,7 +504,7 @@ mod tests {
     #[tokio::test]
     async fn deleting_a_session_deletes_its_messages() {
         let (_dir, store) = store().await;
-        store.create_session("s1", "Chat", "local").await.unwrap();
+        store.create_session("s1", "Chat", Surface::Local).await.unwrap();
         let user = store.start_turn("s1", "t1", "hello").await.unwrap();
         store.delete_session("s1").await.unwrap();
         assert!(store.message(user.id).await.is_err());
@@ -512,7 +514,7 @@ mod tests {
     #[tokio::test]
     async fn tool_calls_round_trip() {
         let (_dir, store) = store().await;
-        store.create_session("s1", "Chat", "local").await.unwrap();
+        store.create_session("s1", "Chat", Surface::Local).await.unwrap();
         store.start_turn("s1", "t1", "time?").await.unwrap();
         let answer = store.begin_assistant("s1", "t1").await.unwrap();
         let calls = vec![ToolCall { id: "c1".into(), name: "time_now".into(), arguments: "{}".into() }];

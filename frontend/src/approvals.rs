@@ -79,7 +79,7 @@ pub fn ApprovalCard(approval: Approval, #[prop(optional)] autofocus: bool) -> im
     };
     let (a1, a2, a3) = (answer.clone(), answer.clone(), answer);
     let arguments = pretty_json(&approval.arguments);
-    let risk = approval.risk.clone();
+    let risk = approval.risk;
     let is_pending = approval.status == ApprovalStatus::Pending;
     let original = approval.clone();
     let outcome = move || {
@@ -89,7 +89,7 @@ pub fn ApprovalCard(approval: Approval, #[prop(optional)] autofocus: bool) -> im
     view! {
         <div class="approval-card">
             <div class="approval-head">
-                <span class=format!("risk {risk}")>{risk.clone()}</span>
+                <span class=format!("risk {risk}")>{risk.as_str()}</span>
                 <h2>"Allow " <code>{approval.tool.clone()}</code> "?"</h2>
             </div>
             <p class="summary">{approval.summary.clone()}</p>

@@ -8,7 +8,7 @@ use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{Message, MessageStatus, PryxApiClient, Role, Session, SessionDetail, ToolCall};
+use pryx_api::{Message, MessageStatus, PryxApiClient, Role, Session, SessionDetail, Surface, ToolCall};
 
 use crate::render::Markdown;
 use crate::route::Route;
@@ -101,7 +101,7 @@ fn SessionRow(
     delete: impl Fn(String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let Session { id, title, channel, .. } = session;
-    let channel = (channel != "local").then_some(channel);
+    let channel = (channel != Surface::Local).then_some(channel.as_str());
     let href = Route::Session(id.clone()).hash();
     let link = {
         let (id, title, href) = (id.clone(), title.clone(), href.clone());
@@ -129,7 +129,7 @@ fn SessionRow(
             view! {
                 <a href=href.clone() class="session-link" data-id=id.clone()>
                     <span class="session-title">{title.clone()}</span>
-                    {channel.clone().map(|c| view! { <span class=format!("badge channel {c}")>{c.clone()}</span> })}
+                    {channel.map(|c| view! { <span class=format!("badge channel {c}")>{c}</span> })}
                 </a>
                 {actions}
             }

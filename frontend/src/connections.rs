@@ -7,7 +7,10 @@
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{ChannelState, ChannelStatus, PairingCode, ProviderInfo, ProviderSettings, ProviderTest, PryxApiClient};
+use pryx_api::{
+    ChannelName, ChannelState, ChannelStatus, PairingCode, ProviderChange, ProviderInfo, ProviderSettings,
+    ProviderTest, PryxApiClient, TelegramMode, TelegramSetup, WhatsAppSetup,
+};
 
 use crate::form::{self, Field};
 use crate::state::Agent;
@@ -65,7 +68,8 @@ fn ProviderCard() -> impl IntoView {
         busy.set(true);
         outcome.set(None);
         spawn_local(async move {
-            let result = agent.call("Could not test", |c| async move { c.provider_test(url, name, key).await }).await;
+            let change = ProviderChange { base_url: url, model: name, api_key: key };
+            let result = agent.call("Could not test", |c| async move { c.provider_test(change).await }).await;
             outcome.set(result);
             busy.set(false);
         });
@@ -75,7 +79,8 @@ fn ProviderCard() -> impl IntoView {
         let (url, name, key) = form();
         busy.set(true);
         spawn_local(async move {
-            let saved = agent.call("Not saved", |c| async move { c.provider_set(url, name, key).await }).await;
+            let change = ProviderChange { base_url: url, model: name, api_key: key };
+            let saved = agent.call("Not saved", |c| async move { c.provider_set(change).await }).await;
             if let Some(info) = saved {
                 form::clear_secrets(PROVIDER_FIELDS, &values);
                 agent.notify(format!("Saved: {} is in use from the next message on.", describe(&info)), false);
@@ -147,12 +152,12 @@ fn ChannelCards() -> impl IntoView {
             }
         });
     });
-    let status = move |channel: &'static str| {
+    let status = move |channel: ChannelName| {
         Signal::derive(move || statuses.with(|list| list.iter().find(|s| s.channel == channel).cloned()))
     };
     view! {
-        <ChannelCard channel="telegram" status=status("telegram")/>
-        <ChannelCard channel="whatsapp" status=status("whatsapp")/>
+        <ChannelCard channel=ChannelName::Telegram status=status(ChannelName::Telegram)/>
+        <ChannelCard channel=ChannelName::Whatsapp status=status(ChannelName::Whatsapp)/>
     }
 }
 
@@ -177,9 +182,9 @@ const WHATSAPP_FIELDS: &[Field] = &[
 /// once and driven by attributes (`hidden`, text) rather than views rebuilt on each change:
 /// every rebuilt view costs the page's download far more than it saves the browser.
 #[component]
-fn ChannelCard(channel: &'static str, status: Signal<Option<ChannelStatus>>) -> impl IntoView {
+fn ChannelCard(channel: ChannelName, status: Signal<Option<ChannelStatus>>) -> impl IntoView {
     let agent = expect_context::<Agent>();
-    let telegram = channel == "telegram";
+    let telegram = channel == ChannelName::Telegram;
     let (fields, intro) = if telegram {
         (TELEGRAM_FIELDS, "In Telegram, talk to @BotFather, send /newbot and paste the token it gives you. With a public https address Telegram posts messages to Pryx (webhook); without one Pryx asks for them.")
     } else {
@@ -212,11 +217,17 @@ fn ChannelCard(channel: &'static str, status: Signal<Option<ChannelStatus>>) -> 
             let result = agent
                 .try_call(|c| async move {
                     if telegram {
-                        let mode = if value(1).is_some() { "webhook" } else { "polling" };
-                        c.channel_telegram_set(value(0), mode.into(), value(1)).await
+                        let mode = if value(1).is_some() { TelegramMode::Webhook } else { TelegramMode::Polling };
+                        c.channel_telegram_set(TelegramSetup { bot_token: value(0), mode, public_url: value(1) }).await
                     } else {
-                        let id = value(0).unwrap_or_default();
-                        c.channel_whatsapp_set(id, value(1), value(2), value(3), value(4)).await
+                        let setup = WhatsAppSetup {
+                            phone_number_id: value(0).unwrap_or_default(),
+                            access_token: value(1),
+                            app_secret: value(2),
+                            verify_token: value(3),
+                            public_url: value(4),
+                        };
+                        c.channel_whatsapp_set(setup).await
                     }
                 })
                 .await;
@@ -234,14 +245,14 @@ fn ChannelCard(channel: &'static str, status: Signal<Option<ChannelStatus>>) -> 
     };
     let pair = move |_| {
         spawn_local(async move {
-            let code = agent.call("No pairing code", |c| async move { c.channel_pairing_code(channel.into()).await });
+            let code = agent.call("No pairing code", |c| async move { c.channel_pairing_code(channel).await });
             pairing.set(code.await);
         });
     };
     let disconnect = move |_| {
         confirming.set(false);
         spawn_local(async move {
-            let done = agent.call("Not disconnected", |c| async move { c.channel_disconnect(channel.into()).await });
+            let done = agent.call("Not disconnected", |c| async move { c.channel_disconnect(channel).await });
             if done.await.is_some() {
                 pairing.set(None);
                 agent.notify(format!("{} is disconnected; its tokens are forgotten.", title(channel)), false);
@@ -276,7 +287,7 @@ fn ChannelCard(channel: &'static str, status: Signal<Option<ChannelStatus>>) -> 
     };
     let error = move || status.get().and_then(|s| s.error).or_else(|| failure.get());
     view! {
-        <div class="card connection" data-channel=channel>
+        <div class="card connection" data-channel=channel.as_str()>
             <div class="server-head">
                 <h3>{title(channel)}</h3><span class="spacer"></span>
                 {move || { let (class, text) = pill(); view! { <span class=class><span class="dot"></span>{text}</span> } }}
@@ -335,11 +346,10 @@ fn pairing_view(code: PairingCode, telegram: bool) -> impl IntoView {
     }
 }
 
-fn title(channel: &str) -> &'static str {
-    if channel == "telegram" {
-        "Telegram"
-    } else {
-        "WhatsApp"
+fn title(channel: ChannelName) -> &'static str {
+    match channel {
+        ChannelName::Telegram => "Telegram",
+        ChannelName::Whatsapp => "WhatsApp",
     }
 }
 

@@ -6,7 +6,7 @@
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{PryxApiClient, SystemInfo};
+use pryx_api::{PryxApiClient, SettingsChange, SystemInfo};
 
 use crate::form::{self, Field};
 use crate::state::Agent;
@@ -71,7 +71,13 @@ pub fn SettingsPage() -> impl IntoView {
         spawn_local(async move {
             let saved = agent
                 .call("Not saved", |c| async move {
-                    c.settings_set(Some(workspace), Some(capture.get_untracked()), Some(endpoint), authorization).await
+                    let change = SettingsChange {
+                        workspace: Some(workspace),
+                        capture_content: Some(capture.get_untracked()),
+                        export_endpoint: Some(endpoint),
+                        export_authorization: authorization,
+                    };
+                    c.settings_set(change).await
                 })
                 .await;
             if saved.is_some() {

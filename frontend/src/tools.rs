@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use pryx_api::{McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo, PryxApiClient, ToolPolicy};
+use pryx_api::{
+    McpOverview, McpServerConfig, McpServerState, McpServerStatus, McpToolInfo, PryxApiClient, Rule, ToolPolicy,
+};
 
 use crate::state::Agent;
 use crate::text::first_line;
@@ -83,11 +85,11 @@ pub fn ToolsPage() -> impl IntoView {
                 <thead><tr><th>"Tool"</th><th>"What it does"</th><th>"Risk"</th><th>"Policy"</th></tr></thead>
                 <tbody>
                     <For each=builtins
-                        key=|p| (p.name.clone(), p.rule.clone(), p.configured.clone()) let:tool>
+                        key=|p| (p.name.clone(), p.rule, p.configured) let:tool>
                         <tr data-tool=tool.name.clone()>
                             <td><code>{tool.name.clone()}</code></td>
                             <td class="description">{first_line(&tool.description, 160)}</td>
-                            <td><span class=format!("risk {}", tool.risk)>{tool.risk.clone()}</span></td>
+                            <td><span class=format!("risk {}", tool.risk)>{tool.risk.as_str()}</span></td>
                             <td><RuleSelect tool=tool.name.clone()/></td>
                         </tr>
                     </For>
@@ -245,15 +247,20 @@ fn RuleSelect(tool: String) -> impl IntoView {
             _ => "Default".to_owned(),
         }
     };
-    let is = move |rule: &'static str| {
+    let is = move |rule: Rule| {
         let current = current.clone();
-        move || current().and_then(|p| p.configured).as_deref() == Some(rule)
+        move || current().and_then(|p| p.configured) == Some(rule)
     };
     let change = move |ev: ev::Event| {
         let value = event_target_value(&ev);
         let tool = tool.clone();
         spawn_local(async move {
-            let rule = (!value.is_empty()).then_some(value);
+            let rule = match value.as_str() {
+                "allow" => Some(Rule::Allow),
+                "ask" => Some(Rule::Ask),
+                "deny" => Some(Rule::Deny),
+                _ => None,
+            };
             agent.call("Could not change the rule", |c| async move { c.tools_set_rule(tool, rule).await }).await;
             reload.run(());
         });
@@ -261,9 +268,9 @@ fn RuleSelect(tool: String) -> impl IntoView {
     view! {
         <select class="rule-select" aria-label="Policy" on:change=change>
             <option value="">{label}</option>
-            <option value="allow" selected=is("allow")>"Allow"</option>
-            <option value="ask" selected=is("ask")>"Ask"</option>
-            <option value="deny" selected=is("deny")>"Deny"</option>
+            <option value="allow" selected=is(Rule::Allow)>"Allow"</option>
+            <option value="ask" selected=is(Rule::Ask)>"Ask"</option>
+            <option value="deny" selected=is(Rule::Deny)>"Deny"</option>
         </select>
     }
 }

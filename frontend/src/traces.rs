@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use leptos::ev;
 use leptos::prelude::*;
-use pryx_api::{PryxApiClient, SpanRecord};
+use pryx_api::{PryxApiClient, SpanQuery, SpanRecord, SpanStatus};
 
 use crate::gantt::{self, Bar};
 use crate::state::Agent;
@@ -46,7 +46,7 @@ fn summaries(spans: &HashMap<String, SpanRecord>) -> Vec<TraceSummary> {
             error: false,
         });
         entry.spans += 1;
-        entry.error |= span.status == "error";
+        entry.error |= span.status == SpanStatus::Error;
         entry.session_id = entry.session_id.take().or_else(|| span.session_id.clone());
         if span.parent_span_id.is_none() || span.start_us < entry.start_us {
             if span.parent_span_id.is_none() {
@@ -84,7 +84,15 @@ pub fn TracesPage() -> impl IntoView {
         crate::state::while_shown(async move {
             let Ok(client) = agent.client() else { return };
             let Ok(mut stream) = client.spans_subscribe(session.clone()).await else { return };
-            if let Ok(stored) = client.spans_query(session, None, Some(SPANS_LOADED), Some(true)).await {
+            if let Ok(stored) = client
+                .spans_query(SpanQuery {
+                    session_id: session,
+                    since_us: None,
+                    limit: Some(SPANS_LOADED),
+                    newest: Some(true),
+                })
+                .await
+            {
                 spans.update(|all| {
                     for span in stored {
                         all.entry(span.span_id.clone()).or_insert(span);
@@ -167,7 +175,7 @@ fn Chart(
                         name: display_name(s),
                         start_us: s.start_us,
                         end_us: s.end_us,
-                        error: s.status == "error",
+                        error: s.status == SpanStatus::Error,
                     })
                     .collect::<Vec<_>>()
             })
@@ -336,7 +344,7 @@ fn Details(spans: RwSignal<HashMap<String, SpanRecord>>, selected_span: RwSignal
             <div class="span-details card">
                 <div class="server-head">
                     <h3>{span.name.clone()}</h3>
-                    <span class=format!("rule {}", if span.status == "error" { "deny" } else { "allow" })>{span.status.clone()}</span>
+                    <span class=format!("rule {}", if span.status == SpanStatus::Error { "deny" } else { "allow" })>{span.status.as_str()}</span>
                     <span class="muted small">{format!("{length} · started {}", crate::app::clock_time(span.start_us / 1000))}</span>
                     <span class="spacer"></span>
                     <button class="ghost small" on:click=move |_| selected_span.set(None)>"Close"</button>

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pryx_api::{Activity, Approval, ApprovalDecision, SandboxInfo, Session, SessionDetail, SystemInfo};
+use pryx_api::{Activity, Approval, ApprovalDecision, SandboxInfo, Session, SessionDetail, Surface, SystemInfo};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -229,7 +229,7 @@ impl Agent {
             Some(t) => validate_title(&t)?,
             None => DEFAULT_TITLE.to_owned(),
         };
-        Ok(self.store.create_session(&uuid::Uuid::new_v4().to_string(), &title, "local").await?)
+        Ok(self.store.create_session(&uuid::Uuid::new_v4().to_string(), &title, Surface::Local).await?)
     }
 
     pub async fn sessions(&self) -> Result<Vec<Session>, AgentError> {

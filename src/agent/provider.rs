@@ -2,7 +2,7 @@
 //! keychain, the rest to `[llm]` in the config file, then in force at once), and trying
 //! settings before they are saved.
 
-use pryx_api::{ProviderInfo, ProviderSettings, ProviderTest};
+use pryx_api::{ProviderChange, ProviderInfo, ProviderSettings, ProviderTest};
 
 use super::{Agent, AgentError};
 use crate::llm::ProviderResolver;
@@ -41,12 +41,8 @@ impl Agent {
     }
 
     /// The current settings with the user's changes applied; the key as given (plain).
-    fn provider_config(
-        &self,
-        base_url: Option<String>,
-        model: Option<String>,
-        api_key: Option<String>,
-    ) -> Result<crate::config::LlmConfig, AgentError> {
+    fn provider_config(&self, change: ProviderChange) -> Result<crate::config::LlmConfig, AgentError> {
+        let ProviderChange { base_url, model, api_key } = change;
         let mut config = self.llm.config();
         if let Some(base_url) = base_url {
             config.base_url = Some(check_base_url(&base_url)?);
@@ -70,15 +66,10 @@ impl Agent {
     }
 
     /// Save and use new provider settings (see `provider.set`).
-    pub async fn set_provider(
-        &self,
-        base_url: Option<String>,
-        model: Option<String>,
-        api_key: Option<String>,
-    ) -> Result<ProviderInfo, AgentError> {
+    pub async fn set_provider(&self, change: ProviderChange) -> Result<ProviderInfo, AgentError> {
         let _one_at_a_time = self.provider_edit.lock().await;
-        let new_key = api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
-        let mut config = self.provider_config(base_url, model, api_key)?;
+        let new_key = change.api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
+        let mut config = self.provider_config(change)?;
         let path = self.config_file()?;
         // The key goes to the keychain; the file only names it.
         if let Some(key) = new_key {
@@ -99,13 +90,8 @@ impl Agent {
     }
 
     /// Try settings without saving them (see `provider.test`).
-    pub async fn test_provider(
-        &self,
-        base_url: Option<String>,
-        model: Option<String>,
-        api_key: Option<String>,
-    ) -> Result<ProviderTest, AgentError> {
-        let config = self.provider_config(base_url, model, api_key)?;
+    pub async fn test_provider(&self, change: ProviderChange) -> Result<ProviderTest, AgentError> {
+        let config = self.provider_config(change)?;
         Ok(match ProviderResolver::test(config, self.secrets.clone()).await {
             Ok((info, took)) => ProviderTest {
                 ok: true,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use pryx_api::AgentSettings;
+use pryx_api::{AgentSettings, SettingsChange};
 
 use super::{Agent, AgentError};
 use crate::secrets;
@@ -29,13 +29,8 @@ impl Agent {
 
     /// Write new settings, then ask the supervisor for a runtime with them (see
     /// `settings.set`). Answers the settings as they will be after the restart.
-    pub async fn set_settings(
-        &self,
-        workspace: Option<String>,
-        capture_content: Option<bool>,
-        export_endpoint: Option<String>,
-        export_authorization: Option<String>,
-    ) -> Result<AgentSettings, AgentError> {
+    pub async fn set_settings(&self, change: SettingsChange) -> Result<AgentSettings, AgentError> {
+        let SettingsChange { workspace, capture_content, export_endpoint, export_authorization } = change;
         if self.turns.activity().borrow().running_turns > 0 {
             return Err(AgentError::Conflict(
                 "a turn is running; change the settings when it has finished (or stop it)".into(),

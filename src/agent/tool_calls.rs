@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pryx_api::{wire_name, ApprovalStatus, ToolCall, TurnEvent};
+use pryx_api::{wire_name, ApprovalStatus, Surface, ToolCall, TurnEvent};
 use tracing::Instrument;
 
 use super::step::internal;
@@ -21,8 +21,8 @@ impl TurnEngine {
         for call in calls {
             self.emit(turn, TurnEvent::ToolCall { call: call.clone() });
         }
-        let channel = self.store.session(&turn.session_id).await.map(|s| s.channel).unwrap_or_else(|_| "local".into());
-        let results = futures::future::join_all(calls.iter().map(|call| self.run_one(turn, call, &channel))).await;
+        let channel = self.store.session(&turn.session_id).await.map(|s| s.channel).unwrap_or(Surface::Local);
+        let results = futures::future::join_all(calls.iter().map(|call| self.run_one(turn, call, channel))).await;
         // Results are stored even when the turn was stopped, so every call in the history
         // has its answer.
         for (call, (output, is_error)) in calls.iter().zip(results) {
@@ -42,7 +42,7 @@ impl TurnEngine {
 
     /// One call: policy, approval if needed, then the tool. Returns the output for the model
     /// and whether it is an error.
-    async fn run_one(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool) {
+    async fn run_one(&self, turn: &TurnHandle, call: &ToolCall, channel: Surface) -> (String, bool) {
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "execute_tool",
@@ -66,7 +66,12 @@ impl TurnEngine {
 
     /// The call itself; the third value names the outcome for telemetry
     /// (`ok`, `error`, `denied`, `unknown_tool`, `bad_arguments`, `timeout`).
-    async fn run_one_inner(&self, turn: &TurnHandle, call: &ToolCall, channel: &str) -> (String, bool, &'static str) {
+    async fn run_one_inner(
+        &self,
+        turn: &TurnHandle,
+        call: &ToolCall,
+        channel: Surface,
+    ) -> (String, bool, &'static str) {
         let Some(tool) = self.tools.current().get(&call.name).cloned() else {
             return (format!("error: unknown tool `{}`", call.name), true, "unknown_tool");
         };

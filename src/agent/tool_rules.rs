@@ -70,10 +70,10 @@ impl ToolRules {
         ToolPolicy {
             name: tool.name().to_owned(),
             description: tool.description().to_owned(),
-            risk: pryx_api::wire_name(&tool.risk()),
+            risk: tool.risk(),
             source,
-            rule: pryx_api::wire_name(&self.default_rule(tool)),
-            configured: self.policy().config().tools.get(tool.name()).map(pryx_api::wire_name),
+            rule: self.default_rule(tool),
+            configured: self.policy().config().tools.get(tool.name()).copied(),
         }
     }
 

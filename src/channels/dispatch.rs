@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pryx_api::{ApprovalDecision, TurnEvent, TurnStatus};
+use pryx_api::{ApprovalDecision, ChannelName, TurnEvent, TurnStatus};
 use tokio::sync::mpsc;
 
 use super::format;
@@ -91,7 +91,7 @@ impl Channels {
         }
     }
 
-    pub(super) fn platform(&self, channel: &str) -> Option<Arc<dyn Platform>> {
+    pub(super) fn platform(&self, channel: ChannelName) -> Option<Arc<dyn Platform>> {
         self.connected().platforms().into_iter().find(|p| p.channel() == channel)
     }
 
@@ -196,8 +196,8 @@ impl Channels {
     async fn new_session(&self, message: &InboundMessage) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let who = if message.sender_name.is_empty() { "chat".to_owned() } else { message.sender_name.clone() };
-        let platform = if message.channel == "whatsapp" { "WhatsApp" } else { "Telegram" };
-        self.store.create_session(&id, &format!("{platform} · {who}"), message.channel).await?;
+        let platform = if message.channel == ChannelName::Whatsapp { "WhatsApp" } else { "Telegram" };
+        self.store.create_session(&id, &format!("{platform} · {who}"), message.channel.into()).await?;
         Ok(id)
     }
 
@@ -361,7 +361,7 @@ impl Channels {
 
     /// Messages whose turn was under way when Pryx stopped: tell their chats, once.
     /// Once per start and platform: turns that run now are not interrupted ones.
-    pub(super) async fn recover_interrupted(&self, channel: &'static str) -> Result<(), StoreError> {
+    pub(super) async fn recover_interrupted(&self, channel: ChannelName) -> Result<(), StoreError> {
         if !self.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(channel) {
             return Ok(());
         }

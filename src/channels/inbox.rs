@@ -3,6 +3,7 @@
 //! before the platform is answered. Concurrent deliveries are committed together (group
 //! commit). Nothing slow happens here, so a busy model never delays an ack.
 
+use pryx_api::ChannelName;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,7 +173,7 @@ impl Channels {
         for status in statuses {
             let recorded = tables::reply_status(
                 &self.store,
-                "whatsapp",
+                ChannelName::Whatsapp,
                 &status.message_id,
                 &status.status,
                 status.error.as_deref(),
@@ -202,8 +203,12 @@ impl Channels {
     /// Long polling: updates are committed before the offset moves past them.
     /// Telegram's state follows how polling goes: connected while Telegram answers.
     pub(super) async fn poll_loop(self: Arc<Self>, telegram: Arc<TelegramChannel>) {
-        let mut offset: i64 =
-            tables::cursor(&self.store, "telegram").await.ok().flatten().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut offset: i64 = tables::cursor(&self.store, ChannelName::Telegram)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let mut backoff = Duration::from_secs(1);
         loop {
             let updates = tokio::select! {
@@ -213,7 +218,7 @@ impl Channels {
             match updates {
                 Ok(updates) => {
                     backoff = Duration::from_secs(1);
-                    self.setup.reached("telegram", &telegram.stop);
+                    self.setup.reached(ChannelName::Telegram, &telegram.stop);
                     for raw in updates {
                         // Replaced (another bot, webhook mode): the cursor is the new one's.
                         if telegram.stop.is_cancelled() {
@@ -234,14 +239,16 @@ impl Channels {
                             }
                         }
                         offset = update.update_id + 1;
-                        if let Err(e) = tables::set_cursor(&self.store, "telegram", &offset.to_string()).await {
+                        if let Err(e) =
+                            tables::set_cursor(&self.store, ChannelName::Telegram, &offset.to_string()).await
+                        {
                             tracing::error!(target: "pryx::channels", "cannot store the Telegram offset: {e}");
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(target: "pryx::channels", "Telegram polling failed: {e}; again in {}s", backoff.as_secs());
-                    self.setup.unreachable("telegram", &telegram.stop, &e.to_string());
+                    self.setup.unreachable(ChannelName::Telegram, &telegram.stop, &e.to_string());
                     tokio::select! {
                         _ = telegram.stop.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use pryx_api::{ChannelReply, PairingCode};
+use pryx_api::{ChannelName, ChannelReply, PairingCode};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,9 +122,9 @@ pub struct Channels {
     /// Wakes the dispatcher (new inbox rows).
     inbox_wake: Notify,
     /// One per platform: wakes its sender.
-    outbox_wake: HashMap<&'static str, Notify>,
+    outbox_wake: HashMap<ChannelName, Notify>,
     /// Platforms whose interrupted messages were answered (once per start).
-    recovered: Mutex<HashSet<&'static str>>,
+    recovered: Mutex<HashSet<ChannelName>>,
     /// The latest turn of each chat, for `/stop`.
     running: Mutex<HashMap<String, String>>,
     /// Deliveries waiting for the inbox writer.
@@ -150,9 +150,6 @@ impl Connected {
     }
 }
 
-/// The names of the channels, in the order the API lists them.
-const CHANNELS: [&str; 2] = ["telegram", "whatsapp"];
-
 impl Channels {
     /// Start the channels; the configured platforms connect in the background. A platform
     /// that cannot start (no token in the keychain, unreachable) shows as failed and is
@@ -166,7 +163,7 @@ impl Channels {
             setup: setup::Setup::new(&config),
             intake,
             inbox_wake: Notify::new(),
-            outbox_wake: CHANNELS.into_iter().map(|c| (c, Notify::new())).collect(),
+            outbox_wake: ChannelName::ALL.into_iter().map(|c| (c, Notify::new())).collect(),
             recovered: Mutex::new(HashSet::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -235,11 +232,11 @@ impl Channels {
 
     // ---- what the API asks ----
 
-    pub async fn pairing_code(&self, channel: &str) -> Result<PairingCode, ChannelError> {
+    pub async fn pairing_code(&self, channel: ChannelName) -> Result<PairingCode, ChannelError> {
         if !self.connected().ready {
             return Err(ChannelError::Connecting);
         }
-        let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_owned()))?;
+        let platform = self.platform(channel).ok_or_else(|| ChannelError::NotConfigured(channel.to_string()))?;
         // 8 characters from an alphabet without look-alikes: about 40 bits, for 10 minutes.
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
         let code = setup::random_token(ALPHABET, 8);
@@ -247,10 +244,10 @@ impl Channels {
         tables::add_pairing_code(&self.store, platform.channel(), &code, expires_at).await?;
         let link = platform.pairing_link(&code).await;
         let qr = link.as_deref().and_then(qr::encode);
-        Ok(PairingCode { channel: platform.channel().into(), code, link, qr, expires_at })
+        Ok(PairingCode { channel: platform.channel(), code, link, qr, expires_at })
     }
 
-    pub async fn replies(&self, channel: &str, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
+    pub async fn replies(&self, channel: ChannelName, limit: u32) -> Result<Vec<ChannelReply>, ChannelError> {
         Ok(tables::replies(&self.store, channel, i64::from(limit.clamp(1, 1000))).await?)
     }
 }

@@ -3,6 +3,7 @@
 //! is one. A reply that keeps failing is given up after [`MAX_SEND_ATTEMPTS`] and shown as
 //! failed in the API.
 
+use pryx_api::ChannelName;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ impl Channels {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 _ => Duration::from_secs(60),
             };
-            let Some(wake) = self.outbox_wake.get(channel) else { return };
+            let Some(wake) = self.outbox_wake.get(&channel) else { return };
             tokio::select! {
                 _ = platform.stop().cancelled() => return,
                 _ = wake.notified() => {}
@@ -59,8 +60,8 @@ impl Channels {
         }
     }
 
-    pub(super) fn wake_sender(&self, channel: &str) {
-        if let Some(wake) = self.outbox_wake.get(channel) {
+    pub(super) fn wake_sender(&self, channel: ChannelName) {
+        if let Some(wake) = self.outbox_wake.get(&channel) {
             wake.notify_one();
         }
     }
@@ -69,7 +70,7 @@ impl Channels {
         let span = tracing::info_span!(
             target: crate::telemetry::SPAN_TARGET,
             "channel.send",
-            messaging.system = platform.channel(),
+            messaging.system = platform.channel().as_str(),
             messaging.operation.type = "send",
             pryx.channel.attempt = reply.attempts + 1,
             pryx.channel.outcome = tracing::field::Empty,

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use pryx_api::ChannelName;
 use tokio_util::sync::CancellationToken;
 
 use super::format::{self, Piece};
@@ -15,8 +16,8 @@ use crate::secrets::SecretString;
 /// What the pipeline needs from a messaging platform.
 #[async_trait::async_trait]
 pub(super) trait Platform: Send + Sync {
-    /// `telegram` or `whatsapp`: the channel name in tables, sessions and spans.
-    fn channel(&self) -> &'static str;
+    /// Which platform this is (its name is the one in tables, sessions and spans).
+    fn channel(&self) -> ChannelName;
     /// Cancelled when the platform is disconnected or replaced: its loops end.
     fn stop(&self) -> &CancellationToken;
     /// Chats that may talk without pairing.
@@ -56,8 +57,8 @@ pub(super) struct TelegramChannel {
 
 #[async_trait::async_trait]
 impl Platform for TelegramChannel {
-    fn channel(&self) -> &'static str {
-        "telegram"
+    fn channel(&self) -> ChannelName {
+        ChannelName::Telegram
     }
     fn stop(&self) -> &CancellationToken {
         &self.stop
@@ -113,8 +114,8 @@ pub(super) struct WhatsAppChannel {
 
 #[async_trait::async_trait]
 impl Platform for WhatsAppChannel {
-    fn channel(&self) -> &'static str {
-        "whatsapp"
+    fn channel(&self) -> ChannelName {
+        ChannelName::Whatsapp
     }
     fn stop(&self) -> &CancellationToken {
         &self.stop

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pryx_api::{ChannelState, ChannelStatus};
+use pryx_api::{ChannelName, ChannelState, ChannelStatus, TelegramSetup, WhatsAppSetup};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::platform::{TelegramChannel, WhatsAppChannel};
 use super::telegram::BotApi;
 use super::whatsapp::CloudApi;
-use super::{tables, ChannelError, Channels, Connected, CHANNELS};
+use super::{tables, ChannelError, Channels, Connected};
 use crate::config::{Config, TelegramConfig, TelegramMode, WhatsAppConfig};
 use crate::secrets::{
     self, SecretString, TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET, WHATSAPP_ACCESS_TOKEN, WHATSAPP_APP_SECRET,
@@ -38,7 +38,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(30);
 pub(super) struct Setup {
     telegram: Mutex<TelegramConfig>,
     whatsapp: Mutex<WhatsAppConfig>,
-    links: Mutex<HashMap<&'static str, Link>>,
+    links: Mutex<HashMap<ChannelName, Link>>,
     /// Host names the platforms post to, for the server's Host check (shared with it).
     public_hosts: PublicHosts,
     /// One change of settings at a time, so the file, the keychain and what runs agree.
@@ -67,8 +67,8 @@ impl Link {
 impl Setup {
     pub(super) fn new(config: &Config) -> Setup {
         let links = HashMap::from([
-            ("telegram", Link::new(config.telegram.bot_token.is_some())),
-            ("whatsapp", Link::new(config.whatsapp.access_token.is_some())),
+            (ChannelName::Telegram, Link::new(config.telegram.bot_token.is_some())),
+            (ChannelName::Whatsapp, Link::new(config.whatsapp.access_token.is_some())),
         ]);
         let setup = Setup {
             telegram: Mutex::new(config.telegram.clone()),
@@ -95,16 +95,16 @@ impl Setup {
         self.whatsapp.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn link(&self, channel: &str) -> Link {
+    fn link(&self, channel: ChannelName) -> Link {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.get(channel).cloned().unwrap_or_else(|| Link::new(false))
+        links.get(&channel).cloned().unwrap_or_else(|| Link::new(false))
     }
 
     /// Change a platform's state; `account` None keeps the known one.
-    fn set(&self, channel: &'static str, state: ChannelState, error: Option<String>, account: Option<String>) {
+    fn set(&self, channel: ChannelName, state: ChannelState, error: Option<String>, account: Option<String>) {
         {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(link) = links.get_mut(channel) else { return };
+            let Some(link) = links.get_mut(&channel) else { return };
             link.state = state;
             link.error = error;
             if account.is_some() || state == ChannelState::Off {
@@ -115,18 +115,18 @@ impl Setup {
     }
 
     /// A new setting for `channel`: retries of the old one stop.
-    fn bump(&self, channel: &'static str) {
-        if let Some(link) = self.links.lock().unwrap_or_else(|p| p.into_inner()).get_mut(channel) {
+    fn bump(&self, channel: ChannelName) {
+        if let Some(link) = self.links.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&channel) {
             link.generation += 1;
         }
     }
 
     /// The running platform (its `stop` not cancelled) answered: it is connected. Called
     /// on every poll and every reply sent, so it only looks (no copy) unless state changes.
-    pub(super) fn reached(&self, channel: &'static str, stop: &CancellationToken) {
+    pub(super) fn reached(&self, channel: ChannelName, stop: &CancellationToken) {
         let connected = {
             let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            links.get(channel).is_some_and(|link| link.state == ChannelState::Connected)
+            links.get(&channel).is_some_and(|link| link.state == ChannelState::Connected)
         };
         if !connected && !stop.is_cancelled() {
             self.set(channel, ChannelState::Connected, None, None);
@@ -134,7 +134,7 @@ impl Setup {
     }
 
     /// The running platform could not be reached (it keeps trying).
-    pub(super) fn unreachable(&self, channel: &'static str, stop: &CancellationToken, why: &str) {
+    pub(super) fn unreachable(&self, channel: ChannelName, stop: &CancellationToken, why: &str) {
         let link = self.link(channel);
         if stop.is_cancelled() || (link.state == ChannelState::Failed && link.error.as_deref() == Some(why)) {
             return;
@@ -181,23 +181,23 @@ impl Channels {
 
     /// Both channels' status, Telegram first.
     pub async fn status(&self) -> Result<Vec<ChannelStatus>, ChannelError> {
-        let mut statuses = Vec::with_capacity(CHANNELS.len());
-        for channel in CHANNELS {
+        let mut statuses = Vec::with_capacity(ChannelName::ALL.len());
+        for channel in ChannelName::ALL {
             statuses.push(self.status_of(channel).await?);
         }
         Ok(statuses)
     }
 
-    async fn status_of(&self, channel: &'static str) -> Result<ChannelStatus, ChannelError> {
+    async fn status_of(&self, channel: ChannelName) -> Result<ChannelStatus, ChannelError> {
         let link = self.setup.link(channel);
         let figures = tables::figures(&self.store, channel).await?;
         let webhook_url = |base: &Option<String>| {
             base.as_deref().map(|base| format!("{}/webhooks/{channel}", base.trim_end_matches('/')))
         };
-        let (mode, public_url, webhook_url, phone_number_id) = if channel == "telegram" {
+        let (mode, public_url, webhook_url, phone_number_id) = if channel == ChannelName::Telegram {
             let config = self.setup.telegram();
             let webhook = config.mode == TelegramMode::Webhook;
-            let mode = config.bot_token.is_some().then(|| pryx_api::wire_name(&config.mode));
+            let mode = config.bot_token.is_some().then_some(config.mode);
             let url = if webhook { webhook_url(&config.public_url) } else { None };
             (mode, config.public_url, url, None)
         } else {
@@ -206,7 +206,7 @@ impl Channels {
             (None, config.public_url, url, config.phone_number_id)
         };
         Ok(ChannelStatus {
-            channel: channel.to_owned(),
+            channel,
             state: link.state,
             error: link.error,
             account: link.account,
@@ -223,7 +223,7 @@ impl Channels {
     /// Connect what the config file sets up; retry in the background what fails.
     pub(super) async fn connect_configured(self: Arc<Self>) {
         let mut opened = Vec::new();
-        for channel in CHANNELS {
+        for channel in ChannelName::ALL {
             let generation = self.setup.link(channel).generation;
             match self.open_configured(channel).await {
                 Ok(platform) => opened.push(platform),
@@ -238,7 +238,7 @@ impl Channels {
 
     /// Try `channel`'s settings again every half minute until it connects, shutdown, or
     /// the settings change.
-    fn retry_later(self: &Arc<Self>, channel: &'static str, generation: u64) {
+    fn retry_later(self: &Arc<Self>, channel: ChannelName, generation: u64) {
         let channels = self.clone();
         self.tasks.spawn(async move {
             loop {
@@ -259,8 +259,8 @@ impl Channels {
     }
 
     /// Connect `channel` as the settings in use say; its state follows.
-    async fn open_configured(&self, channel: &'static str) -> Result<Opened, String> {
-        let opened = if channel == "telegram" {
+    async fn open_configured(&self, channel: ChannelName) -> Result<Opened, String> {
+        let opened = if channel == ChannelName::Telegram {
             let config = self.setup.telegram();
             let Some(token) = &config.bot_token else { return Ok(Opened::Telegram(None)) };
             self.setup.set(channel, ChannelState::Connecting, None, None);
@@ -308,8 +308,8 @@ impl Channels {
     /// allowlist follows, the state shows, and `platform` (or none) replaces what ran.
     fn switch_to(self: &Arc<Self>, platform: Opened, state: ChannelState, account: Option<String>) {
         let channel = match platform {
-            Opened::Telegram(_) => "telegram",
-            Opened::WhatsApp(_) => "whatsapp",
+            Opened::Telegram(_) => ChannelName::Telegram,
+            Opened::WhatsApp(_) => ChannelName::Whatsapp,
         };
         self.setup.update_public_hosts();
         self.setup.bump(channel);
@@ -385,18 +385,9 @@ impl Channels {
     }
 
     /// `channel.telegram_set`: check, save, and switch to the new settings.
-    pub async fn set_telegram(
-        self: &Arc<Self>,
-        bot_token: Option<String>,
-        mode: &str,
-        public_url: Option<String>,
-    ) -> Result<ChannelStatus, ChannelError> {
+    pub async fn set_telegram(self: &Arc<Self>, setup: TelegramSetup) -> Result<ChannelStatus, ChannelError> {
+        let TelegramSetup { bot_token, mode, public_url } = setup;
         let _one_at_a_time = self.setup.edit.lock().await;
-        let mode = match mode {
-            "polling" => TelegramMode::Polling,
-            "webhook" => TelegramMode::Webhook,
-            other => return Err(ChannelError::Invalid(format!("mode is `polling` or `webhook`, not `{other}`"))),
-        };
         let public_url = public_https_url(public_url)?;
         if mode == TelegramMode::Webhook && public_url.is_none() {
             return Err(ChannelError::Invalid(
@@ -436,7 +427,7 @@ impl Channels {
             config.bot_token = Some(secrets::reference_to(TELEGRAM_BOT_TOKEN));
             // Another bot's updates are numbered afresh; Telegram resends what was not
             // confirmed and the inbox drops what it has.
-            tables::set_cursor(&self.store, "telegram", "0").await?;
+            tables::set_cursor(&self.store, ChannelName::Telegram, "0").await?;
         }
         config.webhook_secret = match webhook_secret {
             Some(secret) => {
@@ -457,19 +448,13 @@ impl Channels {
         )?;
         *self.setup.telegram.lock().unwrap_or_else(|p| p.into_inner()) = config;
         self.switch_to(Opened::Telegram(Some(Arc::new(telegram))), ChannelState::Connected, account);
-        tracing::info!(target: "pryx::channels", "Telegram is connected ({})", pryx_api::wire_name(&mode));
-        self.status_of("telegram").await
+        tracing::info!(target: "pryx::channels", "Telegram is connected ({mode})");
+        self.status_of(ChannelName::Telegram).await
     }
 
     /// `channel.whatsapp_set`: check, save, and switch to the new settings.
-    pub async fn set_whatsapp(
-        self: &Arc<Self>,
-        phone_number_id: String,
-        access_token: Option<String>,
-        app_secret: Option<String>,
-        verify_token: Option<String>,
-        public_url: Option<String>,
-    ) -> Result<ChannelStatus, ChannelError> {
+    pub async fn set_whatsapp(self: &Arc<Self>, setup: WhatsAppSetup) -> Result<ChannelStatus, ChannelError> {
+        let WhatsAppSetup { phone_number_id, access_token, app_secret, verify_token, public_url } = setup;
         let _one_at_a_time = self.setup.edit.lock().await;
         let phone_number_id = phone_number_id.trim().to_owned();
         if phone_number_id.is_empty()
@@ -528,26 +513,22 @@ impl Channels {
         *self.setup.whatsapp.lock().unwrap_or_else(|p| p.into_inner()) = config;
         self.switch_to(Opened::WhatsApp(Some(Arc::new(whatsapp))), ChannelState::Connected, account);
         tracing::info!(target: "pryx::channels", "WhatsApp is connected");
-        self.status_of("whatsapp").await
+        self.status_of(ChannelName::Whatsapp).await
     }
 
     /// `channel.disconnect`: stop the platform, forget its tokens; chats and history stay.
-    pub async fn disconnect(self: &Arc<Self>, channel: &str) -> Result<ChannelStatus, ChannelError> {
+    pub async fn disconnect(self: &Arc<Self>, channel: ChannelName) -> Result<ChannelStatus, ChannelError> {
         let _one_at_a_time = self.setup.edit.lock().await;
-        let (channel, keys, secrets): (&'static str, &[&str], &[&str]) = match channel {
-            "telegram" => {
-                ("telegram", &["bot_token", "webhook_secret"], &[TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET])
-            }
-            "whatsapp" => (
-                "whatsapp",
+        let (keys, secrets): (&[&str], &[&str]) = match channel {
+            ChannelName::Telegram => (&["bot_token", "webhook_secret"], &[TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET]),
+            ChannelName::Whatsapp => (
                 &["access_token", "app_secret", "verify_token"],
                 &[WHATSAPP_ACCESS_TOKEN, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN],
             ),
-            other => return Err(ChannelError::Invalid(format!("there is no channel `{other}`"))),
         };
         let removed: Vec<(&str, Option<&str>)> = keys.iter().map(|key| (*key, None)).collect();
-        crate::config::edit::set_values(self.agent.config_file()?, channel, &removed)?;
-        if channel == "telegram" {
+        crate::config::edit::set_values(self.agent.config_file()?, channel.as_str(), &removed)?;
+        if channel == ChannelName::Telegram {
             let mut config = self.setup.telegram.lock().unwrap_or_else(|p| p.into_inner());
             (config.bot_token, config.webhook_secret) = (None, None);
         } else {
@@ -556,7 +537,7 @@ impl Channels {
         }
         // Telegram would go on posting to a webhook nobody answers.
         if let Some(telegram) =
-            self.connected().telegram.clone().filter(|t| channel == "telegram" && t.webhook_secret.is_some())
+            self.connected().telegram.clone().filter(|t| channel == ChannelName::Telegram && t.webhook_secret.is_some())
         {
             if let Err(e) = telegram.api.delete_webhook().await {
                 tracing::warn!(target: "pryx::channels", "cannot remove the Telegram webhook: {e}");
@@ -567,7 +548,7 @@ impl Channels {
                 tracing::debug!(target: "pryx::channels", "no secret {name} to forget: {e}");
             }
         }
-        let none = if channel == "telegram" { Opened::Telegram(None) } else { Opened::WhatsApp(None) };
+        let none = if channel == ChannelName::Telegram { Opened::Telegram(None) } else { Opened::WhatsApp(None) };
         self.switch_to(none, ChannelState::Off, None);
         tracing::info!(target: "pryx::channels", "{channel} is disconnected");
         self.status_of(channel).await

@@ -4,8 +4,10 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use pryx_api::ChannelName;
+
 use super::format::Piece;
-use crate::store::{now_ms, Result, Store};
+use crate::store::{now_ms, parse_wire, Result, Store};
 
 /// What kind of message arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,7 @@ impl Kind {
 /// A platform message, as every channel hands it to the inbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundMessage {
-    pub channel: &'static str,
+    pub channel: ChannelName,
     /// The platform's id for this delivery; a redelivery has the same one.
     pub platform_id: String,
     pub chat_id: String,
@@ -75,7 +77,7 @@ pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<V
              (channel, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, received_at, status) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
         )
-        .bind(message.channel)
+        .bind(message.channel.as_str())
         .bind(&message.platform_id)
         .bind(&message.chat_id)
         .bind(&message.sender_id)
@@ -92,7 +94,7 @@ pub async fn accept_all(store: &Store, messages: &[&InboundMessage]) -> Result<V
     Ok(new)
 }
 
-fn inbox_row(channel: &'static str, row: &SqliteRow) -> Result<InboxRow> {
+fn inbox_row(channel: ChannelName, row: &SqliteRow) -> Result<InboxRow> {
     Ok(InboxRow {
         id: row.try_get("id")?,
         preview_message_id: row.try_get("preview_message_id")?,
@@ -136,12 +138,12 @@ impl InboxStatus {
 }
 
 /// Rows in `status` of `channel`, oldest first.
-pub async fn inbox_with_status(store: &Store, channel: &'static str, status: InboxStatus) -> Result<Vec<InboxRow>> {
+pub async fn inbox_with_status(store: &Store, channel: ChannelName, status: InboxStatus) -> Result<Vec<InboxRow>> {
     let rows = sqlx::query(
         "SELECT id, platform_id, chat_id, sender_id, sender_name, kind, text, reply_token, preview_message_id \
          FROM channel_inbox WHERE channel = ? AND status = ? ORDER BY id",
     )
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(status.as_str())
     .fetch_all(store.reader())
     .await?;
@@ -198,7 +200,7 @@ pub async fn set_preview(store: &Store, id: i64, message_id: &str) -> Result<()>
 /// a reply is either queued and recorded, or neither.
 pub async fn queue_reply(
     store: &Store,
-    channel: &'static str,
+    channel: ChannelName,
     chat_id: &str,
     inbox_id: Option<i64>,
     pieces: &[Piece],
@@ -215,7 +217,7 @@ pub async fn queue_reply(
              (channel, chat_id, inbox_id, body, plain, buttons, edit_message_id, status, next_attempt_at, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
         )
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(chat_id)
         .bind(inbox_id)
         .bind(&piece.formatted)
@@ -254,7 +256,7 @@ pub struct OutboxRow {
 
 /// The next reply of each chat that is due, oldest chats first (one per chat keeps each
 /// chat's replies in order).
-pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+pub async fn due_replies(store: &Store, channel: ChannelName, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows = sqlx::query(
         "SELECT o.id, o.chat_id, o.body, o.plain, o.buttons, o.edit_message_id, o.attempts FROM channel_outbox o \
          WHERE o.channel = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
@@ -262,7 +264,7 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
                        WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.status = 'pending') \
          ORDER BY o.id LIMIT ?",
     )
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(now_ms())
     .bind(limit)
     .fetch_all(store.reader())
@@ -283,9 +285,9 @@ pub async fn due_replies(store: &Store, channel: &str, limit: i64) -> Result<Vec
 }
 
 /// When the next pending reply of `channel` is due, if any.
-pub async fn next_due(store: &Store, channel: &str) -> Result<Option<i64>> {
+pub async fn next_due(store: &Store, channel: ChannelName) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM channel_outbox WHERE channel = ? AND status = 'pending'")
-        .bind(channel)
+        .bind(channel.as_str())
         .fetch_one(store.reader())
         .await?)
 }
@@ -327,7 +329,7 @@ pub async fn reply_failed(store: &Store, id: i64, error: &str) -> Result<()> {
 /// one, and `failed` stands.
 pub async fn reply_status(
     store: &Store,
-    channel: &str,
+    channel: ChannelName,
     platform_message_id: &str,
     status: &str,
     error: Option<&str>,
@@ -343,7 +345,7 @@ pub async fn reply_status(
         RANK.replace("{}", "channel_delivery_status.status"),
     );
     sqlx::query(&sql)
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(platform_message_id)
         .bind(status)
         .bind(error)
@@ -354,7 +356,7 @@ pub async fn reply_status(
 }
 
 /// Replies of a channel, newest first (for the API).
-pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pryx_api::ChannelReply>> {
+pub async fn replies(store: &Store, channel: ChannelName, limit: i64) -> Result<Vec<pryx_api::ChannelReply>> {
     let rows = sqlx::query(
         "SELECT o.id, o.chat_id, o.plain, \
            CASE WHEN d.status = 'failed' THEN 'failed' ELSE o.status END AS status, \
@@ -363,7 +365,7 @@ pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pry
            ON d.channel = o.channel AND d.platform_message_id = o.platform_message_id \
          WHERE o.channel = ? ORDER BY o.id DESC LIMIT ?",
     )
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(limit)
     .fetch_all(store.reader())
     .await?;
@@ -373,7 +375,7 @@ pub async fn replies(store: &Store, channel: &str, limit: i64) -> Result<Vec<pry
                 id: row.try_get("id")?,
                 chat_id: row.try_get("chat_id")?,
                 text: row.try_get("plain")?,
-                status: row.try_get("status")?,
+                status: parse_wire(&row.try_get::<String, _>("status")?)?,
                 attempts: row.try_get("attempts")?,
                 error: row.try_get("error")?,
                 created_at: row.try_get("created_at")?,
@@ -392,10 +394,10 @@ pub struct ChatRow {
     pub refused: bool,
 }
 
-pub async fn chat(store: &Store, channel: &str, chat_id: &str) -> Result<ChatRow> {
+pub async fn chat(store: &Store, channel: ChannelName, chat_id: &str) -> Result<ChatRow> {
     let row =
         sqlx::query("SELECT session_id, paired_at, refused_at FROM channel_chats WHERE channel = ? AND chat_id = ?")
-            .bind(channel)
+            .bind(channel.as_str())
             .bind(chat_id)
             .fetch_optional(store.reader())
             .await?;
@@ -410,29 +412,35 @@ pub async fn chat(store: &Store, channel: &str, chat_id: &str) -> Result<ChatRow
 }
 
 /// Set one column of a chat's row (creating the row).
-async fn set_chat(store: &Store, channel: &str, chat_id: &str, column: &str, value: Option<String>) -> Result<()> {
+async fn set_chat(
+    store: &Store,
+    channel: ChannelName,
+    chat_id: &str,
+    column: &str,
+    value: Option<String>,
+) -> Result<()> {
     // `column` is one of a fixed set chosen by the callers below, never input.
     let sql = format!(
         "INSERT INTO channel_chats (channel, chat_id, {column}) VALUES (?, ?, ?) \
          ON CONFLICT (channel, chat_id) DO UPDATE SET {column} = excluded.{column}"
     );
-    sqlx::query(&sql).bind(channel).bind(chat_id).bind(value).execute(store.writer()).await?;
+    sqlx::query(&sql).bind(channel.as_str()).bind(chat_id).bind(value).execute(store.writer()).await?;
     Ok(())
 }
 
-pub async fn set_chat_session(store: &Store, channel: &str, chat_id: &str, session_id: &str) -> Result<()> {
+pub async fn set_chat_session(store: &Store, channel: ChannelName, chat_id: &str, session_id: &str) -> Result<()> {
     set_chat(store, channel, chat_id, "session_id", Some(session_id.to_owned())).await
 }
 
-pub async fn mark_refused(store: &Store, channel: &str, chat_id: &str) -> Result<()> {
+pub async fn mark_refused(store: &Store, channel: ChannelName, chat_id: &str) -> Result<()> {
     set_chat(store, channel, chat_id, "refused_at", Some(now_ms().to_string())).await
 }
 
 /// Store a new pairing code for `channel`, valid until `expires_at`.
-pub async fn add_pairing_code(store: &Store, channel: &str, code: &str, expires_at: i64) -> Result<()> {
+pub async fn add_pairing_code(store: &Store, channel: ChannelName, code: &str, expires_at: i64) -> Result<()> {
     sqlx::query("INSERT INTO channel_pairing_codes (code, channel, created_at, expires_at) VALUES (?, ?, ?, ?)")
         .bind(code)
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(now_ms())
         .bind(expires_at)
         .execute(store.writer())
@@ -442,7 +450,7 @@ pub async fn add_pairing_code(store: &Store, channel: &str, code: &str, expires_
 
 /// Use a pairing code for `chat_id`: `true` when it was valid, unused and unexpired; the
 /// chat is then paired, in the same transaction.
-pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_id: &str) -> Result<bool> {
+pub async fn redeem_pairing_code(store: &Store, channel: ChannelName, code: &str, chat_id: &str) -> Result<bool> {
     let mut tx = store.writer().begin().await?;
     let used = sqlx::query(
         "UPDATE channel_pairing_codes SET used_by = ? \
@@ -450,7 +458,7 @@ pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_
     )
     .bind(chat_id)
     .bind(code)
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(now_ms())
     .execute(&mut *tx)
     .await?
@@ -461,7 +469,7 @@ pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_
             "INSERT INTO channel_chats (channel, chat_id, paired_at) VALUES (?, ?, ?) \
              ON CONFLICT (channel, chat_id) DO UPDATE SET paired_at = excluded.paired_at",
         )
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(chat_id)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -471,19 +479,19 @@ pub async fn redeem_pairing_code(store: &Store, channel: &str, code: &str, chat_
     Ok(used)
 }
 
-pub async fn cursor(store: &Store, channel: &str) -> Result<Option<String>> {
+pub async fn cursor(store: &Store, channel: ChannelName) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT value FROM channel_cursors WHERE channel = ?")
-        .bind(channel)
+        .bind(channel.as_str())
         .fetch_optional(store.reader())
         .await?)
 }
 
-pub async fn set_cursor(store: &Store, channel: &str, value: &str) -> Result<()> {
+pub async fn set_cursor(store: &Store, channel: ChannelName, value: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO channel_cursors (channel, value) VALUES (?, ?) \
          ON CONFLICT (channel) DO UPDATE SET value = excluded.value",
     )
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(value)
     .execute(store.writer())
     .await?;
@@ -498,20 +506,20 @@ pub struct Figures {
     pub failed_replies: u32,
 }
 
-pub async fn figures(store: &Store, channel: &str) -> Result<Figures> {
+pub async fn figures(store: &Store, channel: ChannelName) -> Result<Figures> {
     let paired: i64 =
         sqlx::query_scalar("SELECT count(*) FROM channel_chats WHERE channel = ? AND paired_at IS NOT NULL")
-            .bind(channel)
+            .bind(channel.as_str())
             .fetch_one(store.reader())
             .await?;
     // The newest row through `channel_inbox_latest (channel, id)`, read from its end.
     let last: Option<i64> =
         sqlx::query_scalar("SELECT received_at FROM channel_inbox WHERE channel = ? ORDER BY id DESC LIMIT 1")
-            .bind(channel)
+            .bind(channel.as_str())
             .fetch_optional(store.reader())
             .await?;
     let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_outbox WHERE channel = ? AND status = 'failed'")
-        .bind(channel)
+        .bind(channel.as_str())
         .fetch_one(store.reader())
         .await?;
     Ok(Figures {

@@ -9,6 +9,7 @@
 //! Telegram's own description. The bot token is part of every Bot API URL, so URLs are
 //! never logged and errors are stripped of them.
 
+use pryx_api::ChannelName;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,7 +97,7 @@ pub fn inbound(update: &Update) -> Option<InboundMessage> {
     if let Some(callback) = &update.callback_query {
         let chat = callback.message.as_ref()?.chat.id;
         return Some(InboundMessage {
-            channel: "telegram",
+            channel: ChannelName::Telegram,
             platform_id: update.update_id.to_string(),
             chat_id: chat.to_string(),
             sender_id: callback.from.id.to_string(),
@@ -117,7 +118,7 @@ pub fn inbound(update: &Update) -> Option<InboundMessage> {
         (None, None) => (Kind::Unsupported, "this kind of message".to_owned()),
     };
     Some(InboundMessage {
-        channel: "telegram",
+        channel: ChannelName::Telegram,
         platform_id: update.update_id.to_string(),
         chat_id: message.chat.id.to_string(),
         sender_id: sender.map(|u| u.id.to_string()).unwrap_or_default(),

@@ -9,6 +9,7 @@
 //! `statuses[]` (delivery state of what Pryx sent). Replies go to
 //! `POST {api_base}/{phone_number_id}/messages` with the access token.
 
+use pryx_api::ChannelName;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -91,7 +92,7 @@ pub fn parse(body: &Value) -> Result<(Vec<InboundMessage>, Vec<StatusUpdate>), S
                 _ => (Kind::Unsupported, "this kind of message".to_owned()),
             };
             messages.push(InboundMessage {
-                channel: "whatsapp",
+                channel: ChannelName::Whatsapp,
                 platform_id: id.to_owned(),
                 chat_id: from.to_owned(),
                 sender_id: from.to_owned(),

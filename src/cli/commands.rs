@@ -352,7 +352,7 @@ pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
         if failed {
             eprintln!("pryx: {url}: {}", status.reason.unwrap_or_else(|| "not ready".into()));
         }
-        for tool in manager.tools(Some("probe"))? {
+        for tool in manager.tools(Some("probe"), |_| None)? {
             let arguments = example_arguments(&tool.input_schema);
             loop {
                 match live.current().call(&tool.name, arguments.clone(), &ToolContext::default()).await {

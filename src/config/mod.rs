@@ -149,13 +149,8 @@ impl std::fmt::Debug for TelegramConfig {
     }
 }
 
-/// How Telegram messages reach Pryx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TelegramMode {
-    Polling,
-    Webhook,
-}
+/// How Telegram messages reach Pryx: a type of the API contract, the one definition.
+pub use pryx_api::TelegramMode;
 
 /// `[mcp]`: MCP servers whose tools the agent offers the model. This section is reloaded
 /// while Pryx runs: edit the file (or use `pryx mcp add|remove`, `mcp.add`…) and the

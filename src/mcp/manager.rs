@@ -306,7 +306,13 @@ impl McpManager {
         state.servers.values().flat_map(|s| s.tools.iter()).find(|t| t.exposed == exposed).map(|t| t.server.clone())
     }
 
-    pub fn tools(&self, server: Option<&str>) -> Result<Vec<McpToolInfo>, McpError> {
+    /// The tools of one server (or all), each with what `rule_for` says the policy does with
+    /// it (the policy is the agent's; a tool it does not offer now asks).
+    pub fn tools(
+        &self,
+        server: Option<&str>,
+        rule_for: impl Fn(&str) -> Option<pryx_api::Rule>,
+    ) -> Result<Vec<McpToolInfo>, McpError> {
         let state = self.lock();
         if let Some(name) = server {
             if !state.servers.contains_key(name) {
@@ -326,7 +332,7 @@ impl McpManager {
                 description: t.description.clone(),
                 input_schema: t.input_schema.clone(),
                 hints: t.hints.clone(),
-                rule: String::new(),
+                rule: rule_for(&t.exposed).unwrap_or(pryx_api::Rule::Ask),
             })
             .collect())
     }

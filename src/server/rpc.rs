@@ -9,15 +9,14 @@ use jsonrpsee::core::{async_trait, to_json_raw_value, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::PendingSubscriptionSink;
 use pryx_api::{
-    error_code, rpc_error, wire_name, Activity, AgentSettings, Approval, ApprovalDecision, ChannelReply, ChannelStatus,
-    McpOverview, McpServerConfig, McpServerStatus, McpToolInfo, PairingCode, ProviderInfo, ProviderSettings,
-    ProviderTest, PryxApiServer, Session, SessionDetail, SpanRecord, SystemInfo, ToolPolicy, TurnEventEnvelope,
-    TurnStarted,
+    error_code, rpc_error, Activity, AgentSettings, Approval, ApprovalDecision, ChannelName, ChannelReply,
+    ChannelStatus, McpOverview, McpServerConfig, McpServerStatus, McpToolInfo, PairingCode, ProviderChange,
+    ProviderInfo, ProviderSettings, ProviderTest, PryxApiServer, Rule, Session, SessionDetail, SettingsChange,
+    SpanQuery, SpanRecord, SystemInfo, TelegramSetup, ToolPolicy, TurnEventEnvelope, TurnStarted, WhatsAppSetup,
 };
 use tokio::sync::{broadcast, mpsc};
 
 use crate::agent::{Agent, AgentError};
-use crate::approvals::Rule;
 use crate::channels::{ChannelError, Channels};
 use crate::mcp::config_file::{parse_mcp_servers_json, EditError};
 use crate::mcp::McpError;
@@ -192,18 +191,10 @@ impl PryxApiServer for RpcApi {
         Ok(self.agent.set_paused(paused))
     }
 
-    async fn spans_query(
-        &self,
-        session_id: Option<String>,
-        since_us: Option<i64>,
-        limit: Option<u32>,
-        newest: Option<bool>,
-    ) -> Result<Vec<SpanRecord>, ErrorObjectOwned> {
-        let keep = if newest.unwrap_or(false) { Keep::Latest } else { Keep::Earliest };
-        Ok(self
-            .agent
-            .spans(session_id.as_deref(), since_us.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000), keep)
-            .await?)
+    async fn spans_query(&self, query: SpanQuery) -> Result<Vec<SpanRecord>, ErrorObjectOwned> {
+        let keep = if query.newest.unwrap_or(false) { Keep::Latest } else { Keep::Earliest };
+        let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+        Ok(self.agent.spans(query.session_id.as_deref(), query.since_us.unwrap_or(0), limit, keep).await?)
     }
 
     async fn spans_subscribe(
@@ -232,11 +223,8 @@ impl PryxApiServer for RpcApi {
     }
 
     async fn mcp_tools(&self, server: Option<String>) -> Result<Vec<McpToolInfo>, ErrorObjectOwned> {
-        let mut tools = self.agent.mcp().tools(server.as_deref())?;
-        for tool in &mut tools {
-            tool.rule = self.agent.rules().rule_for(&tool.name).map(|r| wire_name(&r)).unwrap_or_default();
-        }
-        Ok(tools)
+        let rules = self.agent.rules();
+        Ok(self.agent.mcp().tools(server.as_deref(), |tool| rules.rule_for(tool))?)
     }
 
     async fn mcp_add(
@@ -253,35 +241,19 @@ impl PryxApiServer for RpcApi {
         Ok(self.agent.provider_settings())
     }
 
-    async fn provider_set(
-        &self,
-        base_url: Option<String>,
-        model: Option<String>,
-        api_key: Option<String>,
-    ) -> Result<ProviderInfo, ErrorObjectOwned> {
-        Ok(self.agent.set_provider(base_url, model, api_key).await?)
+    async fn provider_set(&self, change: ProviderChange) -> Result<ProviderInfo, ErrorObjectOwned> {
+        Ok(self.agent.set_provider(change).await?)
     }
 
-    async fn provider_test(
-        &self,
-        base_url: Option<String>,
-        model: Option<String>,
-        api_key: Option<String>,
-    ) -> Result<ProviderTest, ErrorObjectOwned> {
-        Ok(self.agent.test_provider(base_url, model, api_key).await?)
+    async fn provider_test(&self, change: ProviderChange) -> Result<ProviderTest, ErrorObjectOwned> {
+        Ok(self.agent.test_provider(change).await?)
     }
 
     async fn tools_list(&self) -> Result<Vec<ToolPolicy>, ErrorObjectOwned> {
         Ok(self.agent.rules().tool_policies())
     }
 
-    async fn tools_set_rule(&self, tool: String, rule: Option<String>) -> Result<ToolPolicy, ErrorObjectOwned> {
-        let rule = match rule.as_deref() {
-            None => None,
-            Some(text) => Some(pryx_api::from_wire_name::<Rule>(text).ok_or_else(|| {
-                rpc_error(error_code::INVALID_INPUT, format!("`{text}` is not a rule: use allow, ask, deny or null"))
-            })?),
-        };
+    async fn tools_set_rule(&self, tool: String, rule: Option<Rule>) -> Result<ToolPolicy, ErrorObjectOwned> {
         Ok(self.agent.rules().set_tool_rule(self.agent.config_file(), &tool, rule)?)
     }
 
@@ -313,22 +285,16 @@ impl PryxApiServer for RpcApi {
         Ok(self.agent.mcp().logout(&name).await?)
     }
 
-    async fn channel_pairing_code(&self, channel: String) -> Result<PairingCode, ErrorObjectOwned> {
-        Ok(self.channels.pairing_code(&channel).await?)
+    async fn channel_pairing_code(&self, channel: ChannelName) -> Result<PairingCode, ErrorObjectOwned> {
+        Ok(self.channels.pairing_code(channel).await?)
     }
 
     async fn settings_get(&self) -> Result<AgentSettings, ErrorObjectOwned> {
         Ok(self.agent.settings())
     }
 
-    async fn settings_set(
-        &self,
-        workspace: Option<String>,
-        capture_content: Option<bool>,
-        export_endpoint: Option<String>,
-        export_authorization: Option<String>,
-    ) -> Result<AgentSettings, ErrorObjectOwned> {
-        Ok(self.agent.set_settings(workspace, capture_content, export_endpoint, export_authorization).await?)
+    async fn settings_set(&self, change: SettingsChange) -> Result<AgentSettings, ErrorObjectOwned> {
+        Ok(self.agent.set_settings(change).await?)
     }
 
     async fn channel_status(&self) -> Result<Vec<ChannelStatus>, ErrorObjectOwned> {
@@ -354,36 +320,24 @@ impl PryxApiServer for RpcApi {
         }
     }
 
-    async fn channel_telegram_set(
-        &self,
-        bot_token: Option<String>,
-        mode: String,
-        public_url: Option<String>,
-    ) -> Result<ChannelStatus, ErrorObjectOwned> {
-        Ok(self.channels.set_telegram(bot_token, &mode, public_url).await?)
+    async fn channel_telegram_set(&self, setup: TelegramSetup) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.set_telegram(setup).await?)
     }
 
-    async fn channel_whatsapp_set(
-        &self,
-        phone_number_id: String,
-        access_token: Option<String>,
-        app_secret: Option<String>,
-        verify_token: Option<String>,
-        public_url: Option<String>,
-    ) -> Result<ChannelStatus, ErrorObjectOwned> {
-        Ok(self.channels.set_whatsapp(phone_number_id, access_token, app_secret, verify_token, public_url).await?)
+    async fn channel_whatsapp_set(&self, setup: WhatsAppSetup) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.set_whatsapp(setup).await?)
     }
 
-    async fn channel_disconnect(&self, channel: String) -> Result<ChannelStatus, ErrorObjectOwned> {
-        Ok(self.channels.disconnect(&channel).await?)
+    async fn channel_disconnect(&self, channel: ChannelName) -> Result<ChannelStatus, ErrorObjectOwned> {
+        Ok(self.channels.disconnect(channel).await?)
     }
 
     async fn channel_replies(
         &self,
-        channel: String,
+        channel: ChannelName,
         limit: Option<u32>,
     ) -> Result<Vec<ChannelReply>, ErrorObjectOwned> {
-        Ok(self.channels.replies(&channel, limit.unwrap_or(100)).await?)
+        Ok(self.channels.replies(channel, limit.unwrap_or(100)).await?)
     }
 
     async fn mcp_subscribe(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -128,7 +128,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SpanRecord>, DecodeError> {
             turn_id,
             start_us,
             end_us,
-            status: status_of(attributes.iter().map(|(key, value)| (*key, value))).to_owned(),
+            status: status_of(attributes.iter().map(|(key, value)| (*key, value))),
             attributes: attributes.into_iter().map(|(key, value)| (key.to_owned(), value.into_json())).collect(),
         });
     }
@@ -253,7 +253,7 @@ mod tests {
         let spans = [span(None), with_session, open];
         let records: Vec<SpanRecord> = spans.iter().map(RecordedSpan::to_record).collect();
         assert_eq!(decode(&encode(&spans)).unwrap(), records);
-        assert_eq!(records[1].status, "error");
+        assert_eq!(records[1].status, pryx_api::SpanStatus::Error);
         assert_eq!(decode(&encode(&[])).unwrap(), []);
     }
 

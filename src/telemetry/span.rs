@@ -7,7 +7,7 @@
 //! values are copied. It becomes the API's [`SpanRecord`] only for someone who reads it (a
 //! live subscriber); the history stores it straight from this form (see [`super::codec`]).
 
-use pryx_api::SpanRecord;
+use pryx_api::{SpanRecord, SpanStatus};
 use serde_json::{Map, Value};
 use smol_str::SmolStr;
 
@@ -63,7 +63,7 @@ impl RecordedSpan {
     }
 
     /// `error` when the span recorded an error, else `ok`.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> SpanStatus {
         status_of(self.attributes.iter().map(|(key, value)| (*key, value)))
     }
 
@@ -78,7 +78,7 @@ impl RecordedSpan {
             turn_id: self.turn_id.clone(),
             start_us: self.start_us,
             end_us: self.end_us,
-            status: self.status().to_owned(),
+            status: self.status(),
             attributes: self.attributes_json(),
         }
     }
@@ -104,14 +104,14 @@ impl AttributeValue {
 
 /// `error` when the attributes record an error (`error.type`, or `otel.status_code` =
 /// `ERROR`), else `ok`.
-pub(super) fn status_of<'a>(mut attributes: impl Iterator<Item = (&'a str, &'a AttributeValue)>) -> &'static str {
+pub(super) fn status_of<'a>(mut attributes: impl Iterator<Item = (&'a str, &'a AttributeValue)>) -> SpanStatus {
     let failed = attributes.any(|(key, value)| {
         key == "error.type" || (key == "otel.status_code" && matches!(value, AttributeValue::Str(s) if s == "ERROR"))
     });
     if failed {
-        "error"
+        SpanStatus::Error
     } else {
-        "ok"
+        SpanStatus::Ok
     }
 }
 
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn records_carry_w3c_hex_ids_and_the_status() {
         let mut span = span();
-        assert_eq!(span.status(), "ok");
+        assert_eq!(span.status(), SpanStatus::Ok);
         span.set("otel.status_code", AttributeValue::Str("ERROR".into()));
         let record = span.to_record();
         assert_eq!(record.trace_id, "00000000000000000000000000000abc");
@@ -167,6 +167,6 @@ mod tests {
         assert_eq!(span_id_hex(0x0123_4567_89ab_cdef), "0123456789abcdef");
         assert_eq!(record.span_id, "0000000000000012");
         assert_eq!(record.parent_span_id.as_deref(), Some("0000000000000001"));
-        assert_eq!(record.status, "error");
+        assert_eq!(record.status, SpanStatus::Error);
     }
 }

@@ -35,19 +35,8 @@ pub enum ToolError {
     Cancelled,
 }
 
-/// How much harm a call could do; the default approval policy follows from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    /// Only reads (allowed by default).
-    Read,
-    /// Creates or changes files (asks by default).
-    Write,
-    /// Deletes (asks by default).
-    Destructive,
-    /// Runs programs (asks by default).
-    Execute,
-}
+/// How much harm a call could do: a type of the API contract, the one definition.
+pub use pryx_api::Risk;
 
 /// Receives progress reports of a running call: progress, total (if known), message.
 pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;

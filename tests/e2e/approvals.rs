@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pryx::client::PryxApiClient;
-use pryx_api::{error_code, Approval, ApprovalDecision, ApprovalStatus, TurnEvent, TurnStatus};
+use pryx_api::{error_code, Approval, ApprovalDecision, ApprovalStatus, Rule, TurnEvent, TurnStatus};
 
 use crate::support::{base_command, follow, MockLlm, Options, Pryx, Reply, PATIENCE};
 
@@ -389,11 +389,11 @@ async fn tool_rules_change_from_the_api_take_effect_at_once_and_land_in_the_conf
     let delete = tools.iter().find(|t| t.name == "fs_delete").unwrap();
     assert_eq!((delete.source.as_str(), delete.risk.as_str(), delete.rule.as_str()), ("builtin", "destructive", "ask"));
     assert_eq!(delete.configured, None);
-    assert_eq!(tools.iter().find(|t| t.name == "fs_read").unwrap().rule, "allow");
+    assert_eq!(tools.iter().find(|t| t.name == "fs_read").unwrap().rule, Rule::Allow);
 
     // Allow: the next delete runs without a question.
-    let changed = client.tools_set_rule("fs_delete".into(), Some("allow".into())).await.unwrap();
-    assert_eq!((changed.rule.as_str(), changed.configured.as_deref()), ("allow", Some("allow")));
+    let changed = client.tools_set_rule("fs_delete".into(), Some(Rule::Allow)).await.unwrap();
+    assert_eq!((changed.rule.as_str(), changed.configured.map(Rule::as_str)), ("allow", Some("allow")));
     llm.script([delete_call("old.txt"), Reply::text(&["Gone."])]);
     let session = client.session_create(None).await.unwrap();
     let turn = client.message_send(session.id.clone(), "delete old.txt".into()).await.unwrap();
@@ -404,16 +404,23 @@ async fn tool_rules_change_from_the_api_take_effect_at_once_and_land_in_the_conf
     assert!(config.contains("[policy.tools]") && config.contains("fs_delete = \"allow\""), "{config}");
 
     // Deny wins over everything; null goes back to the default.
-    client.tools_set_rule("shell_execute".into(), Some("deny".into())).await.unwrap();
-    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "shell_execute").unwrap().rule, "deny");
+    client.tools_set_rule("shell_execute".into(), Some(Rule::Deny)).await.unwrap();
+    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "shell_execute").unwrap().rule, Rule::Deny);
     let reset = client.tools_set_rule("fs_delete".into(), None).await.unwrap();
     assert_eq!((reset.rule.as_str(), reset.configured), ("ask", None));
     assert!(!std::fs::read_to_string(pryx.home.join("config.toml")).unwrap().contains("fs_delete"));
 
     // Bad input: a clear error, nothing changed.
-    let unknown = client.tools_set_rule("no_such_tool".into(), Some("allow".into())).await.unwrap_err();
+    let unknown = client.tools_set_rule("no_such_tool".into(), Some(Rule::Allow)).await.unwrap_err();
     assert!(unknown.to_string().contains("no_such_tool"), "{unknown}");
-    let bad = client.tools_set_rule("fs_write".into(), Some("sometimes".into())).await.unwrap_err();
-    assert!(bad.to_string().contains("not a rule"), "{bad}");
-    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "fs_write").unwrap().rule, "ask");
+    // A rule outside the set cannot be sent with the typed client: send the raw request.
+    let bad = jsonrpsee::core::client::ClientT::request::<serde_json::Value, _>(
+        &client,
+        "tools.set_rule",
+        jsonrpsee::rpc_params!["fs_write", "sometimes"],
+    )
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("sometimes") && bad.to_string().contains("allow"), "{bad}");
+    assert_eq!(client.tools_list().await.unwrap().iter().find(|t| t.name == "fs_write").unwrap().rule, Rule::Ask);
 }

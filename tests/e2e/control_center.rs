@@ -439,7 +439,7 @@ async fn adding_an_mcp_server_from_the_form_shows_its_tools() {
         .eval("(() => { const s = document.querySelector('tr[data-tool=fs_delete] select'); s.value = 'allow'; s.dispatchEvent(new Event('change')); })()")
         .await;
     eventually("the rule to change", || async {
-        client.tools_list().await.unwrap().iter().any(|t| t.name == "fs_delete" && t.rule == "allow")
+        client.tools_list().await.unwrap().iter().any(|t| t.name == "fs_delete" && t.rule == pryx_api::Rule::Allow)
     })
     .await;
     assert!(std::fs::read_to_string(pryx.home.join("config.toml")).unwrap().contains("fs_delete = \"allow\""));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use jsonrpsee::ws_client::WsClient;
 use pryx::client::PryxApiClient;
-use pryx_api::{McpServerConfig, McpServerState, McpServerStatus, TurnEvent};
+use pryx_api::{McpServerConfig, McpServerState, McpServerStatus, SpanQuery, TurnEvent};
 
 use crate::support::{chat, eventually, files_containing, free_port, peers, MockLlm, Options, Pryx, Reply, PATIENCE};
 
@@ -90,7 +90,10 @@ async fn a_turn_calls_a_tool_of_a_stdio_server_and_answers_with_its_result() {
     // The MCP request is its own span, inside the agent's tool span.
     let deadline = Instant::now() + PATIENCE;
     let spans = loop {
-        let spans = client.spans_query(Some(started.session_id.clone()), None, None, None).await.unwrap();
+        let spans = client
+            .spans_query(SpanQuery { session_id: Some(started.session_id.clone()), ..Default::default() })
+            .await
+            .unwrap();
         if spans.iter().any(|s| s.name == "mcp.tools_call") {
             break spans;
         }
@@ -225,7 +228,7 @@ async fn filesystem_and_python_time_servers_work_with_their_own_policies() {
     wait_for_state(&client, "time", McpServerState::Ready).await;
 
     let tools = client.mcp_tools(None).await.unwrap();
-    let rule = |name: &str| tools.iter().find(|t| t.name == name).map(|t| t.rule.clone()).unwrap();
+    let rule = |name: &str| tools.iter().find(|t| t.name == name).map(|t| t.rule.as_str()).unwrap();
     assert_eq!(rule("files__read_text_file"), "allow");
     assert_eq!(rule("files__write_file"), "ask", "a tool that is not read-only asks");
 

@@ -1,7 +1,7 @@
 //! Provider failures become clear `error` events, retried where retrying is right.
 
 use pryx::client::PryxApiClient;
-use pryx_api::{ErrorKind, MessageStatus, TurnEvent, TurnStatus};
+use pryx_api::{ErrorKind, MessageStatus, ProviderChange, TurnEvent, TurnStatus};
 
 use crate::support::{chat, MockLlm, Options, Pryx, Reply, TurnLog};
 
@@ -171,23 +171,44 @@ async fn the_provider_is_tested_then_set_from_the_api_without_a_restart() {
 
     // Test without saving: a working setting, a refused key, an address nobody answers.
     llm.script([Reply::text(&["OK"])]);
-    let ok =
-        client.provider_test(Some(llm.base_url()), Some("mock-model".into()), Some("sk-try-1".into())).await.unwrap();
+    let ok = client
+        .provider_test(ProviderChange {
+            base_url: Some(llm.base_url()),
+            model: Some("mock-model".into()),
+            api_key: Some("sk-try-1".into()),
+        })
+        .await
+        .unwrap();
     assert!(ok.ok, "{ok:?}");
     assert_eq!(ok.model.as_deref(), Some("mock-model"));
     assert_eq!(llm.auth_headers().last().unwrap().as_deref(), Some("Bearer sk-try-1"));
     llm.script([Reply::error(401, "Incorrect API key provided")]);
-    let refused =
-        client.provider_test(Some(llm.base_url()), Some("mock-model".into()), Some("sk-bad".into())).await.unwrap();
+    let refused = client
+        .provider_test(ProviderChange {
+            base_url: Some(llm.base_url()),
+            model: Some("mock-model".into()),
+            api_key: Some("sk-bad".into()),
+        })
+        .await
+        .unwrap();
     assert!(!refused.ok && refused.message.contains("key"), "{refused:?}");
     let nobody = format!("http://127.0.0.1:{}/v1", crate::support::free_port());
-    let unreachable = client.provider_test(Some(nobody), Some("m".into()), None).await.unwrap();
+    let unreachable = client
+        .provider_test(ProviderChange { base_url: Some(nobody), model: Some("m".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert!(!unreachable.ok && !unreachable.message.is_empty(), "{unreachable:?}");
     assert_eq!(client.provider_get().await.unwrap().base_url, None, "testing saves nothing");
 
     // Set: in use for the next turn, the key in the keychain and only its name in the file.
-    let info =
-        client.provider_set(Some(llm.base_url()), Some("mock-model".into()), Some("sk-live-7".into())).await.unwrap();
+    let info = client
+        .provider_set(ProviderChange {
+            base_url: Some(llm.base_url()),
+            model: Some("mock-model".into()),
+            api_key: Some("sk-live-7".into()),
+        })
+        .await
+        .unwrap();
     assert_eq!(
         (info.source.as_str(), info.model.as_deref(), info.has_api_key),
         ("configured", Some("mock-model"), true)
@@ -201,7 +222,10 @@ async fn the_provider_is_tested_then_set_from_the_api_without_a_restart() {
     assert!(!pryx.stderr().contains("sk-live-7") && !pryx.stderr().contains("sk-try-1"), "keys stay out of the log");
 
     // Bad input is refused and changes nothing.
-    let bad = client.provider_set(Some("ftp://example.com".into()), None, None).await.unwrap_err();
+    let bad = client
+        .provider_set(ProviderChange { base_url: Some("ftp://example.com".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(bad.to_string().contains("http(s)"), "{bad}");
     assert_eq!(client.provider_get().await.unwrap().base_url, Some(llm.base_url()));
 }

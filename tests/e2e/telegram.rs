@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::support::telegram::{text_update, Failure, FakeTelegram, BOT_USERNAME, TOKEN};
 use crate::support::{eventually, MockLlm, Options, Pryx, Reply};
+use pryx_api::{ChannelName, ReplyStatus, SpanQuery, TelegramMode, TelegramSetup};
 
 const WEBHOOK_SECRET: &str = "hook-secret-0123456789";
 
@@ -118,7 +119,7 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     assert!(llm.requests().is_empty());
 
     // Pairing: a one-time code, shown as a t.me link, sent by the owner.
-    let pairing = client.channel_pairing_code("telegram".into()).await.unwrap();
+    let pairing = client.channel_pairing_code(ChannelName::Telegram).await.unwrap();
     assert_eq!(pairing.link.as_deref(), Some(format!("https://t.me/{BOT_USERNAME}?start={}", pairing.code).as_str()));
     let start = text_update(3, 555, &format!("/start {}", pairing.code));
     assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), start.to_string()).await, 200);
@@ -143,7 +144,7 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
 
     // Its session is visible with the others.
     let sessions = client.session_list().await.unwrap();
-    assert!(sessions.iter().any(|s| s.channel == "telegram"), "{sessions:?}");
+    assert!(sessions.iter().any(|s| s.channel == pryx_api::Surface::Telegram), "{sessions:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(telegram.texts_to(555).len(), 3, "the redelivery got no second answer");
     assert!(!pryx.stderr().contains(TOKEN), "the bot token is never logged");
@@ -151,7 +152,7 @@ async fn webhook_refuses_strangers_pairs_the_owner_and_answers_in_html() {
     // Every delivery and every send is a span (no chat ids, no text).
     let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     let spans = loop {
-        let spans = client.spans_query(None, None, None, None).await.unwrap();
+        let spans = client.spans_query(SpanQuery::default()).await.unwrap();
         if spans.iter().filter(|s| s.name == "channel.send").count() >= 4 {
             break spans;
         }
@@ -213,22 +214,22 @@ async fn replies_are_retried_and_permanent_failures_are_visible() {
     assert_eq!(wait_for_texts(&telegram, 42, 1).await, ["Made it."]);
     // Telegram has it; Pryx records that a moment later.
     eventually("the delivery to be recorded", || async {
-        client.channel_replies("telegram".into(), None).await.unwrap()[0].status == "sent"
+        client.channel_replies(ChannelName::Telegram, None).await.unwrap()[0].status == ReplyStatus::Sent
     })
     .await;
-    let replies = client.channel_replies("telegram".into(), None).await.unwrap();
+    let replies = client.channel_replies(ChannelName::Telegram, None).await.unwrap();
     assert_eq!((replies[0].status.as_str(), replies[0].attempts), ("sent", 3), "{replies:?}");
 
     telegram.fail_next_sends([Failure::Refused { code: 400, description: "Bad Request: chat not found" }]);
     llm.script([Reply::text(&["Never arrives."])]);
     telegram.push_update(text_update(2, 43, "hello"));
     eventually("the failure to be recorded", || async {
-        let replies = client.channel_replies("telegram".into(), None).await.unwrap();
-        replies.iter().any(|r| r.status == "failed")
+        let replies = client.channel_replies(ChannelName::Telegram, None).await.unwrap();
+        replies.iter().any(|r| r.status == ReplyStatus::Failed)
     })
     .await;
-    let replies = client.channel_replies("telegram".into(), None).await.unwrap();
-    let failed = replies.iter().find(|r| r.status == "failed").unwrap();
+    let replies = client.channel_replies(ChannelName::Telegram, None).await.unwrap();
+    let failed = replies.iter().find(|r| r.status == ReplyStatus::Failed).unwrap();
     assert_eq!(failed.chat_id, "43");
     assert!(failed.error.as_deref().unwrap().contains("chat not found"), "{failed:?}");
 
@@ -439,23 +440,42 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
     assert_eq!(telegram_status().await.state, ChannelState::Off);
 
     // Refused: Telegram's words, and nothing kept.
-    let wrong = client.channel_telegram_set(Some("123456:wrong-token".into()), "polling".into(), None).await;
+    let wrong = client
+        .channel_telegram_set(TelegramSetup {
+            bot_token: Some("123456:wrong-token".into()),
+            mode: TelegramMode::Polling,
+            public_url: None,
+        })
+        .await;
     let message = wrong.unwrap_err().to_string();
     assert!(message.contains("Unauthorized"), "{message}");
-    let garbled = client.channel_telegram_set(Some("my-bot-token".into()), "polling".into(), None).await;
+    let garbled = client
+        .channel_telegram_set(TelegramSetup {
+            bot_token: Some("my-bot-token".into()),
+            mode: TelegramMode::Polling,
+            public_url: None,
+        })
+        .await;
     assert!(garbled.unwrap_err().to_string().contains("not a bot token"));
     assert_eq!(keyring.lookup("telegram/bot").await, None);
     assert!(!file().contains("bot_token"));
     assert_eq!(telegram_status().await.state, ChannelState::Off);
 
     // Accepted: kept, and polling at once.
-    let status = client.channel_telegram_set(Some(format!(" {TOKEN} ")), "polling".into(), None).await.unwrap();
+    let status = client
+        .channel_telegram_set(TelegramSetup {
+            bot_token: Some(format!(" {TOKEN} ")),
+            mode: TelegramMode::Polling,
+            public_url: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(status.state, ChannelState::Connected);
     assert_eq!(status.account.as_deref(), Some(format!("@{BOT_USERNAME}").as_str()));
-    assert_eq!(status.mode.as_deref(), Some("polling"));
+    assert_eq!(status.mode, Some(TelegramMode::Polling));
     assert_eq!(keyring.lookup("telegram/bot").await.as_deref(), Some(TOKEN));
     assert!(file().contains("bot_token = \"secret:telegram/bot\"") && !file().contains(TOKEN), "{}", file());
-    let pairing = client.channel_pairing_code("telegram".into()).await.unwrap();
+    let pairing = client.channel_pairing_code(ChannelName::Telegram).await.unwrap();
     assert_eq!(pairing.link, Some(format!("https://t.me/{BOT_USERNAME}?start={}", pairing.code)));
     telegram.push_update(text_update(1, OWNER, &format!("/start {}", pairing.code)));
     telegram.push_update(text_update(2, OWNER, "hi"));
@@ -466,7 +486,13 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
 
     // Webhook mode: needs an https address; registers a fresh secret that the endpoint
     // then demands, and the public Host is let in.
-    let plain_http = client.channel_telegram_set(None, "webhook".into(), Some("http://pryx.example.net".into())).await;
+    let plain_http = client
+        .channel_telegram_set(TelegramSetup {
+            bot_token: None,
+            mode: TelegramMode::Webhook,
+            public_url: Some("http://pryx.example.net".into()),
+        })
+        .await;
     assert!(plain_http.unwrap_err().to_string().contains("https"));
     let host_probe = || async {
         reqwest::Client::new()
@@ -479,8 +505,14 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
             .as_u16()
     };
     assert_eq!(host_probe().await, 403, "a foreign Host before the address is set");
-    let status =
-        client.channel_telegram_set(None, "webhook".into(), Some("https://pryx.example.net/".into())).await.unwrap();
+    let status = client
+        .channel_telegram_set(TelegramSetup {
+            bot_token: None,
+            mode: TelegramMode::Webhook,
+            public_url: Some("https://pryx.example.net/".into()),
+        })
+        .await
+        .unwrap();
     assert_eq!(status.webhook_url.as_deref(), Some("https://pryx.example.net/webhooks/telegram"));
     let registered = telegram.calls("setWebhook").pop().expect("setWebhook");
     assert_eq!(registered["url"], "https://pryx.example.net/webhooks/telegram");
@@ -494,7 +526,7 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
     // Disconnected: the webhook is removed at Telegram, the endpoint is gone, the tokens
     // are forgotten.
     let deletes_before = telegram.calls("deleteWebhook").len();
-    let status = client.channel_disconnect("telegram".into()).await.unwrap();
+    let status = client.channel_disconnect(ChannelName::Telegram).await.unwrap();
     assert_eq!(status.state, ChannelState::Off);
     assert_eq!(telegram.calls("deleteWebhook").len(), deletes_before + 1);
     assert_eq!(post_update(&pryx, Some(&secret), text_update(5, OWNER, "anyone?").to_string()).await, 404);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pryx::client::PryxApiClient;
-use pryx_api::{ApprovalDecision, SpanRecord};
+use pryx_api::{ApprovalDecision, SettingsChange, SpanQuery, SpanRecord};
 
 use crate::support::{eventually, follow, MockLlm, Options, Pryx, Reply, PATIENCE};
 
@@ -11,7 +11,8 @@ use crate::support::{eventually, follow, MockLlm, Options, Pryx, Reply, PATIENCE
 async fn stored(client: &jsonrpsee::ws_client::WsClient, session: &str, count: usize) -> Vec<SpanRecord> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let spans = client.spans_query(Some(session.to_owned()), None, None, None).await.unwrap();
+        let spans =
+            client.spans_query(SpanQuery { session_id: Some(session.to_owned()), ..Default::default() }).await.unwrap();
         if spans.len() >= count {
             return spans;
         }
@@ -140,10 +141,15 @@ async fn retention_keeps_only_the_newest_spans() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eventually("the last turn's spans to be stored", || async {
-        client.spans_query(Some(last_session.clone()), None, None, None).await.unwrap().len() == 2
+        client
+            .spans_query(SpanQuery { session_id: Some(last_session.clone()), ..Default::default() })
+            .await
+            .unwrap()
+            .len()
+            == 2
     })
     .await;
-    let all = client.spans_query(None, None, None, None).await.unwrap();
+    let all = client.spans_query(SpanQuery::default()).await.unwrap();
     assert!(all.len() <= 3, "trimmed to max_spans: {}", all.len());
     assert!(all.iter().any(|s| s.session_id.as_deref() == Some(last_session.as_str())), "the newest stay");
 }
@@ -159,16 +165,17 @@ async fn a_limited_query_gets_the_earliest_or_the_newest_spans() {
         sessions.push(started.session_id);
     }
     eventually("every turn's spans to be stored", || async {
-        client.spans_query(None, None, None, None).await.unwrap().len() == 6
+        client.spans_query(SpanQuery::default()).await.unwrap().len() == 6
     })
     .await;
     let session_of = |spans: Vec<SpanRecord>| -> Vec<String> {
         spans.into_iter().map(|s| s.session_id.unwrap_or_default()).collect()
     };
-    let earliest = client.spans_query(None, None, Some(2), None).await.unwrap();
+    let earliest = client.spans_query(SpanQuery { limit: Some(2), ..Default::default() }).await.unwrap();
     assert_eq!(session_of(earliest), [sessions[0].clone(), sessions[0].clone()]);
     // What the Traces screen asks for: the latest, still oldest first.
-    let newest = client.spans_query(None, None, Some(2), Some(true)).await.unwrap();
+    let newest =
+        client.spans_query(SpanQuery { limit: Some(2), newest: Some(true), ..Default::default() }).await.unwrap();
     assert_eq!(newest.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["turn", "chat"]);
     assert_eq!(session_of(newest), [sessions[2].clone(), sessions[2].clone()]);
 }
@@ -295,7 +302,7 @@ async fn a_dead_otlp_endpoint_costs_the_agent_nothing() {
     let export = client.system_info().await.unwrap().export.unwrap();
     assert_eq!(export.exported, 0);
     // Spans are still recorded locally.
-    assert!(!client.spans_query(None, None, None, None).await.unwrap().is_empty());
+    assert!(!client.spans_query(SpanQuery::default()).await.unwrap().is_empty());
     assert_eq!(pryx.terminate().await, 0, "shutdown is not held up by the dead endpoint");
 }
 
@@ -315,28 +322,33 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     assert!(client.system_info().await.unwrap().export.is_none());
 
     // Bad values are refused and nothing changes.
-    let relative = client.settings_set(Some("work".into()), None, None, None).await.unwrap_err();
+    let relative =
+        client.settings_set(SettingsChange { workspace: Some("work".into()), ..Default::default() }).await.unwrap_err();
     assert!(relative.to_string().contains("absolute"), "{relative}");
-    let not_a_url = client.settings_set(None, None, Some("collector:4318".into()), None).await.unwrap_err();
+    let not_a_url = client
+        .settings_set(SettingsChange { export_endpoint: Some("collector:4318".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(not_a_url.to_string().contains("http"), "{not_a_url}");
 
     // A running turn holds the change back.
     llm.script([Reply::slow_text(20, Duration::from_millis(50))]);
     let session = client.session_create(None).await.unwrap();
     let turn = client.message_send(session.id.clone(), "take your time".into()).await.unwrap();
-    let busy = client.settings_set(None, Some(true), None, None).await.unwrap_err();
+    let busy =
+        client.settings_set(SettingsChange { capture_content: Some(true), ..Default::default() }).await.unwrap_err();
     assert!(busy.to_string().contains("a turn is running"), "{busy}");
     follow(&client, &turn.turn_id).await;
 
     let workspace = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", receiver.port);
     let after = client
-        .settings_set(
-            Some(workspace.path().display().to_string()),
-            Some(true),
-            Some(endpoint.clone()),
-            Some("Bearer from-settings-7".into()),
-        )
+        .settings_set(SettingsChange {
+            workspace: Some(workspace.path().display().to_string()),
+            capture_content: Some(true),
+            export_endpoint: Some(endpoint.clone()),
+            export_authorization: Some("Bearer from-settings-7".into()),
+        })
         .await
         .unwrap();
     assert_eq!(after.export_endpoint.as_deref(), Some(endpoint.as_str()));
@@ -361,7 +373,10 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
 
     // A new header value alone (the file still says `secret:…`, the keychain changed) is
     // used by the next runtime's exporter.
-    client.settings_set(None, None, None, Some("Bearer rotated-8".into())).await.unwrap();
+    client
+        .settings_set(SettingsChange { export_authorization: Some("Bearer rotated-8".into()), ..Default::default() })
+        .await
+        .unwrap();
     tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
     let client = pryx.reconnect().await;
     crate::support::chat(&client, "after the rotation").await;
@@ -371,7 +386,15 @@ async fn settings_turn_export_on_and_off_and_move_the_workspace_while_pryx_runs(
     .await;
 
     // Export off: nothing more leaves.
-    client.settings_set(None, Some(false), Some(String::new()), Some(String::new())).await.unwrap();
+    client
+        .settings_set(SettingsChange {
+            capture_content: Some(false),
+            export_endpoint: Some(String::new()),
+            export_authorization: Some(String::new()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     tokio::time::timeout(PATIENCE, client.on_disconnect()).await.expect("the old runtime closes its connections");
     let client = pryx.reconnect().await;
     assert!(client.system_info().await.unwrap().export.is_none());

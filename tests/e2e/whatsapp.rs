@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pryx::client::PryxApiClient;
-use pryx_api::ChannelState;
+use pryx_api::{ChannelName, ChannelState, ReplyStatus, WhatsAppSetup};
 
 use crate::support::whatsapp::{
     signature, status_delivery, text_delivery, FakeWhatsApp, ACCESS_TOKEN, APP_SECRET, DISPLAY_NUMBER, NUMBER_DIGITS,
@@ -80,7 +80,7 @@ async fn verification_signatures_pairing_answers_and_delivery_statuses() {
 
     // Pairing: the owner sends the code as a message.
     // The link opens a chat with the business number, the code typed in.
-    let pairing = client.channel_pairing_code("whatsapp".into()).await.unwrap();
+    let pairing = client.channel_pairing_code(ChannelName::Whatsapp).await.unwrap();
     assert_eq!(pairing.link, Some(format!("https://wa.me/{NUMBER_DIGITS}?text={}", pairing.code)));
     assert!(pairing.qr.is_some(), "the link comes as a QR code too");
     assert_eq!(post_signed(&pryx, text_delivery("wamid.IN4", OWNER, &pairing.code.to_lowercase())).await, 200);
@@ -112,11 +112,11 @@ async fn verification_signatures_pairing_answers_and_delivery_statuses() {
     let refusal_id = FakeWhatsApp::wamid(1);
     let failed = status_delivery(&refusal_id, OWNER, "failed", Some((131026, "Message undeliverable")));
     assert_eq!(post_signed(&pryx, failed).await, 200);
-    let replies = client.channel_replies("whatsapp".into(), None).await.unwrap();
+    let replies = client.channel_replies(ChannelName::Whatsapp, None).await.unwrap();
     let by_text = |needle: &str| replies.iter().find(|r| r.text.contains(needle)).unwrap().clone();
     assert_eq!(by_text("Plan").platform_status.as_deref(), Some("read"));
     let refusal = by_text("not paired");
-    assert_eq!(refusal.status, "failed");
+    assert_eq!(refusal.status, ReplyStatus::Failed);
     assert!(refusal.error.as_deref().unwrap().contains("Message undeliverable"), "{refusal:?}");
     assert!(!pryx.stderr().contains(ACCESS_TOKEN) && !pryx.stderr().contains(APP_SECRET));
 }
@@ -138,20 +138,25 @@ async fn throttled_sends_are_retried_and_refused_ones_recorded() {
     assert_eq!(whatsapp.texts_to(OWNER), ["Through."]);
     // Meta has it; Pryx records that a moment later.
     eventually("the delivery to be recorded", || async {
-        client.channel_replies("whatsapp".into(), None).await.unwrap()[0].status == "sent"
+        client.channel_replies(ChannelName::Whatsapp, None).await.unwrap()[0].status == ReplyStatus::Sent
     })
     .await;
-    let replies = client.channel_replies("whatsapp".into(), None).await.unwrap();
+    let replies = client.channel_replies(ChannelName::Whatsapp, None).await.unwrap();
     assert_eq!((replies[0].status.as_str(), replies[0].attempts), ("sent", 3), "{replies:?}");
 
     whatsapp.fail_next_sends([(400, 131030, "Recipient phone number not in allowed list")]);
     llm.script([Reply::text(&["Lost."])]);
     assert_eq!(post_signed(&pryx, text_delivery("wamid.X2", OWNER, "again")).await, 200);
     eventually("the refusal to be recorded", || async {
-        client.channel_replies("whatsapp".into(), None).await.unwrap().iter().any(|r| r.status == "failed")
+        client
+            .channel_replies(ChannelName::Whatsapp, None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.status == ReplyStatus::Failed)
     })
     .await;
-    let replies = client.channel_replies("whatsapp".into(), None).await.unwrap();
+    let replies = client.channel_replies(ChannelName::Whatsapp, None).await.unwrap();
     assert!(replies[0].error.as_deref().unwrap().contains("not in allowed list"), "{replies:?}");
 }
 
@@ -169,13 +174,13 @@ async fn whatsapp_is_connected_from_the_api_while_pryx_runs() {
     let pryx = Pryx::start(Options::with_llm(&llm).keychain(&keyring).config(&config)).await;
     let client = pryx.client().await;
     let set = |token: &str, phone: &str| {
-        client.channel_whatsapp_set(
-            phone.into(),
-            Some(token.into()),
-            Some(APP_SECRET.into()),
-            Some(VERIFY_TOKEN.into()),
-            Some("https://hooks.example.org".into()),
-        )
+        client.channel_whatsapp_set(WhatsAppSetup {
+            phone_number_id: phone.into(),
+            access_token: Some(token.into()),
+            app_secret: Some(APP_SECRET.into()),
+            verify_token: Some(VERIFY_TOKEN.into()),
+            public_url: Some("https://hooks.example.org".into()),
+        })
     };
     let refused = set("EAAG-expired", PHONE_NUMBER_ID).await.unwrap_err().to_string();
     assert!(refused.contains("Invalid OAuth access token"), "{refused}");
@@ -195,13 +200,13 @@ async fn whatsapp_is_connected_from_the_api_while_pryx_runs() {
         format!("{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=77", pryx.url);
     assert_eq!(reqwest::get(&verify).await.unwrap().text().await.unwrap(), "77");
     llm.script([Reply::text(&["Hi from WhatsApp."])]);
-    let pairing = client.channel_pairing_code("whatsapp".into()).await.unwrap();
+    let pairing = client.channel_pairing_code(ChannelName::Whatsapp).await.unwrap();
     assert_eq!(post_signed(&pryx, text_delivery("wamid.API1", OWNER, &pairing.code)).await, 200);
     assert_eq!(post_signed(&pryx, text_delivery("wamid.API2", OWNER, "hello")).await, 200);
     eventually("the answer", || async { whatsapp.texts_to(OWNER).len() == 2 }).await;
     assert!(whatsapp.texts_to(OWNER)[1].contains("Hi from WhatsApp."));
 
-    let status = client.channel_disconnect("whatsapp".into()).await.unwrap();
+    let status = client.channel_disconnect(ChannelName::Whatsapp).await.unwrap();
     assert_eq!(status.state, ChannelState::Off);
     assert_eq!(reqwest::get(&verify).await.unwrap().status(), 404);
     assert_eq!(keyring.lookup("whatsapp/token").await, None);
