@@ -220,6 +220,55 @@ fn the_contract_crate_depends_on_nothing_of_the_agent() {
     }
 }
 
+/// The Control Center's modules (`frontend/src`, its own crate): the root module picks the
+/// screen, the screens use the shared modules, and nothing uses back up into a loop.
+#[test]
+fn the_control_center_modules_form_no_loop() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend/src");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let module_of = |file: &Path| file.file_stem().expect("a file name").to_string_lossy().into_owned();
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let code = code_only(&std::fs::read_to_string(file).expect("read frontend source"));
+        let module = module_of(file);
+        let mut used = rooms_used(&code, &modules);
+        used.remove(&module);
+        uses.insert(module, used);
+    }
+    assert!(uses.get("app").is_some_and(|used| used.contains("chat")), "the scan reads the frontend: {uses:?}");
+    // Depth-first search for a back edge.
+    fn visit<'a>(
+        module: &'a str,
+        uses: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| *m == module) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|m| m.to_string()).collect();
+            cycle.push(module.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(module) {
+            return None;
+        }
+        path.push(module);
+        for next in uses.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(next, uses, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in uses.keys() {
+        let cycle = visit(module, &uses, &mut Vec::new(), &mut done);
+        assert!(cycle.is_none(), "the Control Center's modules use each other in a loop: {cycle:?}");
+    }
+}
+
 #[test]
 fn the_scanner_reads_grouped_imports_and_skips_prose() {
     let rooms: BTreeSet<String> = ["agent", "store", "runtime", "server"].map(String::from).into();

@@ -95,7 +95,7 @@ pub fn ApprovalCard(approval: Approval, #[prop(optional)] autofocus: bool) -> im
             <p class="summary">{approval.summary.clone()}</p>
             <div class="label">"Arguments"</div>
             <pre class="arguments">{arguments}</pre>
-            <p class="muted small">{format!("From a {} chat · expires {}", approval.channel, crate::app::clock_time(approval.expires_at))}</p>
+            <p class="muted small">{format!("From a {} chat · expires {}", approval.channel, crate::page::clock_time(approval.expires_at))}</p>
             {outcome}
             <Show when=move || is_pending && settled.with(|s| s.is_none())>
                 <textarea class="note" rows="2" placeholder="Note for the model (optional)" aria-label="Note"
@@ -152,8 +152,8 @@ pub fn ApprovalPage(#[prop(into)] id: Signal<String>) -> impl IntoView {
             let still_shown = id.get_untracked() == wanted;
             if let (Ok(approval), true) = (found_now, still_shown) {
                 match &approval {
-                    Some(approval) => crate::app::set_title(&format!("Approval: {}", approval.tool)),
-                    None => crate::app::set_title("Approval"),
+                    Some(approval) => crate::page::set_title(&format!("Approval: {}", approval.tool)),
+                    None => crate::page::set_title("Approval"),
                 }
                 found.set(Some(approval));
             }
@@ -174,7 +174,7 @@ pub fn ApprovalPage(#[prop(into)] id: Signal<String>) -> impl IntoView {
 #[component]
 pub fn ApprovalsPage() -> impl IntoView {
     let agent = expect_context::<Agent>();
-    crate::app::set_title("Approvals");
+    crate::page::set_title("Approvals");
     let history = RwSignal::new(Vec::<Approval>::new());
     Effect::new(move |_| {
         agent.connection.track();
@@ -207,7 +207,7 @@ pub fn ApprovalsPage() -> impl IntoView {
                     <tbody>
                         <For each=move || history.get() key=|a| (a.id.clone(), a.settled_at) let:approval>
                             <tr>
-                                <td class="nowrap">{crate::app::clock_time(approval.settled_at.unwrap_or(approval.created_at))}</td>
+                                <td class="nowrap">{crate::page::clock_time(approval.settled_at.unwrap_or(approval.created_at))}</td>
                                 <td><a href=Route::Approval(approval.id.clone()).hash()><code>{approval.tool.clone()}</code></a></td>
                                 <td>{approval.summary.clone()}</td>
                                 <td>{outcome_text(&approval)}</td>

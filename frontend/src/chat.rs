@@ -57,7 +57,7 @@ fn SessionList(current: Signal<Option<String>>) -> impl IntoView {
             if agent.call("Could not delete", |c| async move { c.session_delete(gone).await }).await.is_some() {
                 agent.refresh_sessions().await;
                 if was_current {
-                    crate::app::go(&Route::NewChat { text: String::new() });
+                    crate::page::go(&Route::NewChat { text: String::new() });
                 }
             }
         });
@@ -188,7 +188,7 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
     let refreshed_for = StoredValue::new(None::<String>);
     Effect::new(move |_| {
         let Some(id) = session.get() else {
-            crate::app::set_title("New chat");
+            crate::page::set_title("New chat");
             return;
         };
         let listed = agent.sessions.with(|s| s.iter().find(|s| s.id == id).map(|s| s.title.clone()));
@@ -200,7 +200,7 @@ fn Conversation(session: Signal<Option<String>>, prefill: Signal<String>) -> imp
             refreshed_for.set_value(Some(id.clone()));
             spawn_local(async move { agent.refresh_sessions().await });
         }
-        crate::app::set_title(listed.or(loaded).as_deref().unwrap_or("Chat"));
+        crate::page::set_title(listed.or(loaded).as_deref().unwrap_or("Chat"));
     });
     // Reload the history when the session, the connection or the stored history changes.
     Effect::new(move |_| {
@@ -414,7 +414,7 @@ fn Composer(
                     agent.history_changed(&id);
                     agent.refresh_sessions().await;
                     if existing.is_none() {
-                        crate::app::go(&Route::Session(id));
+                        crate::page::go(&Route::Session(id));
                     }
                 }
             }

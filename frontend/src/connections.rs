@@ -17,7 +17,7 @@ use crate::state::Agent;
 
 #[component]
 pub fn ConnectionsPage() -> impl IntoView {
-    crate::app::set_title("Connections");
+    crate::page::set_title("Connections");
     view! {
         <section class="page narrow">
             <h1>"Connections"</h1>
@@ -280,7 +280,7 @@ fn ChannelCard(channel: ChannelName, status: Signal<Option<ChannelStatus>>) -> i
         let rows = [
             arrive,
             ("Paired chats", s.paired_chats.to_string()),
-            ("Last message", s.last_message_at.map_or("none yet".to_owned(), crate::app::clock_time)),
+            ("Last message", s.last_message_at.map_or("none yet".to_owned(), crate::page::clock_time)),
             ("Failed replies", s.failed_replies.to_string()),
         ];
         Some(rows.map(|(term, text)| view! { <dt>{term}</dt><dd>{text}</dd> }).into_iter().collect_view())
@@ -340,7 +340,7 @@ fn pairing_view(code: PairingCode, telegram: bool) -> impl IntoView {
             <div>
                 <p>{how}</p>
                 {code.link.map(|link| view! { <p><a class="pairing-link" href=link.clone() target="_blank" rel="noopener noreferrer">{link.clone()}</a></p> })}
-                <p class="muted small">"Or send the code " <code class="pairing-code">{code.code}</code> " yourself. It works once, until " {crate::app::clock_time(code.expires_at)} "."</p>
+                <p class="muted small">"Or send the code " <code class="pairing-code">{code.code}</code> " yourself. It works once, until " {crate::page::clock_time(code.expires_at)} "."</p>
             </div>
         </div>
     }

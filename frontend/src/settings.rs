@@ -41,7 +41,7 @@ fn stored_theme() -> String {
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let agent = expect_context::<Agent>();
-    crate::app::set_title("Settings");
+    crate::page::set_title("Settings");
     let theme = RwSignal::new(stored_theme());
     let info = RwSignal::new(None::<SystemInfo>);
     let values = form::values();

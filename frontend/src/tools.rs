@@ -18,7 +18,7 @@ use crate::text::first_line;
 #[component]
 pub fn ToolsPage() -> impl IntoView {
     let agent = expect_context::<Agent>();
-    crate::app::set_title("Tools");
+    crate::page::set_title("Tools");
     let overview = RwSignal::new(None::<McpOverview>);
     let tools = RwSignal::new(Vec::<McpToolInfo>::new());
     let policies = RwSignal::new(Vec::<ToolPolicy>::new());

@@ -68,7 +68,7 @@ fn summaries(spans: &HashMap<String, SpanRecord>) -> Vec<TraceSummary> {
 #[component]
 pub fn TracesPage() -> impl IntoView {
     let agent = expect_context::<Agent>();
-    crate::app::set_title("Traces");
+    crate::page::set_title("Traces");
     let filter = RwSignal::new(None::<String>);
     let spans = RwSignal::new(HashMap::<String, SpanRecord>::new());
     let chosen = RwSignal::new(None::<String>);
@@ -138,7 +138,7 @@ pub fn TracesPage() -> impl IntoView {
                                 <li class:current=current class:error=trace.error>
                                     <button class="trace-pick" on:click=move |_| { chosen.set(Some(id.clone())); selected_span.set(None); }>
                                         <span class="trace-name">{trace.name.clone()}</span>
-                                        <span class="muted small">{format!("{} · {} spans · {}", crate::app::clock_time(trace.start_us / 1000), trace.spans, length)}</span>
+                                        <span class="muted small">{format!("{} · {} spans · {}", crate::page::clock_time(trace.start_us / 1000), trace.spans, length)}</span>
                                     </button>
                                 </li>
                             }
@@ -345,7 +345,7 @@ fn Details(spans: RwSignal<HashMap<String, SpanRecord>>, selected_span: RwSignal
                 <div class="server-head">
                     <h3>{span.name.clone()}</h3>
                     <span class=format!("rule {}", if span.status == SpanStatus::Error { "deny" } else { "allow" })>{span.status.as_str()}</span>
-                    <span class="muted small">{format!("{length} · started {}", crate::app::clock_time(span.start_us / 1000))}</span>
+                    <span class="muted small">{format!("{length} · started {}", crate::page::clock_time(span.start_us / 1000))}</span>
                     <span class="spacer"></span>
                     <button class="ghost small" on:click=move |_| selected_span.set(None)>"Close"</button>
                 </div>
