@@ -13,12 +13,12 @@ pub mod approvals;
 pub(crate) mod channels;
 // The terminal front end: printing is its job.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
-pub mod cli;
+pub(crate) mod cli;
 pub mod client;
 pub mod config;
 pub(crate) mod datadir;
 #[cfg(feature = "desktop")]
-pub mod desktop;
+pub(crate) mod desktop;
 pub(crate) mod html;
 pub(crate) mod llm;
 pub mod mcp;
@@ -29,6 +29,11 @@ pub(crate) mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+
+/// The whole `pryx` program: the binary's `main` calls this and nothing else.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}
 
 /// Choose ring as the TLS crypto provider of every HTTPS client in the process (reqwest is
 /// built without a provider of its own; see Cargo.toml). Idempotent; the binary calls it

@@ -1,5 +1,5 @@
-//! The `pryx` binary. Everything of substance lives in the library; see `cli::main`.
+//! The `pryx` binary. Everything of substance lives in the library; see `pryx::main`.
 
 fn main() -> std::process::ExitCode {
-    pryx::cli::main()
+    pryx::main()
 }
