@@ -3,8 +3,8 @@
 //! The [`PryxApi`] trait is the single source of truth for the JSON-RPC 2.0 interface that
 //! `pryx` serves over WebSocket at `/rpc`. The `#[rpc]` macro generates both the server trait
 //! (`PryxApiServer`, implemented by the agent) and a typed client extension trait
-//! (`PryxApiClient`, used by `pryx chat`, the tests and later the Leptos UI), so the two sides
-//! cannot drift apart. Every method is documented with an example in `docs/api.md`.
+//! (`PryxApiClient`, used by `pryx chat`, the desktop shell, the Control Center and the
+//! tests), so the two sides cannot drift apart. Every method is documented with an example in `docs/api.md`.
 //!
 //! Method names are `noun.verb`. Timestamps are Unix milliseconds. Ids are strings (sessions,
 //! turns) or integers (messages, which are ordered by id within a session).

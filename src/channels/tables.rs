@@ -112,7 +112,9 @@ fn inbox_row(channel: ChannelName, row: &SqliteRow) -> Result<InboxRow> {
 }
 
 /// Where an inbox row is in the pipeline (`channel_inbox.status`; the schema's CHECK also
-/// allows `ignored`, which nothing writes).
+/// allows `ignored`, which nothing writes). The outbox's statuses are `pryx_api::ReplyStatus`;
+/// queries that look for `pending` rows name it literally, because SQLite uses a partial
+/// index (`… WHERE status = 'pending'`) only for a query that states its condition as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxStatus {
     /// Committed, not yet dispatched.

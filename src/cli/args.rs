@@ -17,7 +17,7 @@ pub struct Cli {
     /// A `pryx://` link to open in the desktop app (session/ID, new?text=…, approve/ID).
     #[arg(value_name = "LINK")]
     pub link: Option<String>,
-    /// Run headless: serve the API (and later the UI) on a loopback port, no window.
+    /// Run headless: serve the API and the Control Center on one port, no window.
     #[arg(long)]
     pub serve: bool,
     /// Address to listen on [default: 127.0.0.1, or server.bind in the config]

@@ -35,7 +35,7 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
 }
 
 /// Whether `path` is a UI file (the server lets these through without the token).
-pub fn is_ui_path(path: &str) -> bool {
+pub fn is_asset_path(path: &str) -> bool {
     asset(path).is_some()
 }
 

@@ -226,7 +226,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
     }
     let path = request.uri().path();
-    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::server::assets::is_ui_path(path);
+    let token_free = TOKEN_FREE_PATHS.contains(&path) || crate::server::assets::is_asset_path(path);
     if !token_free && !presents_token(&state.token, headers, request.uri().query()) {
         let mut response = error_response(StatusCode::UNAUTHORIZED, "missing or wrong token (see <data-dir>/token)");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
