@@ -225,7 +225,7 @@ impl Broker {
         .bind(new.tool)
         .bind(new.arguments)
         .bind(&new.summary)
-        .bind(wire_name(&new.risk))
+        .bind(new.risk.as_str())
         .bind(new.channel.as_str())
         .bind(now)
         .bind(expires_at)

@@ -70,7 +70,10 @@ pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
 }
 
 /// The name a unit variant has on the wire (`snake_case`), e.g. `"timed_out"` for
-/// [`ApprovalStatus::TimedOut`]. The one way the agent, store and CLI turn enums into text.
+/// [`ApprovalStatus::TimedOut`]: how the agent, store and CLI turn an enum into text. The
+/// closed sets that became enums in place of strings (`Risk`, `Rule`, `ChannelName`,
+/// `Surface`, `TelegramMode`, `ReplyStatus`, `SpanStatus`) also have `as_str`, the same text
+/// without allocating; a test holds the two to agree.
 pub fn wire_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }

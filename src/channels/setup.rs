@@ -441,7 +441,7 @@ impl Channels {
             "telegram",
             &[
                 ("bot_token", config.bot_token.as_deref()),
-                ("mode", Some(&pryx_api::wire_name(&config.mode))),
+                ("mode", Some(config.mode.as_str())),
                 ("public_url", config.public_url.as_deref()),
                 ("webhook_secret", config.webhook_secret.as_deref()),
             ],

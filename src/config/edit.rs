@@ -40,7 +40,7 @@ pub fn set_tool_rule(path: &Path, tool: &str, rule: Option<Rule>) -> Result<(), 
             .ok_or_else(|| EditError::Invalid("`policy.tools` in the config file is not a table".into()))?;
         match rule {
             Some(rule) => {
-                tools.insert(tool, toml_edit::value(pryx_api::wire_name(&rule)));
+                tools.insert(tool, toml_edit::value(rule.as_str()));
             }
             None => {
                 tools.remove(tool);
