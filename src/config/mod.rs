@@ -189,8 +189,15 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Largest HTTP body or WebSocket message accepted, in bytes.
     pub max_request_bytes: u32,
-    /// Most simultaneous API connections.
+    /// Most connections open at once, HTTP and WebSocket alike. At the cap, new connections
+    /// wait in the kernel's queue until one closes (a warning says so once).
     pub max_connections: u32,
+    /// Seconds a connection may take to send a request's head, counted from when the server
+    /// starts waiting for it: a new connection that sends nothing, and a kept-alive one that
+    /// sits idle between requests, are closed after this long.
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take to send its body once the head arrived; then `408`.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -201,7 +208,9 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_request_bytes: 1024 * 1024,
-            max_connections: 128,
+            max_connections: 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
         }
     }
 }
@@ -420,6 +429,15 @@ impl Config {
                 "tools.shell_max_timeout_secs".into(),
                 "must be at least tools.shell_timeout_secs (> 0)".into(),
             ));
+        }
+        for (key, value) in [
+            ("server.max_connections", u64::from(self.server.max_connections)),
+            ("server.header_timeout_secs", self.server.header_timeout_secs),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
         }
         if self.policy.approval_timeout_secs == 0 {
             return Err(("policy.approval_timeout_secs".into(), "must be at least 1".into()));

@@ -16,6 +16,7 @@
 //! The token is compared in constant time and never logged.
 
 pub mod assets;
+mod connections;
 pub mod rpc;
 
 use std::net::{IpAddr, SocketAddr};
@@ -159,6 +160,12 @@ pub async fn serve(
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(config.max_connections)
         .build();
+    let limits = connections::Limits {
+        max_connections: config.max_connections as usize,
+        header_timeout: std::time::Duration::from_secs(config.header_timeout_secs),
+        body_timeout: std::time::Duration::from_secs(config.body_timeout_secs),
+        max_body_bytes: config.max_request_bytes as usize,
+    };
     let (stop, server_handle) = stop_channel();
     let state = Arc::new(AppState {
         token,
@@ -181,6 +188,7 @@ pub async fn serve(
         .merge(crate::server::assets::router())
         .merge(public)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(limits, connections::read_body_in_time))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_request_bytes as usize));
 
@@ -189,13 +197,7 @@ pub async fn serve(
         ws_shutdown.cancelled().await;
         let _ = server_handle.stop();
     });
-    // Deltas are small writes that must leave at once, not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    connections::serve(listener, app, limits, shutdown).await
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -170,3 +170,25 @@ async fn oversized_requests_are_refused_and_change_nothing() {
     assert!(detail.messages.is_empty(), "nothing was stored");
     assert!(llm.requests().is_empty(), "nothing reached the model");
 }
+
+/// At the connection cap new connections wait (they are not refused) and are served once
+/// stalled ones are closed; the log says the cap was reached.
+#[tokio::test]
+async fn at_the_connection_cap_new_connections_wait_and_the_log_says_why() {
+    let llm = MockLlm::start().await;
+    let options = Options::with_llm(&llm).config("[server]\nmax_connections = 8\nheader_timeout_secs = 2\n");
+    let pryx = Pryx::start(options).await;
+    let address = pryx.url.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // The ninth waits in the queue until the header timeout frees a place, then is served.
+    let health = reqwest::get(format!("{}/healthz", pryx.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    crate::support::eventually("the cap warning", || async {
+        pryx.stderr().contains("8 connections are open, the most server.max_connections allows")
+    })
+    .await;
+    drop(stalled);
+}

@@ -535,3 +535,65 @@ async fn telegram_is_connected_switched_and_disconnected_while_pryx_runs() {
     assert!(!file().contains("bot_token"));
     assert!(!pryx.stderr().contains(TOKEN) && !pryx.stderr().contains(&secret));
 }
+
+/// Connections that send nothing, stop halfway through a head, or trickle a body are closed
+/// within the timeouts, while a flood of real deliveries on other connections is served.
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_while_a_webhook_flood_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let llm = MockLlm::start().await;
+    let telegram = FakeTelegram::start().await;
+    let section = format!("{WEBHOOK}\n[server]\nheader_timeout_secs = 2\nbody_timeout_secs = 2\n");
+    let pryx = Pryx::start(options(&llm, &telegram, &section)).await;
+    eventually("the channel to connect", || async {
+        post_update(&pryx, None, text_update(0, 777, "probe").to_string()).await != 503
+    })
+    .await;
+    let address = pryx.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let mut half_head = Vec::new();
+    for _ in 0..5 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(format!("POST /webhooks/telegram HTTP/1.1\r\nHost: {address}\r\n").as_bytes()).await.unwrap();
+        half_head.push(stream);
+    }
+    let mut slow_body = Vec::new();
+    for _ in 0..5 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /webhooks/telegram HTTP/1.1\r\nHost: {address}\r\nX-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\
+             content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"update_id\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow_body.push(stream);
+    }
+
+    // The flood: 300 deliveries, 50 at a time, on their own connections.
+    for wave in 0..6 {
+        let posts = (0..50).map(|i| {
+            let update = text_update(1 + wave * 50 + i, 777, &format!("flood {i}")).to_string();
+            post_update(&pryx, Some(WEBHOOK_SECRET), update)
+        });
+        let statuses = futures::future::join_all(posts).await;
+        assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    }
+
+    // Every stalled connection is closed by Pryx; the slow bodies are told why.
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(crate::support::PATIENCE, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a stalled connection was still open after {:?}", crate::support::PATIENCE);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    for answer in futures::future::join_all(idle.into_iter().chain(half_head).map(closed)).await {
+        assert!(!answer.contains(" 200 "), "nothing was served: {answer}");
+    }
+    for answer in futures::future::join_all(slow_body.into_iter().map(closed)).await {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    // The server still answers afterwards.
+    assert_eq!(post_update(&pryx, Some(WEBHOOK_SECRET), text_update(999, 777, "after").to_string()).await, 200);
+}
