@@ -84,8 +84,8 @@ impl ThroughPryx {
             credentials: pryx::mcp::oauth::CredentialsAt::memory(),
             roots: vec![std::env::temp_dir()],
             config_path: None,
-            // Like a bare client: the benchmark binary is not `pryx` and has no helper.
-            helper: None,
+            // Like a bare client: the server starts as it is.
+            sandbox: None,
         };
         let manager = McpManager::start(&config, live.clone(), environment);
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -75,13 +75,16 @@ impl Policy {
     }
 
     /// Decide a call. `trusted_by_user` is the user's own trust in the tool (an MCP server
-    /// marked trusted); `allowed_for_session` holds the tools a person allowed for this session.
+    /// marked trusted); `widens` what the call asks beyond the tool's usual reach
+    /// (`Tool::widens`); `allowed_for_session` holds the [`session_grant`]s a person gave
+    /// in this session.
     pub fn decide(
         &self,
         tool: &str,
         risk: Risk,
         trusted_by_user: bool,
         arguments: &serde_json::Value,
+        widens: Option<&str>,
         allowed_for_session: &HashSet<String>,
     ) -> Rule {
         let configured = self.config.tools.get(tool).copied();
@@ -95,7 +98,14 @@ impl Policy {
                 return Rule::Deny;
             }
         }
-        if allowed_for_session.contains(tool) || configured == Some(Rule::Allow) {
+        if allowed_for_session.contains(&session_grant(tool, widens)) {
+            return Rule::Allow;
+        }
+        // More than the tool's usual reach: only a person can allow it.
+        if widens.is_some() {
+            return Rule::Ask;
+        }
+        if configured == Some(Rule::Allow) {
             return Rule::Allow;
         }
         if let Some(command) = command {
@@ -114,6 +124,16 @@ impl Policy {
             (None, Risk::Read) => Rule::Allow,
             (None, _) => Rule::Ask,
         }
+    }
+}
+
+/// What "allow for the rest of this session" allows: the tool, or the tool with what the
+/// call widened (`shell_execute with network`), which an allowance of the tool alone does
+/// not cover.
+pub fn session_grant(tool: &str, widens: Option<&str>) -> String {
+    match widens {
+        Some(what) => format!("{tool} with {what}"),
+        None => tool.to_owned(),
     }
 }
 
@@ -140,6 +160,8 @@ pub struct NewApproval<'a> {
     pub summary: String,
     pub risk: Risk,
     pub channel: Surface,
+    /// What an answer "allow for this session" allows ([`session_grant`]).
+    pub grant: String,
 }
 
 /// How a request ended, as the waiting tool call sees it.
@@ -158,8 +180,10 @@ impl Outcome {
 pub struct Broker {
     store: Store,
     timeout: Duration,
-    waiting: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Tools allowed for a whole session, by session id.
+    /// Requests waiting for an answer: how to wake the caller, and what allowing the tool
+    /// for the session would grant.
+    waiting: Mutex<HashMap<String, (oneshot::Sender<()>, String)>>,
+    /// Grants ([`session_grant`]) given for a whole session, by session id.
     session_allows: Mutex<HashMap<String, HashSet<String>>>,
     events: broadcast::Sender<Approval>,
     /// Serialises settling so the first answer wins.
@@ -232,7 +256,7 @@ impl Broker {
         .execute(self.store.writer())
         .await?;
         let (answered_tx, answered_rx) = oneshot::channel();
-        self.lock_waiting().insert(id.clone(), answered_tx);
+        self.lock_waiting().insert(id.clone(), (answered_tx, new.grant));
         let approval = self.get(&id).await?;
         on_requested(&approval);
         let _ = self.events.send(approval);
@@ -283,15 +307,18 @@ impl Broker {
         }
         let status = if decision == ApprovalDecision::Deny { ApprovalStatus::Denied } else { ApprovalStatus::Allowed };
         settle_row(&self.store, id, status, Some(decision), note.as_deref(), answered_by).await?;
+        let waiting = self.lock_waiting().remove(id);
         if decision == ApprovalDecision::AllowForSession {
+            // A request with no waiter left grants only the tool as it was asked for.
+            let grant = waiting.as_ref().map_or_else(|| current.tool.clone(), |(_, grant)| grant.clone());
             self.session_allows
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(current.session_id.clone())
                 .or_default()
-                .insert(current.tool.clone());
+                .insert(grant);
         }
-        if let Some(waiter) = self.lock_waiting().remove(id) {
+        if let Some((waiter, _)) = waiting {
             let _ = waiter.send(());
         }
         let settled = self.get(id).await?;
@@ -319,7 +346,7 @@ impl Broker {
         rows.iter().map(approval_from_row).collect()
     }
 
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<()>>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, (oneshot::Sender<()>, String)>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -424,23 +451,23 @@ mod tests {
     fn defaults_allow_reads_and_ask_for_everything_else() {
         let p = policy("");
         let none = HashSet::new();
-        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), &none), Rule::Allow);
-        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("shell_execute", Risk::Execute, false, &json!({"command": "ls"}), &none), Rule::Ask);
+        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), None, &none), Rule::Allow);
+        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), None, &none), Rule::Ask);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), None, &none), Rule::Ask);
+        assert_eq!(p.decide("shell_execute", Risk::Execute, false, &json!({"command": "ls"}), None, &none), Rule::Ask);
     }
 
     #[test]
     fn deny_wins_over_every_allow() {
         let p = policy("shell_allow = ['git']\nshell_deny = ['push']\n[tools]\nfs_delete = 'deny'\n");
         let session = HashSet::from(["fs_delete".to_owned(), "shell_execute".to_owned()]);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &session), Rule::Deny);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), None, &session), Rule::Deny);
         assert_eq!(
-            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git push"}), &session),
+            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git push"}), None, &session),
             Rule::Deny
         );
         assert_eq!(
-            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git status"}), &HashSet::new()),
+            p.decide("shell_execute", Risk::Execute, false, &json!({"command": "git status"}), None, &HashSet::new()),
             Rule::Allow
         );
     }
@@ -449,7 +476,7 @@ mod tests {
     fn shell_prefixes_cannot_be_smuggled_past() {
         let p = policy("shell_allow = ['git status', 'ls']");
         let none = HashSet::new();
-        let decide = |c: &str| p.decide("shell_execute", Risk::Execute, false, &json!({"command": c}), &none);
+        let decide = |c: &str| p.decide("shell_execute", Risk::Execute, false, &json!({"command": c}), None, &none);
         assert_eq!(decide("git status"), Rule::Allow);
         assert_eq!(decide("git status --short"), Rule::Allow);
         assert_eq!(decide("ls -la"), Rule::Allow);
@@ -470,20 +497,40 @@ mod tests {
     fn loosening_per_tool_and_per_session() {
         let p = policy("[tools]\nfs_write = 'allow'\nfs_read = 'ask'\n");
         let none = HashSet::new();
-        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), &none), Rule::Allow);
-        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), &none), Rule::Ask, "tightening works too");
+        assert_eq!(p.decide("fs_write", Risk::Write, false, &json!({}), None, &none), Rule::Allow);
+        assert_eq!(p.decide("fs_read", Risk::Read, false, &json!({}), None, &none), Rule::Ask, "tightening works too");
         let session = HashSet::from(["fs_delete".to_owned()]);
-        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), &session), Rule::Allow);
+        assert_eq!(p.decide("fs_delete", Risk::Destructive, false, &json!({}), None, &session), Rule::Allow);
     }
 
     #[test]
     fn user_trust_allows_but_specific_rules_and_denies_win() {
         let p = policy("[tools]\nfiles__delete = 'deny'\nfiles__move = 'ask'\n");
         let none = HashSet::new();
-        assert_eq!(p.decide("files__write", Risk::Destructive, true, &json!({}), &none), Rule::Allow);
-        assert_eq!(p.decide("files__write", Risk::Destructive, false, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("files__delete", Risk::Destructive, true, &json!({}), &none), Rule::Deny);
-        assert_eq!(p.decide("files__move", Risk::Write, true, &json!({}), &none), Rule::Ask);
-        assert_eq!(p.decide("files__read", Risk::Read, false, &json!({}), &none), Rule::Allow);
+        assert_eq!(p.decide("files__write", Risk::Destructive, true, &json!({}), None, &none), Rule::Allow);
+        assert_eq!(p.decide("files__write", Risk::Destructive, false, &json!({}), None, &none), Rule::Ask);
+        assert_eq!(p.decide("files__delete", Risk::Destructive, true, &json!({}), None, &none), Rule::Deny);
+        assert_eq!(p.decide("files__move", Risk::Write, true, &json!({}), None, &none), Rule::Ask);
+        assert_eq!(p.decide("files__read", Risk::Read, false, &json!({}), None, &none), Rule::Allow);
+    }
+
+    #[test]
+    fn a_call_asking_for_more_reach_asks_a_person_until_the_session_allowed_exactly_that() {
+        let p = policy("shell_allow = ['pip']\n[tools]\nshell_execute = 'allow'\n");
+        let call = json!({"command": "pip install requests", "network": true});
+        let decide =
+            |session: &HashSet<String>| p.decide("shell_execute", Risk::Execute, true, &call, Some("network"), session);
+        assert_eq!(decide(&HashSet::new()), Rule::Ask, "configured allows and prefixes do not cover network");
+        let tool_only = HashSet::from([session_grant("shell_execute", None)]);
+        assert_eq!(decide(&tool_only), Rule::Ask, "allowing the tool for the session does not either");
+        let with_network = HashSet::from([session_grant("shell_execute", Some("network"))]);
+        assert_eq!(with_network.iter().next().map(String::as_str), Some("shell_execute with network"));
+        assert_eq!(decide(&with_network), Rule::Allow);
+        let deny = policy("shell_deny = ['pip']\n");
+        assert_eq!(
+            deny.decide("shell_execute", Risk::Execute, false, &call, Some("network"), &with_network),
+            Rule::Deny,
+            "deny rules still win"
+        );
     }
 }

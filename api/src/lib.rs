@@ -43,7 +43,7 @@ macro_rules! display_as_wire_name {
         }
     )*};
 }
-display_as_wire_name!(Risk, Rule, ChannelName, Surface, TelegramMode, ReplyStatus, SpanStatus);
+display_as_wire_name!(Risk, Rule, ChannelName, Surface, TelegramMode, ReplyStatus, SpanStatus, Hiding, CommandNetwork);
 
 /// Longest session title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -72,7 +72,7 @@ pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
 /// The name a unit variant has on the wire (`snake_case`), e.g. `"timed_out"` for
 /// [`ApprovalStatus::TimedOut`]: how the agent, store and CLI turn an enum into text. The
 /// closed sets that became enums in place of strings (`Risk`, `Rule`, `ChannelName`,
-/// `Surface`, `TelegramMode`, `ReplyStatus`, `SpanStatus`) also have `as_str`, the same text
+/// `Surface`, `TelegramMode`, `ReplyStatus`, `SpanStatus`, `Hiding`, `CommandNetwork`) also have `as_str`, the same text
 /// without allocating; a test holds the two to agree.
 pub fn wire_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
@@ -433,6 +433,12 @@ mod tests {
         }
         for status in [SpanStatus::Ok, SpanStatus::Error] {
             assert_eq!(text(status), status.as_str());
+        }
+        for hiding in [Hiding::MountNamespace, Hiding::LandlockRules, Hiding::None] {
+            assert_eq!(text(hiding), hiding.as_str());
+        }
+        for network in [CommandNetwork::Off, CommandNetwork::TcpOff, CommandNetwork::On, CommandNetwork::Open] {
+            assert_eq!(text(network), network.as_str());
         }
         assert_eq!(from_wire_name::<ChannelName>("signal"), None);
     }

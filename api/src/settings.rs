@@ -4,16 +4,73 @@ use serde::{Deserialize, Serialize};
 
 use crate::ExportStatus;
 
-/// How well shell commands are contained on this machine.
+/// How well shell commands and MCP servers are contained on this machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxInfo {
     /// The directory file and shell tools act in.
     pub workspace: String,
-    /// `full`, `partial` or `none`.
+    /// `full`, `partial` or `none`: how much of Landlock the kernel enforces.
     pub landlock: String,
     pub pid_namespace: bool,
+    /// How commands and MCP servers are kept from Pryx's own files and sockets.
+    pub hiding: Hiding,
+    /// What network a shell command has unless it asked for more.
+    pub network: CommandNetwork,
     /// One line for people.
     pub summary: String,
+}
+
+/// How programs Pryx starts are kept from its data dir, config and (for shell commands)
+/// the user's session bus and keychain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hiding {
+    /// A private mount namespace: the directories are empty there, shell commands also get
+    /// their own `/tmp` and no per-user runtime dir (session bus, keyring).
+    MountNamespace,
+    /// Landlock read rules leave the files unreadable, but sockets (the session bus) stay
+    /// reachable: the kernel allows no mount namespace here.
+    LandlockRules,
+    /// Nothing hides them: only approvals protect Pryx's token and secrets.
+    None,
+}
+
+impl Hiding {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hiding::MountNamespace => "mount_namespace",
+            Hiding::LandlockRules => "landlock_rules",
+            Hiding::None => "none",
+        }
+    }
+}
+
+/// A shell command's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandNetwork {
+    /// Its own network namespace with only a loopback of its own: no internet, no Pryx port.
+    Off,
+    /// Landlock refuses TCP connections; UDP and other protocols stay open (no network
+    /// namespace on this machine).
+    TcpOff,
+    /// On for every command: `[tools] shell_network = true`.
+    On,
+    /// This machine offers no way to cut it.
+    Open,
+}
+
+impl CommandNetwork {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandNetwork::Off => "off",
+            CommandNetwork::TcpOff => "tcp_off",
+            CommandNetwork::On => "on",
+            CommandNetwork::Open => "open",
+        }
+    }
 }
 
 /// Where the LLM provider setting came from.

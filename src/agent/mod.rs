@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::llm::ProviderResolver;
 use crate::mcp::McpManager;
 use crate::sandbox::workspace::{Workspace, WorkspaceError};
-use crate::sandbox::{self, Protection};
+use crate::sandbox::{PrivatePaths, Sandbox};
 use crate::secrets::{SecretError, SecretName, SecretString, SecretsHandle};
 use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::history::{HistoryError, SpanHistory};
@@ -135,8 +135,7 @@ pub struct Agent {
     provider_edit: tokio::sync::Mutex<()>,
     approvals: Arc<Broker>,
     secrets: SecretsHandle,
-    /// Probed on first use: starting a helper process is not free.
-    protection: tokio::sync::OnceCell<Protection>,
+    sandbox: Arc<Sandbox>,
     data_dir: PathBuf,
     runtime_restarts: u64,
     started_at: i64,
@@ -152,12 +151,14 @@ impl Agent {
         let AgentSetup { store, spans, config, data_dir, runtime_restarts, faults, config_path, pause } = setup;
         let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
         let workspace = Arc::new(Workspace::open(&root, &config.tools.extra_roots)?);
+        let sandbox = Arc::new(Sandbox::new(PrivatePaths::of_pryx(&data_dir, config_path.as_deref())));
         let shell = ShellConfig {
             default_timeout: Duration::from_secs(config.tools.shell_timeout_secs),
             max_timeout: Duration::from_secs(config.tools.shell_max_timeout_secs),
             max_output_bytes: config.tools.shell_output_bytes,
             env_allowlist: config.tools.shell_env.clone(),
-            helper: None,
+            network: config.tools.shell_network,
+            sandbox: sandbox.clone(),
         };
         let policy = Policy::new(config.policy.clone());
         let secrets = SecretsHandle::new(config.secrets.backend);
@@ -170,7 +171,7 @@ impl Agent {
                 credentials: crate::mcp::oauth::CredentialsAt::Keychain(secrets.clone()),
                 roots: workspace.roots().map(Path::to_path_buf).collect(),
                 config_path,
-                helper: std::env::current_exe().ok(),
+                sandbox: Some(sandbox.clone()),
             },
         );
         let approvals = Arc::new(Broker::new(store.clone(), policy.approval_timeout()));
@@ -199,7 +200,7 @@ impl Agent {
             provider_edit: tokio::sync::Mutex::new(()),
             approvals,
             secrets,
-            protection: tokio::sync::OnceCell::new(),
+            sandbox,
             data_dir,
             runtime_restarts,
             started_at: now_ms(),
@@ -314,20 +315,17 @@ impl Agent {
 
     /// The workspace and how well shell commands are contained here.
     pub async fn sandbox_info(&self) -> SandboxInfo {
-        let roots: Vec<PathBuf> = self.workspace.roots().map(PathBuf::from).collect();
-        let protection = self
-            .protection
-            .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || sandbox::probe(&roots))
-                    .await
-                    .unwrap_or(Protection { landlock: "none".into(), pid_namespace: false })
-            })
-            .await;
+        // The first call probes the kernel (starts one process): not on a runtime thread.
+        let (sandbox, shell_network) = (self.sandbox.clone(), self.config.tools.shell_network);
+        let protection = tokio::task::spawn_blocking(move || sandbox.protection(shell_network)).await;
+        let protection = protection.unwrap_or_else(|_| self.sandbox.protection(shell_network));
         SandboxInfo {
             workspace: self.workspace.root().display().to_string(),
-            landlock: protection.landlock.clone(),
-            pid_namespace: protection.pid_namespace,
             summary: protection.describe(),
+            landlock: protection.landlock,
+            pid_namespace: protection.pid_namespace,
+            hiding: protection.hiding,
+            network: protection.network,
         }
     }
 

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::step::internal;
 use super::turns::{emit_to, TurnEnd, TurnEngine, TurnHandle};
-use crate::approvals::{NewApproval, Rule};
+use crate::approvals::{session_grant, NewApproval, Rule};
 use crate::telemetry::SPAN_TARGET;
 use crate::tools::{parse_arguments, ToolContext};
 
@@ -100,6 +100,7 @@ impl TurnEngine {
                     summary: tool.summary(&arguments),
                     risk: tool.risk(),
                     channel,
+                    grant: session_grant(&call.name, tool.widens(&arguments)),
                 };
                 let wait = tracing::info_span!(
                     target: SPAN_TARGET,

@@ -35,7 +35,8 @@ impl ToolRules {
         arguments: &Value,
         allowed_for_session: &std::collections::HashSet<String>,
     ) -> Rule {
-        self.policy().decide(tool.name(), tool.risk(), tool.trusted_by_user(), arguments, allowed_for_session)
+        let widens = tool.widens(arguments);
+        self.policy().decide(tool.name(), tool.risk(), tool.trusted_by_user(), arguments, widens, allowed_for_session)
     }
 
     /// What the policy does with a call of `tool` in a session nobody loosened (for showing

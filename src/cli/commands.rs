@@ -12,8 +12,8 @@ use crate::client;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::llm::ProviderResolver;
-use crate::sandbox;
 use crate::sandbox::workspace::Workspace;
+use crate::sandbox::{PrivatePaths, Sandbox};
 use crate::secrets::{SecretName, SecretString, SecretsHandle};
 
 /// What `pryx approvals` was asked to do.
@@ -82,9 +82,16 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
     for extra in workspace.roots().skip(1) {
         println!("extra root:   {}", extra.display());
     }
-    let roots: Vec<_> = workspace.roots().map(Path::to_path_buf).collect();
-    let protection = sandbox::probe(&roots);
+    let sandbox = Sandbox::new(PrivatePaths::of_pryx(data.path(), Some(config_path)));
+    let protection = sandbox.protection(config.tools.shell_network);
     println!("sandbox:      {}", protection.describe());
+    println!("  landlock:   {}", protection.landlock);
+    println!("  hiding:     {} (Pryx's data dir, config, session bus and keyring from commands)", protection.hiding);
+    println!(
+        "  network:    {} for shell commands ([tools] shell_network = {})",
+        protection.network, config.tools.shell_network
+    );
+    println!("  processes:  {}", if protection.pid_namespace { "own PID namespace" } else { "process group" });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let secrets = SecretsHandle::new(config.secrets.backend);
     println!("secrets:      {}", secrets.get().describe());
@@ -340,7 +347,7 @@ pub fn mcp_probe(url: &str) -> anyhow::Result<ExitCode> {
             credentials: crate::mcp::oauth::CredentialsAt::memory(),
             roots: Vec::new(),
             config_path: None,
-            helper: None,
+            sandbox: None,
         };
         let manager = McpManager::start(&config, live.clone(), environment);
         let mut sign_ins = 0;

@@ -23,11 +23,6 @@ use args::{ApprovalsAction, Cli, Command, ConfigAction, McpAction, SecretAction}
 /// The whole program: `src/main.rs` calls this and nothing else.
 pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
-    // The shell sandbox helper must run before anything starts a thread (see `crate::sandbox`).
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == crate::sandbox::HELPER_SUBCOMMAND) {
-        crate::sandbox::helper_main(&args[2..]);
-    }
     logging::limit_malloc_arenas();
     crate::install_tls_provider();
     let cli = Cli::parse();

@@ -311,6 +311,9 @@ pub struct ToolsConfig {
     pub shell_output_bytes: usize,
     /// Environment variables a command may see; everything else (API keys!) is cleared.
     pub shell_env: Vec<String>,
+    /// Give every shell command network. Off: a command has none (on Linux, its own network
+    /// namespace) unless it asks for it and a person allows that ("with network").
+    pub shell_network: bool,
 }
 
 impl Default for ToolsConfig {
@@ -322,6 +325,7 @@ impl Default for ToolsConfig {
             shell_max_timeout_secs: 600,
             shell_output_bytes: 64 * 1024,
             shell_env: crate::tools::shell::DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
+            shell_network: false,
         }
     }
 }

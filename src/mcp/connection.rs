@@ -34,6 +34,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 
 use super::oauth::ServerCredentials;
+use crate::sandbox::Sandbox;
 use crate::secrets::SecretsHandle;
 
 /// Environment variables a stdio server inherits from Pryx (everything else is dropped).
@@ -206,9 +207,10 @@ pub struct ConnectContext<'a> {
     pub secrets: &'a SecretsHandle,
     /// Where this server's OAuth tokens are kept (HTTP servers).
     pub credentials: ServerCredentials,
-    /// The `pryx` binary whose sandbox helper contains a stdio server in its own PID
-    /// namespace (see `crate::sandbox`); `None` starts it directly.
-    pub helper: Option<&'a std::path::Path>,
+    /// Contains a stdio server (see `crate::sandbox`); `None` starts it as it is.
+    pub sandbox: Option<&'a Sandbox>,
+    /// Directories a contained server still sees (the workspace roots).
+    pub roots: &'a [std::path::PathBuf],
 }
 
 /// A connected server.
@@ -226,7 +228,7 @@ impl Connection {
         context: ConnectContext<'_>,
         signals: ServerSignals,
     ) -> Result<Connection, ConnectError> {
-        let ConnectContext { default_cwd, secrets, credentials, helper } = context;
+        let ConnectContext { default_cwd, secrets, credentials, sandbox, roots } = context;
         let witness = Arc::new(Mutex::new(OutputWitness::default()));
         let timeout = Duration::from_secs(config.startup_timeout_secs.max(1));
         let explain = |witness: &Arc<Mutex<OutputWitness>>, what: String| {
@@ -241,7 +243,7 @@ impl Connection {
                 let env = resolve_values(&config.env, secrets).await?;
                 let cwd = config.cwd.as_deref().map(std::path::PathBuf::from).unwrap_or_else(|| default_cwd.to_owned());
                 let (process, stdout, stdin) =
-                    ServerProcess::spawn(name, helper, command, &config.args, &env, &cwd, &witness)?;
+                    ServerProcess::spawn(name, (sandbox, roots), command, &config.args, &env, &cwd, &witness)?;
                 let stdout =
                     WatchedStdout { inner: stdout, witness: witness.clone(), line: Vec::new(), server: name.into() };
                 let handshake = signals.serve((stdout, stdin));
@@ -385,21 +387,14 @@ struct ServerProcess {
 impl ServerProcess {
     fn spawn(
         name: &str,
-        helper: Option<&std::path::Path>,
+        (sandbox, roots): (Option<&Sandbox>, &[std::path::PathBuf]),
         command: &str,
         args: &[String],
         env: &[(String, String)],
         cwd: &std::path::Path,
         witness: &Arc<Mutex<OutputWitness>>,
     ) -> Result<(ServerProcess, tokio::process::ChildStdout, tokio::process::ChildStdin), ConnectError> {
-        let mut cmd = match helper {
-            Some(helper) => {
-                let mut cmd = tokio::process::Command::new(helper);
-                cmd.args([crate::sandbox::HELPER_SUBCOMMAND, "--unrestricted", "--program", "--", command]);
-                cmd
-            }
-            None => tokio::process::Command::new(command),
-        };
+        let mut cmd = tokio::process::Command::new(command);
         cmd.args(args).current_dir(cwd).env_clear();
         for key in INHERITED_ENV {
             if let Ok(value) = std::env::var(key) {
@@ -411,17 +406,22 @@ impl ServerProcess {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe and touches only the child being created.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let spawn_error = |error| ConnectError::Spawn { command: command.to_owned(), error };
+        match sandbox {
+            Some(sandbox) => sandbox.contain_server(&mut cmd, cwd, roots).map_err(spawn_error)?,
+            #[cfg(target_os = "linux")]
+            // SAFETY: prctl is async-signal-safe and touches only the child being created.
+            None => unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            },
+            #[cfg(not(target_os = "linux"))]
+            None => {}
+        }
         let mut child = cmd.spawn().map_err(spawn_error)?;
         let pid = child.id().unwrap_or(0);
         let (Some(stdout), Some(stdin), Some(stderr)) = (child.stdout.take(), child.stdin.take(), child.stderr.take())

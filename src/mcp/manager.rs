@@ -28,6 +28,7 @@ use super::names::NameAllocator;
 use super::oauth::{CredentialsAt, LoginError, PendingLogins};
 use super::tool::{McpTool, SharedTool};
 use crate::config::{Config, McpConfig};
+use crate::sandbox::Sandbox;
 use crate::secrets::SecretsHandle;
 use crate::tools::{LiveTools, Tool};
 
@@ -67,9 +68,9 @@ pub struct McpEnvironment {
     pub roots: Vec<PathBuf>,
     /// The config file to watch and to write `mcp.add`/`mcp.remove` to.
     pub config_path: Option<PathBuf>,
-    /// The `pryx` binary whose sandbox helper runs stdio servers in their own PID namespace
-    /// (so nothing they start outlives Pryx); `None` starts them directly.
-    pub helper: Option<PathBuf>,
+    /// Contains stdio servers: their own PID namespace (nothing they start outlives Pryx),
+    /// Pryx's files hidden. `None` starts them as they are.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Owns every MCP server of one agent runtime.
@@ -84,7 +85,9 @@ pub struct McpManager {
     roots: Arc<Vec<String>>,
     default_cwd: PathBuf,
     config_path: Option<PathBuf>,
-    helper: Option<PathBuf>,
+    sandbox: Option<Arc<Sandbox>>,
+    /// The roots as paths: a contained server still sees them.
+    root_paths: Vec<PathBuf>,
     state: Mutex<State>,
     /// Serialises config applications (file watcher and API calls).
     applying: tokio::sync::Mutex<()>,
@@ -118,9 +121,9 @@ impl McpManager {
     /// Start the configured servers (in the background) and, if asked, watch the file.
     pub fn start(config: &McpConfig, live: Arc<LiveTools>, environment: McpEnvironment) -> Arc<McpManager> {
         let (status_events, _) = broadcast::channel(256);
-        let McpEnvironment { secrets, credentials, roots, config_path, helper } = environment;
-        let default_cwd = roots.first().cloned().unwrap_or_else(std::env::temp_dir);
-        let roots = roots.iter().filter_map(|r| url::Url::from_directory_path(r).ok()).map(String::from).collect();
+        let McpEnvironment { secrets, credentials, roots: root_paths, config_path, sandbox } = environment;
+        let default_cwd = root_paths.first().cloned().unwrap_or_else(std::env::temp_dir);
+        let roots = root_paths.iter().filter_map(|r| url::Url::from_directory_path(r).ok()).map(String::from).collect();
         let manager = Arc::new(McpManager {
             live,
             secrets,
@@ -130,7 +133,8 @@ impl McpManager {
             roots: Arc::new(roots),
             default_cwd,
             config_path,
-            helper,
+            sandbox,
+            root_paths,
             state: Mutex::new(State { max_output_bytes: config.max_output_bytes, ..State::default() }),
             applying: tokio::sync::Mutex::new(()),
             status_events,
@@ -467,7 +471,8 @@ impl McpManager {
             default_cwd: &self.default_cwd,
             secrets: &self.secrets,
             credentials: self.credentials.for_server(server),
-            helper: self.helper.as_deref(),
+            sandbox: self.sandbox.as_deref(),
+            roots: &self.root_paths,
         }
     }
 

@@ -1,291 +1,213 @@
-//! The shell sandbox: how `shell_execute` starts a command so that it can neither wreck the
-//! machine nor outlive Pryx.
+//! The sandbox: how Pryx starts programs it does not trust (a shell command the model wrote,
+//! an MCP stdio server) so that they can neither take over Pryx nor outlive it.
 //!
-//! Pryx never runs `sh -c` directly. It starts itself as a small helper,
-//! `pryx __sandbox-exec --write DIR… -- COMMAND`, in a fresh process group, with a cleared
-//! environment and a parent-death signal. The helper, still single-threaded, then:
-//! 1. enters new user and PID namespaces when the kernel allows it, and forks: the command
-//!    runs as PID 1 of its own namespace, so when it ends, or Pryx dies even by `kill -9`,
-//!    the kernel kills every process it left behind;
-//! 2. restricts itself with Landlock: read anywhere, write only in the workspace roots,
-//!    the temp dir and a few device files;
-//! 3. execs `/bin/sh -c COMMAND`.
+//! A program is started by Pryx itself with `fork` and `exec`; between the two, in the child,
+//! [`Sandbox::contain_command`] or [`Sandbox::contain_server`] have it confine itself
+//! with raw system calls only (everything they need was prepared before the fork, so nothing
+//! in the child allocates or takes a lock, and the desktop build's WebKit is never loaded
+//! again). On Linux, where the kernel allows unprivileged namespaces:
 //!
-//! MCP stdio servers use the same helper in its containing mode,
-//! `pryx __sandbox-exec --unrestricted --program -- PROGRAM ARGS…`: step 1 only (no
-//! Landlock: a server writes where its user configured it to), then PROGRAM is executed
-//! directly. So a server started through `npx` leaves nothing behind either.
+//! 1. the child enters new user, mount and PID namespaces (and, for a shell command without
+//!    network, a network namespace with only its own loopback) and forks: the program runs
+//!    as PID 1 of its own namespace, so when it ends, or Pryx dies even by `kill -9`, the
+//!    kernel kills everything it left behind;
+//! 2. in its private mount namespace, Pryx's data dir and config dir are empty tmpfs
+//!    directories (the workspace, when it lies inside, is bound back), a shell command also
+//!    gets its own `/tmp` and `/dev/shm` and no per-user runtime dir (the session bus, the
+//!    keyring, Pryx's instance socket), and `/proc` shows only its own processes;
+//! 3. it drops every capability, so it cannot undo those mounts (a nested namespace sees
+//!    them locked);
+//! 4. a shell command restricts itself with Landlock: read anywhere it can still see, write
+//!    only in the workspace roots, `/tmp` and a few device files, no abstract Unix sockets
+//!    (the session bus's other address) and no signals to processes outside.
 //!
-//! Each layer is best effort and reported (`pryx doctor`, `system.info`): where Landlock or
-//! namespaces are missing the command still runs in its process group, which Pryx kills on
-//! timeout, cancel and shutdown. macOS and Windows get the process group / job and the
-//! cleared environment only (see ARCHITECTURE.md).
+//! Where namespaces are refused (some distributions restrict them), the same paths are kept
+//! out by Landlock read rules instead (files become unreadable; sockets such as the session
+//! bus stay reachable), and a shell command's TCP is refused by Landlock. Each layer is
+//! reported as it holds ([`Protection`], in `pryx doctor` and `system.info`). macOS and
+//! Windows get the process group / job and the cleared environment only (see
+//! ARCHITECTURE.md).
 
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+mod rules;
 pub mod workspace;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use pryx_api::{CommandNetwork, Hiding};
 
-/// The hidden subcommand the helper runs as.
-pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
-
-/// What protection a sandboxed command gets on this machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What protection programs Pryx starts get on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protection {
-    /// `full`, `partial` or `none`: how much of the Landlock write restriction the kernel enforces.
+    /// `full`, `partial` or `none`: how much of Landlock the kernel enforces.
     pub landlock: String,
-    /// Whether commands run in their own PID namespace (nothing survives them).
+    /// Whether programs run in their own PID namespace (nothing survives them).
     pub pid_namespace: bool,
+    /// How Pryx's files and the user's session are kept from them.
+    pub hiding: Hiding,
+    /// A shell command's network unless it asked for more.
+    pub network: CommandNetwork,
 }
 
 impl Protection {
     /// One line for people.
     pub fn describe(&self) -> String {
         let landlock = match self.landlock.as_str() {
-            "full" => "Landlock fully enforced: commands can write only in the workspace and temp dirs",
+            "full" => "Landlock fully enforced: commands write only in the workspace and temp dirs",
             "partial" => "Landlock partly enforced (older kernel): writes outside the workspace are mostly blocked",
             _ => "no Landlock: commands can write wherever this user can; only approvals protect you",
+        };
+        let hiding = match self.hiding {
+            Hiding::MountNamespace => {
+                "Pryx's data, config, session bus and keyring are hidden from commands and MCP servers"
+            }
+            Hiding::LandlockRules => {
+                "Pryx's data and config are unreadable to commands and MCP servers, but the session bus (keyring) is not hidden"
+            }
+            Hiding::None => "Pryx's token, data and keyring are NOT hidden from commands",
+        };
+        let network = match self.network {
+            CommandNetwork::Off => "commands have no network unless approved with it",
+            CommandNetwork::TcpOff => "commands cannot open TCP connections unless approved with network (UDP is open)",
+            CommandNetwork::On => "commands have network ([tools] shell_network)",
+            CommandNetwork::Open => "commands have network (nothing here can cut it)",
         };
         let pid = if self.pid_namespace {
             "own PID namespace: no process outlives a command"
         } else {
             "no PID namespace: leftover processes are killed by process group"
         };
-        format!("{landlock}; {pid}")
+        format!("{landlock}; {hiding}; {network}; {pid}")
     }
 }
 
-/// Parsed helper arguments: `--write DIR` (repeatable), `--unrestricted` (no Landlock),
-/// `--program` (run argv directly, not a shell line), `--probe`, then `--` and the command.
-struct HelperArgs {
-    write: Vec<PathBuf>,
-    unrestricted: bool,
-    program: bool,
-    probe: bool,
-    command: Vec<OsString>,
+/// The files and directories of Pryx's own that no program it starts may see: its data dir
+/// (token, databases, instance socket) and its config.
+#[derive(Debug, Clone, Default)]
+pub struct PrivatePaths {
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
 }
 
-fn parse_helper_args(args: &[OsString]) -> Result<HelperArgs, String> {
-    let mut parsed =
-        HelperArgs { write: Vec::new(), unrestricted: false, program: false, probe: false, command: Vec::new() };
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.to_str() {
-            Some("--write") => parsed.write.push(iter.next().ok_or("--write needs a directory")?.into()),
-            Some("--unrestricted") => parsed.unrestricted = true,
-            Some("--program") => parsed.program = true,
-            Some("--probe") => parsed.probe = true,
-            Some("--") => {
-                parsed.command = iter.cloned().collect();
-                if parsed.command.is_empty() {
-                    return Err("-- needs a command".into());
-                }
-                if !parsed.program && parsed.command.len() > 1 {
-                    return Err("a shell command is one argument".into());
-                }
-                break;
+impl PrivatePaths {
+    /// Pryx's data dir, its config dir (`~/.config/pryx`) and the config file in use
+    /// wherever it lives. Paths that do not exist are left out.
+    pub fn of_pryx(data_dir: &Path, config_file: Option<&Path>) -> PrivatePaths {
+        let mut paths = PrivatePaths::default();
+        paths.add_dir(data_dir);
+        if let Some(dir) = crate::datadir::default_config_path().ok().as_deref().and_then(Path::parent) {
+            paths.add_dir(dir);
+        }
+        if let Some(file) = config_file {
+            if !paths.covers(&file.canonicalize().unwrap_or_else(|_| file.to_owned())) {
+                paths.add_file(file);
             }
-            _ => return Err(format!("unexpected argument {arg:?}")),
         }
+        paths
     }
-    Ok(parsed)
-}
 
-/// Entry point of the helper: called from `main` before anything else (no threads of ours
-/// yet; see [`enter_pid_namespace`] for the one a library may have started), with the
-/// arguments after the subcommand. Never returns.
-// The helper runs before any logger exists and execs away: stderr is its only voice.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-pub fn helper_main(args: &[OsString]) -> ! {
-    let args = match parse_helper_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("pryx sandbox: {e}");
-            std::process::exit(125);
-        }
-    };
-    let pid_namespace = enter_pid_namespace();
-    let landlock = if args.unrestricted { "none".into() } else { restrict_writes(&args.write) };
-    if args.probe {
-        let protection = Protection { landlock, pid_namespace };
-        println!("{}", serde_json::to_string(&protection).unwrap_or_default());
-        std::process::exit(0);
-    }
-    let mut command = args.command.into_iter();
-    let Some(first) = command.next() else {
-        eprintln!("pryx sandbox: no command");
-        std::process::exit(125);
-    };
-    if args.program {
-        exec_program(first, command.collect())
-    } else {
-        exec_shell(first)
-    }
-}
-
-/// Start a child in new user + PID namespaces; the child continues as PID 1, the parent
-/// waits and exits with the child's status. `false` when the kernel refuses.
-///
-/// This is one `clone` with `CLONE_NEWUSER | CLONE_NEWPID`, not `unshare` then `fork`:
-/// `unshare(CLONE_NEWUSER)` refuses a process with more than one thread, and the desktop
-/// build links WebKit, whose JavaScriptCore starts a thread from a library constructor
-/// before `main` runs. The child of a clone has one thread; until it maps its ids it only
-/// makes raw syscalls with what the parent prepared.
-#[cfg(target_os = "linux")]
-fn enter_pid_namespace() -> bool {
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let uid_map = format!("{uid} {uid} 1");
-    let gid_map = format!("{gid} {gid} 1");
-    let flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: a fork-like clone (no new stack): the child gets a copy of this thread only.
-    let child = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    match child {
-        -1 => false,
-        0 => {
-            // Map our own ids so files keep their owner.
-            write_proc(c"/proc/self/setgroups", b"deny");
-            write_proc(c"/proc/self/uid_map", uid_map.as_bytes());
-            write_proc(c"/proc/self/gid_map", gid_map.as_bytes());
-            // The command (PID 1 of the namespace) dies with the helper.
-            // SAFETY: a plain prctl on ourselves.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            true
-        }
-        child => {
-            let child = child as libc::pid_t;
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            while unsafe { libc::waitpid(child, &mut status, 0) } == -1 {
-                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    std::process::exit(125);
-                }
+    fn add_dir(&mut self, dir: &Path) {
+        if let Ok(dir) = dir.canonicalize() {
+            if dir.is_dir() && dir != Path::new("/") && !self.dirs.contains(&dir) {
+                self.dirs.push(dir);
             }
-            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-            std::process::exit(code);
         }
     }
-}
 
-/// Write `bytes` to a /proc file with plain syscalls (no allocation).
-#[cfg(target_os = "linux")]
-fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) {
-    // SAFETY: a NUL-terminated path and a live buffer of the length given.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-            libc::close(fd);
+    fn add_file(&mut self, file: &Path) {
+        if let Ok(file) = file.canonicalize() {
+            if file.is_file() && !self.files.contains(&file) {
+                self.files.push(file);
+            }
         }
     }
-}
 
-#[cfg(not(target_os = "linux"))]
-fn enter_pid_namespace() -> bool {
-    false
-}
-
-/// Allow writes only beneath `roots`, the temp dir and the usual device files.
-#[cfg(target_os = "linux")]
-fn restrict_writes(roots: &[PathBuf]) -> String {
-    use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, ABI,
-    };
-    let abi = ABI::V5;
-    let mut writable: Vec<PathBuf> = roots.to_vec();
-    writable.push(std::env::temp_dir());
-    writable
-        .extend(["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/urandom", "/dev/random"].map(PathBuf::from));
-    let status = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi))))
-        .and_then(|r| r.restrict_self());
-    match status {
-        Ok(s) if s.ruleset == RulesetStatus::FullyEnforced => "full".into(),
-        Ok(s) if s.ruleset == RulesetStatus::PartiallyEnforced => "partial".into(),
-        _ => "none".into(),
+    /// Whether `path` lies in (or is) one of the private paths.
+    pub fn covers(&self, path: &Path) -> bool {
+        self.dirs.iter().chain(&self.files).any(|private| path.starts_with(private))
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn restrict_writes(_roots: &[PathBuf]) -> String {
-    "none".into()
+/// A shell command to contain.
+pub struct CommandJail<'a> {
+    /// Where it may write (the workspace roots); they stay visible even inside a private
+    /// directory.
+    pub write_roots: &'a [PathBuf],
+    /// Where it starts.
+    pub cwd: &'a Path,
+    /// Whether it may reach the network.
+    pub network: bool,
 }
 
-#[cfg(unix)]
-// The helper runs before any logger exists and execs away: stderr is its only voice.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-fn exec_shell(command: OsString) -> ! {
-    use std::os::unix::process::CommandExt;
-    let error = std::process::Command::new("/bin/sh").arg("-c").arg(command).exec();
-    eprintln!("pryx sandbox: cannot run /bin/sh: {error}");
-    std::process::exit(127);
+/// Confines the programs Pryx starts; one per runtime, shared by the shell tool and the MCP
+/// manager.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    private: PrivatePaths,
 }
 
-#[cfg(unix)]
-// The helper runs before any logger exists and execs away: stderr is its only voice.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
-    use std::os::unix::process::CommandExt;
-    let error = std::process::Command::new(&program).args(args).exec();
-    eprintln!("pryx sandbox: cannot run {}: {error}", program.to_string_lossy());
-    std::process::exit(127);
-}
-
-#[cfg(not(unix))]
-// The helper runs before any logger exists and execs away: stderr is its only voice.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-fn exec_program(program: OsString, args: Vec<OsString>) -> ! {
-    let status = std::process::Command::new(program).args(args).status();
-    std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));
-}
-
-#[cfg(not(unix))]
-// The helper runs before any logger exists and execs away: stderr is its only voice.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-fn exec_shell(command: OsString) -> ! {
-    let status = std::process::Command::new("cmd").arg("/C").arg(command).status();
-    std::process::exit(status.ok().and_then(|s| s.code()).unwrap_or(127));
-}
-
-/// Ask the helper what protection it gets here (runs it once with `--probe`).
-pub fn probe(write_roots: &[PathBuf]) -> Protection {
-    let fallback = Protection { landlock: "none".into(), pid_namespace: false };
-    let Ok(exe) = std::env::current_exe() else { return fallback };
-    let mut command = std::process::Command::new(exe);
-    command.arg(HELPER_SUBCOMMAND).arg("--probe");
-    for root in write_roots {
-        command.arg("--write").arg(root);
+impl Sandbox {
+    pub fn new(private: PrivatePaths) -> Sandbox {
+        Sandbox { private }
     }
-    match command.output() {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).unwrap_or(fallback),
-        _ => fallback,
+
+    /// The paths this sandbox hides.
+    pub fn private_paths(&self) -> &PrivatePaths {
+        &self.private
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// What shell commands and MCP servers get here; `shell_network` is `[tools] shell_network`.
+    pub fn protection(&self, shell_network: bool) -> Protection {
+        #[cfg(target_os = "linux")]
+        {
+            linux::protection(shell_network)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let network = if shell_network { CommandNetwork::On } else { CommandNetwork::Open };
+            Protection { landlock: "none".into(), pid_namespace: false, hiding: Hiding::None, network }
+        }
+    }
 
-    #[test]
-    fn helper_arguments_parse_and_reject_junk() {
-        let args: Vec<OsString> = ["--write", "/ws", "--write", "/x", "--", "echo hi"].map(OsString::from).to_vec();
-        let parsed = parse_helper_args(&args).unwrap();
-        assert_eq!(parsed.write, [PathBuf::from("/ws"), PathBuf::from("/x")]);
-        assert_eq!(parsed.command, [OsString::from("echo hi")]);
-        assert!(!parsed.program && !parsed.unrestricted);
-        let program: Vec<OsString> =
-            ["--unrestricted", "--program", "--", "node", "server.js", "--", "x"].map(OsString::from).to_vec();
-        let parsed = parse_helper_args(&program).unwrap();
-        assert!(parsed.program && parsed.unrestricted);
-        assert_eq!(parsed.command, ["node", "server.js", "--", "x"].map(OsString::from));
-        let two_shell_args: Vec<OsString> = ["--", "echo", "hi"].map(OsString::from).to_vec();
-        assert!(parse_helper_args(&two_shell_args).is_err(), "a shell line is one argument");
-        assert!(parse_helper_args(&[OsString::from("--bogus")]).is_err());
-        assert!(parse_helper_args(&[OsString::from("--write")]).is_err());
+    /// Have `command` (a shell) confine itself between fork and exec as a shell command:
+    /// everything above, with writes limited to `jail.write_roots`. Fails when the
+    /// confinement cannot even be prepared (then nothing runs).
+    pub fn contain_command(
+        &self,
+        command: &mut tokio::process::Command,
+        jail: &CommandJail<'_>,
+    ) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let plan = linux::Plan::for_command(&self.private, jail)?;
+            // SAFETY: `Plan::apply` makes raw system calls only, on data prepared before the fork.
+            unsafe { command.pre_exec(move || plan.apply()) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (command, jail);
+        Ok(())
+    }
+
+    /// Have `command` (an MCP stdio server) confine itself between fork and exec: its own PID
+    /// namespace, Pryx's data and config hidden, no capabilities; its network, display and
+    /// session bus stay (a browser-driving server needs them), and it writes where its user
+    /// configured it to. `keep` are paths it must still see (the workspace roots).
+    pub fn contain_server(
+        &self,
+        command: &mut tokio::process::Command,
+        cwd: &Path,
+        keep: &[PathBuf],
+    ) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let plan = linux::Plan::for_server(&self.private, cwd, keep)?;
+            // SAFETY: `Plan::apply` makes raw system calls only, on data prepared before the fork.
+            unsafe { command.pre_exec(move || plan.apply()) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (command, cwd, keep);
+        Ok(())
     }
 }

@@ -63,6 +63,12 @@ pub trait Tool: Send + Sync {
     fn risk(&self) -> Risk;
     /// One line a person can read to decide whether to allow a call.
     fn summary(&self, arguments: &Value) -> String;
+    /// What this call asks for beyond the tool's usual reach, in a word people read in the
+    /// approval (`network`). Such a call asks a person whatever the rules loosen, unless
+    /// the session allowed this tool with that same word.
+    fn widens(&self, _arguments: &Value) -> Option<&'static str> {
+        None
+    }
     /// Whether the user's configuration trusts this tool to run without asking (MCP tools
     /// of a server marked `trusted`). Never set from anything a tool says about itself.
     fn trusted_by_user(&self) -> bool {

@@ -1,9 +1,11 @@
 //! `shell_execute`: run a command line in the workspace, inside the sandbox of
-//! `sandbox.rs`, with a cleared environment, a timeout and capped output.
+//! `crate::sandbox`, with a cleared environment, a timeout and capped output.
 //!
 //! The command and everything it starts form one process group that is killed on timeout,
-//! on cancel and at shutdown; on Linux the helper also carries a parent-death signal and,
-//! where allowed, its own PID namespace, so nothing survives Pryx.
+//! on cancel and at shutdown; on Linux it also carries a parent-death signal and, where
+//! allowed, its own PID namespace, so nothing survives Pryx. It has no network unless
+//! `[tools] shell_network` is on or the call asks for it (`network: true`), which a person
+//! must then approve ("with network").
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
 use crate::sandbox::workspace::Workspace;
-use crate::sandbox::HELPER_SUBCOMMAND;
+use crate::sandbox::{CommandJail, Sandbox};
 
 /// Settings of `shell_execute` (from `[tools]` in the config).
 #[derive(Debug, Clone)]
@@ -29,8 +31,10 @@ pub struct ShellConfig {
     pub max_output_bytes: usize,
     /// Environment variables passed through; everything else is cleared.
     pub env_allowlist: Vec<String>,
-    /// The `pryx` binary that runs the sandbox helper (default: this executable).
-    pub helper: Option<PathBuf>,
+    /// `[tools] shell_network`: every command has network, without asking for it.
+    pub network: bool,
+    /// What commands are kept from (Pryx's own files, the user's session).
+    pub sandbox: Arc<Sandbox>,
 }
 
 impl Default for ShellConfig {
@@ -40,7 +44,8 @@ impl Default for ShellConfig {
             max_timeout: Duration::from_secs(600),
             max_output_bytes: 64 * 1024,
             env_allowlist: DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
-            helper: None,
+            network: false,
+            sandbox: Arc::default(),
         }
     }
 }
@@ -57,6 +62,9 @@ struct ShellArgs {
     cwd: Option<String>,
     /// Seconds before the command and everything it started are killed (default 60).
     timeout_secs: Option<u64>,
+    /// Set true only when the command needs the internet (installing packages, downloading);
+    /// the user is asked to allow it with network. Commands have no network otherwise.
+    network: Option<bool>,
 }
 
 pub struct ShellExecute {
@@ -87,10 +95,12 @@ impl Tool for ShellExecute {
     }
     fn summary(&self, arguments: &Value) -> String {
         let command = arguments["command"].as_str().unwrap_or("?");
-        match arguments["cwd"].as_str() {
-            Some(cwd) => format!("run `{command}` in {cwd}"),
-            None => format!("run `{command}`"),
-        }
+        let place = arguments["cwd"].as_str().map(|cwd| format!(" in {cwd}")).unwrap_or_default();
+        let network = self.widens(arguments).map(|what| format!(" with {what}")).unwrap_or_default();
+        format!("run `{command}`{place}{network}")
+    }
+    fn widens(&self, arguments: &Value) -> Option<&'static str> {
+        (!self.config.network && arguments["network"] == Value::Bool(true)).then_some("network")
     }
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         let args: ShellArgs = parse_args(arguments)?;
@@ -103,7 +113,8 @@ impl Tool for ShellExecute {
         let (cwd, _) = self.workspace.resolve_dir(args.cwd.as_deref().unwrap_or(""))?;
         let timeout =
             args.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs).min(self.config.max_timeout);
-        let mut child = self.spawn(&args.command, &cwd)?;
+        let network = self.config.network || args.network == Some(true);
+        let mut child = self.spawn(&args.command, &cwd, network)?;
         let group = child.id().map(|pid| pid as i32);
         let cap = self.config.max_output_bytes;
         let stdout = tokio::spawn(collect(child.stdout.take(), cap));
@@ -145,19 +156,13 @@ enum Ended {
 }
 
 impl ShellExecute {
-    fn spawn(&self, command_line: &str, cwd: &std::path::Path) -> Result<tokio::process::Child, ToolError> {
-        let helper = match &self.config.helper {
-            Some(path) => path.clone(),
-            None => {
-                std::env::current_exe().map_err(|e| ToolError::Failed(format!("cannot find the pryx binary: {e}")))?
-            }
-        };
-        let mut command = tokio::process::Command::new(helper);
-        command.arg(HELPER_SUBCOMMAND);
-        for root in self.workspace.roots() {
-            command.arg("--write").arg(root);
-        }
-        command.arg("--").arg(command_line);
+    fn spawn(
+        &self,
+        command_line: &str,
+        cwd: &std::path::Path,
+        network: bool,
+    ) -> Result<tokio::process::Child, ToolError> {
+        let mut command = shell(command_line);
         command.env_clear();
         for name in &self.config.env_allowlist {
             if let Some(value) = std::env::var_os(name) {
@@ -173,19 +178,26 @@ impl ShellExecute {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         #[cfg(unix)]
-        {
-            command.process_group(0);
-            #[cfg(target_os = "linux")]
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
-        command.spawn().map_err(|e| ToolError::Failed(format!("cannot start the command: {e}")))
+        command.process_group(0);
+        let write_roots: Vec<PathBuf> = self.workspace.roots().map(PathBuf::from).collect();
+        let jail = CommandJail { write_roots: &write_roots, cwd, network };
+        self.config
+            .sandbox
+            .contain_command(&mut command, &jail)
+            .map_err(|e| ToolError::Failed(format!("cannot prepare the sandbox: {e}")))?;
+        command.spawn().map_err(|e| ToolError::Failed(format!("cannot start the command in its sandbox: {e}")))
     }
+}
+
+/// The system shell running `line`.
+fn shell(line: &str) -> tokio::process::Command {
+    #[cfg(windows)]
+    let (program, flag) = ("cmd", "/C");
+    #[cfg(not(windows))]
+    let (program, flag) = ("/bin/sh", "-c");
+    let mut command = tokio::process::Command::new(program);
+    command.arg(flag).arg(line);
+    command
 }
 
 /// SIGKILL a whole process group.

@@ -1,6 +1,6 @@
 //! The built-in tools against hostile input: paths that try to leave the workspace, and
 //! shell commands that try to write outside it, read secrets, or outlive their timeout.
-//! These call the tools directly (the shell through the real `pryx` sandbox helper).
+//! These call the tools directly (the shell in the real sandbox, set up by this process).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,8 +10,6 @@ use pryx::sandbox::workspace::Workspace;
 use pryx::tools::shell::ShellConfig;
 use pryx::tools::{parse_arguments, ToolContext, ToolError, ToolRegistry};
 use serde_json::json;
-
-use crate::support::pryx_bin;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -27,11 +25,7 @@ fn fixture() -> Fixture {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret.txt"), "TOP-SECRET").unwrap();
     let workspace = Arc::new(Workspace::open(&root, &[]).unwrap());
-    let shell = ShellConfig {
-        helper: Some(pryx_bin().into()),
-        default_timeout: Duration::from_secs(20),
-        ..ShellConfig::default()
-    };
+    let shell = ShellConfig { default_timeout: Duration::from_secs(20), ..ShellConfig::default() };
     let root = workspace.root().to_owned();
     Fixture {
         _dir: dir,
