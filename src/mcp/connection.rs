@@ -34,7 +34,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 
 use super::oauth::ServerCredentials;
-use crate::sandbox::Sandbox;
+use crate::sandbox::process::{ChildStdin, ChildStdout};
+use crate::sandbox::{Child, Program, Sandbox};
 use crate::secrets::SecretsHandle;
 
 /// Environment variables a stdio server inherits from Pryx (everything else is dropped).
@@ -379,7 +380,7 @@ async fn resolve_values(
 
 /// A stdio server's process group.
 struct ServerProcess {
-    child: tokio::process::Child,
+    child: Child,
     pid: u32,
     exited: bool,
 }
@@ -393,37 +394,24 @@ impl ServerProcess {
         env: &[(String, String)],
         cwd: &std::path::Path,
         witness: &Arc<Mutex<OutputWitness>>,
-    ) -> Result<(ServerProcess, tokio::process::ChildStdout, tokio::process::ChildStdin), ConnectError> {
-        let mut cmd = tokio::process::Command::new(command);
-        cmd.args(args).current_dir(cwd).env_clear();
+    ) -> Result<(ServerProcess, ChildStdout, ChildStdin), ConnectError> {
+        let mut program = Program::new(command, args, cwd);
+        program.stdin_piped = true;
         for key in INHERITED_ENV {
-            if let Ok(value) = std::env::var(key) {
-                cmd.env(key, value);
+            if let Some(value) = std::env::var_os(key) {
+                program.env(key, value);
             }
         }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0);
-        let spawn_error = |error| ConnectError::Spawn { command: command.to_owned(), error };
-        match sandbox {
-            Some(sandbox) => sandbox.contain_server(&mut cmd, cwd, roots).map_err(spawn_error)?,
-            #[cfg(target_os = "linux")]
-            // SAFETY: prctl is async-signal-safe and touches only the child being created.
-            None => unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            },
-            #[cfg(not(target_os = "linux"))]
-            None => {}
+        for (key, value) in env {
+            program.env(key, value);
         }
-        let mut child = cmd.spawn().map_err(spawn_error)?;
-        let pid = child.id().unwrap_or(0);
+        let spawn_error = |error| ConnectError::Spawn { command: command.to_owned(), error };
+        let mut child = match sandbox {
+            Some(sandbox) => sandbox.start_server(&program, roots),
+            None => crate::sandbox::start_uncontained(&program),
+        }
+        .map_err(spawn_error)?;
+        let pid = child.id();
         let (Some(stdout), Some(stdin), Some(stderr)) = (child.stdout.take(), child.stdin.take(), child.stderr.take())
         else {
             return Err(spawn_error(std::io::Error::other("no pipes to the child")));
@@ -486,16 +474,15 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if !self.exited {
+            // The child, dropped next, is reaped in the background.
             self.signal_group(libc::SIGKILL);
-            // Reap it so it does not linger as a zombie.
-            let _ = self.child.try_wait();
         }
     }
 }
 
 /// The server's stdout, passed through to the SDK, noting lines that are not JSON-RPC.
 struct WatchedStdout {
-    inner: tokio::process::ChildStdout,
+    inner: ChildStdout,
     witness: Arc<Mutex<OutputWitness>>,
     /// The start of the current line, up to [`SAMPLE_BYTES`].
     line: Vec<u8>,

@@ -1,10 +1,11 @@
 //! The Linux confinement: a [`Plan`] is prepared in Pryx (paths as C strings, the uid map,
-//! the Landlock ruleset's file descriptor) and applied in the child between fork and exec.
+//! the Landlock ruleset's file descriptor); `crate::sandbox::process` clones the child
+//! straight into [`Plan::clone_flags`]' namespaces, and there [`Plan::confine`] finishes the
+//! job before exec.
 //!
-//! Invariant: [`Plan::apply`] and everything it calls make raw system calls only. The child
+//! Invariant: [`Plan::confine`] and everything it calls make raw system calls only. The child
 //! of a multi-threaded process may not allocate or take a lock (another thread may have held
-//! it at the fork), and it forks once more with a raw `clone`, not glibc's `fork`, whose
-//! handlers take such locks.
+//! it at the clone).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -32,20 +33,17 @@ fn support() -> &'static Support {
     SUPPORT.get_or_init(|| Support { namespaces: namespaces_work(), landlock_abi: rules::kernel_abi() })
 }
 
-/// Start `/bin/sh -c :` under a plan with every namespace and a private `/tmp`.
+/// Run `/bin/sh -c :` under a plan with every namespace and a private `/tmp`.
 fn namespaces_work() -> bool {
-    use std::os::unix::process::CommandExt;
-    let Ok(mut plan) = Plan::new(None) else { return false };
+    let mut plan = Plan::new(Path::new("/"));
     plan.namespaces = Some(Namespaces {
         flags: libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET,
         empty_dirs: vec![(c"/tmp".to_owned(), TMP_OPTIONS)],
-        ..Namespaces::identity(Path::new("/"))
+        loopback: true,
+        ..Namespaces::identity()
     });
-    let mut probe = std::process::Command::new("/bin/sh");
-    probe.args(["-c", ":"]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-    // SAFETY: `Plan::apply` makes raw system calls only.
-    unsafe { probe.pre_exec(move || plan.apply()) };
-    probe.status().is_ok_and(|status| status.success())
+    let probe = super::Program::new("/bin/sh", ["-c", ":"], Path::new("/"));
+    super::process::run_to_end(&plan, &probe).is_ok_and(|status| status.success())
 }
 
 /// What programs get here.
@@ -76,10 +74,10 @@ const TMP_OPTIONS: &CStr = c"mode=1777";
 
 /// Everything the child does, prepared.
 pub(super) struct Plan {
-    /// Pryx's PID: a child whose parent already changed must not run.
-    parent: libc::pid_t,
     namespaces: Option<Namespaces>,
     landlock: Option<OwnedFd>,
+    /// Where the program starts (entered after the mounts).
+    cwd: CString,
 }
 
 struct Namespaces {
@@ -93,7 +91,6 @@ struct Namespaces {
     empty_dirs: Vec<(CString, &'static CStr)>,
     /// Directories bound back into a covered one.
     kept: Vec<Kept>,
-    cwd: CString,
     loopback: bool,
 }
 
@@ -105,7 +102,7 @@ struct Kept {
 
 impl Namespaces {
     /// User, mount and PID namespaces mapping this user to itself; nothing hidden yet.
-    fn identity(cwd: &Path) -> Namespaces {
+    fn identity() -> Namespaces {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         Namespaces {
@@ -115,7 +112,6 @@ impl Namespaces {
             empty_files: Vec::new(),
             empty_dirs: Vec::new(),
             kept: Vec::new(),
-            cwd: c_path(cwd).unwrap_or_else(|_| c"/".to_owned()),
             loopback: false,
         }
     }
@@ -170,20 +166,20 @@ fn runtime_dir() -> Option<PathBuf> {
 }
 
 impl Plan {
-    fn new(landlock: Option<OwnedFd>) -> io::Result<Plan> {
-        let parent = libc::pid_t::try_from(std::process::id()).map_err(io::Error::other)?;
-        Ok(Plan { parent, namespaces: None, landlock })
+    /// Nothing but a start in `cwd`: for programs Pryx trusts as they are.
+    pub(super) fn new(cwd: &Path) -> Plan {
+        Plan { namespaces: None, landlock: None, cwd: c_path(cwd).unwrap_or_else(|_| c"/".to_owned()) }
     }
 
     /// A shell command: see the module docs of `crate::sandbox`.
-    pub(super) fn for_command(private: &PrivatePaths, jail: &CommandJail<'_>) -> io::Result<Plan> {
+    pub(super) fn for_command(private: &PrivatePaths, jail: &CommandJail<'_>, cwd: &Path) -> io::Result<Plan> {
         let support = support();
         let write_roots: Vec<PathBuf> =
             jail.write_roots.iter().map(|root| root.canonicalize().unwrap_or_else(|_| root.clone())).collect();
         let runtime = runtime_dir();
-        let mut plan = Plan::new(None)?;
+        let mut plan = Plan::new(cwd);
         if support.namespaces {
-            let mut namespaces = Namespaces::identity(jail.cwd);
+            let mut namespaces = Namespaces::identity();
             if !jail.network {
                 namespaces.flags |= libc::CLONE_NEWNET;
                 namespaces.loopback = true;
@@ -214,9 +210,9 @@ impl Plan {
     /// An MCP stdio server: Pryx's private paths hidden, `keep` visible, nothing else changed.
     pub(super) fn for_server(private: &PrivatePaths, cwd: &Path, keep: &[PathBuf]) -> io::Result<Plan> {
         let support = support();
-        let mut plan = Plan::new(None)?;
+        let mut plan = Plan::new(cwd);
         if support.namespaces {
-            let mut namespaces = Namespaces::identity(cwd);
+            let mut namespaces = Namespaces::identity();
             let dirs: Vec<(PathBuf, &'static CStr)> =
                 private.dirs.iter().map(|dir| (dir.clone(), PRIVATE_OPTIONS)).collect();
             let keep: Vec<PathBuf> = keep.iter().map(|k| k.canonicalize().unwrap_or_else(|_| k.clone())).collect();
@@ -231,18 +227,25 @@ impl Plan {
         Ok(plan)
     }
 
-    /// In the child, between fork and exec. Raw system calls only (see the module docs).
-    pub(super) fn apply(&self) -> io::Result<()> {
-        // SAFETY: each call below is a plain system call on memory prepared before the fork.
+    /// The namespaces to clone the child into (with `SIGCHLD`: a plain child otherwise).
+    pub(super) fn clone_flags(&self) -> libc::c_int {
+        self.namespaces.as_ref().map_or(0, |namespaces| namespaces.flags)
+    }
+
+    /// In the child (cloned with [`Self::clone_flags`]), before exec: map the ids, arrange the
+    /// mounts, start in the working directory, drop every capability, restrict with Landlock.
+    /// Raw system calls only (see the module docs).
+    pub(super) fn confine(&self) -> io::Result<()> {
+        // SAFETY: each call below is a plain system call on memory prepared before the clone.
         unsafe {
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-            if libc::getppid() != self.parent {
-                // Pryx died before the prctl took effect: run nothing for nobody.
-                libc::_exit(125);
-            }
             if let Some(namespaces) = &self.namespaces {
-                enter(namespaces)?;
+                // Map this user to itself, so files keep their owner.
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                write_file(c"/proc/self/uid_map", &namespaces.uid_map)?;
+                write_file(c"/proc/self/gid_map", &namespaces.gid_map)?;
+                arrange(namespaces)?;
             }
+            check(libc::chdir(self.cwd.as_ptr()))?;
             drop_capabilities();
             if let Some(ruleset) = &self.landlock {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
@@ -259,44 +262,6 @@ fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(result)
     }
-}
-
-/// Enter the namespaces and fork: this process stays outside the new PID namespace and
-/// waits, passing on the exit status; the child is its PID 1 and goes on to exec.
-unsafe fn enter(namespaces: &Namespaces) -> io::Result<()> {
-    check(libc::unshare(namespaces.flags))?;
-    // Map this user to itself, so files keep their owner.
-    write_file(c"/proc/self/setgroups", b"deny")?;
-    write_file(c"/proc/self/uid_map", &namespaces.uid_map)?;
-    write_file(c"/proc/self/gid_map", &namespaces.gid_map)?;
-    let flags = libc::SIGCHLD as libc::c_ulong;
-    match libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) {
-        -1 => Err(io::Error::last_os_error()),
-        0 => {
-            // The program (PID 1 of the namespace) dies with the waiter.
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-            arrange(namespaces)
-        }
-        child => wait_and_exit(child as libc::pid_t),
-    }
-}
-
-/// The waiter: hold nothing of the program's (its pipes must end when it ends), wait, exit
-/// with its status.
-unsafe fn wait_and_exit(child: libc::pid_t) -> ! {
-    if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-        for fd in 0..1024 {
-            libc::close(fd);
-        }
-    }
-    let mut status = 0;
-    while libc::waitpid(child, &mut status, 0) == -1 {
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            libc::_exit(125);
-        }
-    }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-    libc::_exit(code)
 }
 
 /// The mounts, in the new namespaces: hide, bind the kept directories back, fresh `/proc`.
@@ -340,7 +305,6 @@ unsafe fn arrange(namespaces: &Namespaces) -> io::Result<()> {
     // /proc (in a container) refuses; Landlock still keeps Pryx's /proc entries closed.
     let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     libc::mount(c"proc".as_ptr(), c"/proc".as_ptr(), c"proc".as_ptr(), proc_flags, std::ptr::null());
-    check(libc::chdir(namespaces.cwd.as_ptr()))?;
     Ok(())
 }
 
@@ -437,7 +401,7 @@ mod tests {
 
     #[test]
     fn kept_directories_are_rebuilt_inside_the_outermost_cover() {
-        let mut namespaces = Namespaces::identity(Path::new("/"));
+        let mut namespaces = Namespaces::identity();
         let dirs = [
             (PathBuf::from("/tmp"), TMP_OPTIONS),
             (PathBuf::from("/tmp/t/data"), PRIVATE_OPTIONS),
@@ -451,7 +415,7 @@ mod tests {
         let made: Vec<&str> = namespaces.kept[0].make.iter().map(|d| d.to_str().unwrap()).collect();
         assert_eq!(made, ["/tmp/t", "/tmp/t/data", "/tmp/t/data/workspace"]);
 
-        let mut clash = Namespaces::identity(Path::new("/"));
+        let mut clash = Namespaces::identity();
         let error = clash.hide(&[], &dirs, &[PathBuf::from("/tmp/t/data")]).unwrap_err();
         assert!(error.to_string().contains("choose another workspace"), "{error}");
     }

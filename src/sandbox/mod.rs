@@ -1,20 +1,19 @@
 //! The sandbox: how Pryx starts programs it does not trust (a shell command the model wrote,
 //! an MCP stdio server) so that they can neither take over Pryx nor outlive it.
 //!
-//! A program is started by Pryx itself with `fork` and `exec`; between the two, in the child,
-//! [`Sandbox::contain_command`] or [`Sandbox::contain_server`] have it confine itself
-//! with raw system calls only (everything they need was prepared before the fork, so nothing
-//! in the child allocates or takes a lock, and the desktop build's WebKit is never loaded
-//! again). On Linux, where the kernel allows unprivileged namespaces:
+//! Pryx starts them itself (`process`): on Linux one `clone` puts the child straight into
+//! new namespaces, where it confines itself with raw system calls before exec (everything
+//! it needs was prepared before the clone, so nothing in the child allocates or takes a
+//! lock, and no helper re-executes Pryx: the desktop build's WebKit is never loaded for a
+//! command). Where the kernel allows unprivileged namespaces:
 //!
-//! 1. the child enters new user, mount and PID namespaces (and, for a shell command without
-//!    network, a network namespace with only its own loopback) and forks: the program runs
-//!    as PID 1 of its own namespace, so when it ends, or Pryx dies even by `kill -9`, the
-//!    kernel kills everything it left behind;
+//! 1. the program runs as PID 1 of its own user and PID namespaces (and, for a shell
+//!    command without network, a network namespace with only its own loopback): when it
+//!    ends, or Pryx dies even by `kill -9`, the kernel kills everything it left behind;
 //! 2. in its private mount namespace, Pryx's data dir and config dir are empty tmpfs
 //!    directories (the workspace, when it lies inside, is bound back), a shell command also
 //!    gets its own `/tmp` and `/dev/shm` and no per-user runtime dir (the session bus, the
-//!    keyring, Pryx's instance socket), and `/proc` shows only its own processes;
+//!    keyring, other programs' sockets), and `/proc` shows only its own processes;
 //! 3. it drops every capability, so it cannot undo those mounts (a nested namespace sees
 //!    them locked);
 //! 4. a shell command restricts itself with Landlock: read anywhere it can still see, write
@@ -30,12 +29,14 @@
 
 #[cfg(target_os = "linux")]
 mod linux;
+pub mod process;
 #[cfg(target_os = "linux")]
 mod rules;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};
 
+pub use process::{Child, Program};
 pub use pryx_api::{CommandNetwork, Hiding};
 
 /// What protection programs Pryx starts get on this machine.
@@ -135,8 +136,6 @@ pub struct CommandJail<'a> {
     /// Where it may write (the workspace roots); they stay visible even inside a private
     /// directory.
     pub write_roots: &'a [PathBuf],
-    /// Where it starts.
-    pub cwd: &'a Path,
     /// Whether it may reach the network.
     pub network: bool,
 }
@@ -171,43 +170,46 @@ impl Sandbox {
         }
     }
 
-    /// Have `command` (a shell) confine itself between fork and exec as a shell command:
-    /// everything above, with writes limited to `jail.write_roots`. Fails when the
-    /// confinement cannot even be prepared (then nothing runs).
-    pub fn contain_command(
-        &self,
-        command: &mut tokio::process::Command,
-        jail: &CommandJail<'_>,
-    ) -> std::io::Result<()> {
+    /// Start `program` (a shell) as a shell command: everything above, with writes limited
+    /// to `jail.write_roots`. Fails when the confinement cannot be set up (then nothing runs).
+    pub fn start_command(&self, program: &Program, jail: &CommandJail<'_>) -> std::io::Result<Child> {
         #[cfg(target_os = "linux")]
         {
-            let plan = linux::Plan::for_command(&self.private, jail)?;
-            // SAFETY: `Plan::apply` makes raw system calls only, on data prepared before the fork.
-            unsafe { command.pre_exec(move || plan.apply()) };
+            process::start(&linux::Plan::for_command(&self.private, jail, &program.cwd)?, program)
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (command, jail);
-        Ok(())
+        {
+            let _ = jail;
+            process::start(program)
+        }
     }
 
-    /// Have `command` (an MCP stdio server) confine itself between fork and exec: its own PID
-    /// namespace, Pryx's data and config hidden, no capabilities; its network, display and
-    /// session bus stay (a browser-driving server needs them), and it writes where its user
-    /// configured it to. `keep` are paths it must still see (the workspace roots).
-    pub fn contain_server(
-        &self,
-        command: &mut tokio::process::Command,
-        cwd: &Path,
-        keep: &[PathBuf],
-    ) -> std::io::Result<()> {
+    /// Start `program` (an MCP stdio server): its own PID namespace, Pryx's data and config
+    /// hidden, no capabilities; its network, display and session bus stay (a browser-driving
+    /// server needs them), and it writes where its user configured it to. `keep` are paths it
+    /// must still see (the workspace roots).
+    pub fn start_server(&self, program: &Program, keep: &[PathBuf]) -> std::io::Result<Child> {
         #[cfg(target_os = "linux")]
         {
-            let plan = linux::Plan::for_server(&self.private, cwd, keep)?;
-            // SAFETY: `Plan::apply` makes raw system calls only, on data prepared before the fork.
-            unsafe { command.pre_exec(move || plan.apply()) };
+            process::start(&linux::Plan::for_server(&self.private, &program.cwd, keep)?, program)
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (command, cwd, keep);
-        Ok(())
+        {
+            let _ = keep;
+            process::start(program)
+        }
+    }
+}
+
+/// Start `program` as it is, uncontained (in its own process group, dying with Pryx): for
+/// programs the user runs as themselves, like a benchmark's reference client.
+pub fn start_uncontained(program: &Program) -> std::io::Result<Child> {
+    #[cfg(target_os = "linux")]
+    {
+        process::start(&linux::Plan::new(&program.cwd), program)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        process::start(program)
     }
 }

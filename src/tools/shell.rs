@@ -8,7 +8,6 @@
 //! must then approve ("with network").
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
 use crate::sandbox::workspace::Workspace;
-use crate::sandbox::{CommandJail, Sandbox};
+use crate::sandbox::{Child, CommandJail, Program, Sandbox};
 
 /// Settings of `shell_execute` (from `[tools]` in the config).
 #[derive(Debug, Clone)]
@@ -115,7 +114,7 @@ impl Tool for ShellExecute {
             args.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs).min(self.config.max_timeout);
         let network = self.config.network || args.network == Some(true);
         let mut child = self.spawn(&args.command, &cwd, network)?;
-        let group = child.id().map(|pid| pid as i32);
+        let group = Some(child.id() as i32);
         let cap = self.config.max_output_bytes;
         let stdout = tokio::spawn(collect(child.stdout.take(), cap));
         let stderr = tokio::spawn(collect(child.stderr.take(), cap));
@@ -156,48 +155,30 @@ enum Ended {
 }
 
 impl ShellExecute {
-    fn spawn(
-        &self,
-        command_line: &str,
-        cwd: &std::path::Path,
-        network: bool,
-    ) -> Result<tokio::process::Child, ToolError> {
-        let mut command = shell(command_line);
-        command.env_clear();
+    fn spawn(&self, command_line: &str, cwd: &std::path::Path, network: bool) -> Result<Child, ToolError> {
+        let mut program = shell(command_line, cwd);
         for name in &self.config.env_allowlist {
             if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
+                program.env(name, value);
             }
         }
-        command
-            .env("HOME", self.workspace.root())
-            .env("PWD", cwd)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        #[cfg(unix)]
-        command.process_group(0);
+        program.env("HOME", self.workspace.root()).env("PWD", cwd);
         let write_roots: Vec<PathBuf> = self.workspace.roots().map(PathBuf::from).collect();
-        let jail = CommandJail { write_roots: &write_roots, cwd, network };
+        let jail = CommandJail { write_roots: &write_roots, network };
         self.config
             .sandbox
-            .contain_command(&mut command, &jail)
-            .map_err(|e| ToolError::Failed(format!("cannot prepare the sandbox: {e}")))?;
-        command.spawn().map_err(|e| ToolError::Failed(format!("cannot start the command in its sandbox: {e}")))
+            .start_command(&program, &jail)
+            .map_err(|e| ToolError::Failed(format!("cannot start the command in its sandbox: {e}")))
     }
 }
 
-/// The system shell running `line`.
-fn shell(line: &str) -> tokio::process::Command {
+/// The system shell running `line` in `cwd`.
+fn shell(line: &str, cwd: &std::path::Path) -> Program {
     #[cfg(windows)]
     let (program, flag) = ("cmd", "/C");
     #[cfg(not(windows))]
     let (program, flag) = ("/bin/sh", "-c");
-    let mut command = tokio::process::Command::new(program);
-    command.arg(flag).arg(line);
-    command
+    Program::new(program, [flag, line], cwd)
 }
 
 /// SIGKILL a whole process group.
