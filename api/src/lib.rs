@@ -437,7 +437,7 @@ mod tests {
         for hiding in [Hiding::MountNamespace, Hiding::LandlockRules, Hiding::None] {
             assert_eq!(text(hiding), hiding.as_str());
         }
-        for network in [CommandNetwork::Off, CommandNetwork::TcpOff, CommandNetwork::On, CommandNetwork::Open] {
+        for network in [CommandNetwork::Off, CommandNetwork::On, CommandNetwork::Open] {
             assert_eq!(text(network), network.as_str());
         }
         assert_eq!(from_wire_name::<ChannelName>("signal"), None);

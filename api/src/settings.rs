@@ -28,8 +28,9 @@ pub enum Hiding {
     /// A private mount namespace: the directories are empty there, shell commands also get
     /// their own `/tmp` and no per-user runtime dir (session bus, keyring).
     MountNamespace,
-    /// Landlock read rules leave the files unreadable, but sockets (the session bus) stay
-    /// reachable: the kernel allows no mount namespace here.
+    /// The kernel allows no mount namespace here: Landlock read rules leave the files
+    /// unreadable, and shell commands may open no Unix sockets (so no session bus), while
+    /// MCP servers keep theirs.
     LandlockRules,
     /// Nothing hides them: only approvals protect Pryx's token and secrets.
     None,
@@ -50,11 +51,9 @@ impl Hiding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandNetwork {
-    /// Its own network namespace with only a loopback of its own: no internet, no Pryx port.
+    /// None: its own network namespace with only a loopback of its own (or, where the
+    /// kernel refuses namespaces, no Internet sockets at all): no internet, no Pryx port.
     Off,
-    /// Landlock refuses TCP connections; UDP and other protocols stay open (no network
-    /// namespace on this machine).
-    TcpOff,
     /// On for every command: `[tools] shell_network = true`.
     On,
     /// This machine offers no way to cut it.
@@ -66,7 +65,6 @@ impl CommandNetwork {
     pub fn as_str(self) -> &'static str {
         match self {
             CommandNetwork::Off => "off",
-            CommandNetwork::TcpOff => "tcp_off",
             CommandNetwork::On => "on",
             CommandNetwork::Open => "open",
         }

@@ -59,14 +59,16 @@ pub(super) fn protection(shell_network: bool) -> Protection {
         (false, 1..) => Hiding::LandlockRules,
         (false, _) => Hiding::None,
     };
-    let network = match (shell_network, support.namespaces, support.landlock_abi) {
-        (true, _, _) => CommandNetwork::On,
-        (false, true, _) => CommandNetwork::Off,
-        (false, false, 4..) => CommandNetwork::TcpOff,
-        (false, false, _) => CommandNetwork::Open,
+    let network = match (shell_network, support.namespaces || SECCOMP_HERE) {
+        (true, _) => CommandNetwork::On,
+        (false, true) => CommandNetwork::Off,
+        (false, false) => CommandNetwork::Open,
     };
     Protection { landlock: landlock.into(), pid_namespace: support.namespaces, hiding, network }
 }
+
+/// Whether Pryx knows this architecture's system call numbers for its seccomp filter.
+const SECCOMP_HERE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// tmpfs options: a private directory, and a shared temp dir.
 const PRIVATE_OPTIONS: &CStr = c"mode=0700";
@@ -76,6 +78,8 @@ const TMP_OPTIONS: &CStr = c"mode=1777";
 pub(super) struct Plan {
     namespaces: Option<Namespaces>,
     landlock: Option<OwnedFd>,
+    /// A seccomp filter refusing some sockets (`rules::socket_filter`).
+    seccomp: Option<Vec<libc::sock_filter>>,
     /// Where the program starts (entered after the mounts).
     cwd: CString,
 }
@@ -168,7 +172,7 @@ fn runtime_dir() -> Option<PathBuf> {
 impl Plan {
     /// Nothing but a start in `cwd`: for programs Pryx trusts as they are.
     pub(super) fn new(cwd: &Path) -> Plan {
-        Plan { namespaces: None, landlock: None, cwd: c_path(cwd).unwrap_or_else(|_| c"/".to_owned()) }
+        Plan { namespaces: None, landlock: None, seccomp: None, cwd: c_path(cwd).unwrap_or_else(|_| c"/".to_owned()) }
     }
 
     /// A shell command: see the module docs of `crate::sandbox`.
@@ -196,13 +200,28 @@ impl Plan {
             namespaces.hide(&private.files, &dirs, &write_roots)?;
             plan.namespaces = Some(namespaces);
             if support.landlock_abi > 0 {
-                plan.landlock = RuleSpec::command(&write_roots, &[], false).build().map_err(io::Error::other)?;
+                plan.landlock = RuleSpec::command(&write_roots, &[]).build().map_err(io::Error::other)?;
             }
-        } else if support.landlock_abi > 0 {
+            // Abstract Unix sockets (a session bus's other address) ignore mounts: a network
+            // namespace or Landlock's scope closes them; without either, no Unix sockets.
+            if jail.network && support.landlock_abi < 6 && SECCOMP_HERE {
+                plan.seccomp = Some(rules::socket_filter(&[libc::AF_UNIX]));
+            }
+        } else {
             let mut hidden: Vec<PathBuf> = private.dirs.iter().chain(&private.files).cloned().collect();
             hidden.extend(runtime);
-            plan.landlock =
-                RuleSpec::command(&write_roots, &hidden, !jail.network).build().map_err(io::Error::other)?;
+            if support.landlock_abi > 0 {
+                plan.landlock = RuleSpec::command(&write_roots, &hidden).build().map_err(io::Error::other)?;
+            }
+            // Nothing hides the session bus or Pryx's port here: no Unix sockets, and no
+            // Internet sockets without network.
+            if SECCOMP_HERE {
+                let mut domains = vec![libc::AF_UNIX];
+                if !jail.network {
+                    domains.extend([libc::AF_INET, libc::AF_INET6]);
+                }
+                plan.seccomp = Some(rules::socket_filter(&domains));
+            }
         }
         Ok(plan)
     }
@@ -220,8 +239,9 @@ impl Plan {
             plan.namespaces = Some(namespaces);
         } else if support.landlock_abi > 0 {
             let hidden: Vec<PathBuf> = private.dirs.iter().chain(&private.files).cloned().collect();
+            let keep: Vec<PathBuf> = keep.iter().map(|k| k.canonicalize().unwrap_or_else(|_| k.clone())).collect();
             if !hidden.is_empty() {
-                plan.landlock = RuleSpec::server(&hidden).build().map_err(io::Error::other)?;
+                plan.landlock = RuleSpec::server(&hidden, &keep).build().map_err(io::Error::other)?;
             }
         }
         Ok(plan)
@@ -247,9 +267,20 @@ impl Plan {
             }
             check(libc::chdir(self.cwd.as_ptr()))?;
             drop_capabilities();
-            if let Some(ruleset) = &self.landlock {
+            if self.landlock.is_some() || self.seccomp.is_some() {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+            if let Some(ruleset) = &self.landlock {
                 check(libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0) as libc::c_int)?;
+            }
+            if let Some(filter) = &self.seccomp {
+                let program =
+                    libc::sock_fprog { len: filter.len() as libc::c_ushort, filter: filter.as_ptr().cast_mut() };
+                check(libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ))?;
             }
         }
         Ok(())

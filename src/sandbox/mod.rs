@@ -65,13 +65,12 @@ impl Protection {
                 "Pryx's data, config, session bus and keyring are hidden from commands and MCP servers"
             }
             Hiding::LandlockRules => {
-                "Pryx's data and config are unreadable to commands and MCP servers, but the session bus (keyring) is not hidden"
+                "Pryx's data and config are unreadable to commands and MCP servers (Landlock rules), commands open no Unix sockets (no session bus or keyring); weaker than namespaces, which this kernel refuses"
             }
             Hiding::None => "Pryx's token, data and keyring are NOT hidden from commands",
         };
         let network = match self.network {
             CommandNetwork::Off => "commands have no network unless approved with it",
-            CommandNetwork::TcpOff => "commands cannot open TCP connections unless approved with network (UDP is open)",
             CommandNetwork::On => "commands have network ([tools] shell_network)",
             CommandNetwork::Open => "commands have network (nothing here can cut it)",
         };

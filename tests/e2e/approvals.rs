@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pryx::client::PryxApiClient;
-use pryx_api::{error_code, Approval, ApprovalDecision, ApprovalStatus, Rule, TurnEvent, TurnStatus};
+use pryx_api::{error_code, ApprovalDecision, ApprovalStatus, Rule, TurnEvent, TurnStatus};
 
 use crate::support::{base_command, follow, MockLlm, Options, Pryx, Reply, PATIENCE};
 
@@ -12,15 +12,7 @@ async fn open_store(pryx: &Pryx) -> pryx::store::Store {
     pryx::store::Store::open(&pryx.data_dir().join("pryx.db")).await.unwrap()
 }
 
-/// Wait for the next approval request on the approvals subscription.
-async fn next_request(subscription: &mut jsonrpsee::core::client::Subscription<Approval>) -> Approval {
-    loop {
-        let approval = tokio::time::timeout(PATIENCE, subscription.next()).await.unwrap().unwrap().unwrap();
-        if approval.status == ApprovalStatus::Pending {
-            return approval;
-        }
-    }
-}
+use crate::support::next_approval as next_request;
 
 fn delete_call(path: &str) -> Reply {
     Reply::tool_call("call_del", "fs_delete", &format!("{{\"path\": \"{path}\"}}"))

@@ -7,6 +7,7 @@ mod support;
 mod approvals;
 mod chat;
 mod cli;
+mod containment;
 mod control_center;
 mod desktop;
 mod durability;

@@ -23,7 +23,7 @@ async fn status(client: &WsClient, name: &str) -> Option<McpServerStatus> {
     client.mcp_list().await.unwrap().servers.into_iter().find(|s| s.name == name)
 }
 
-async fn wait_for_state(client: &WsClient, name: &str, state: McpServerState) -> McpServerStatus {
+pub async fn wait_for_state(client: &WsClient, name: &str, state: McpServerState) -> McpServerStatus {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let current = status(client, name).await;
@@ -35,7 +35,7 @@ async fn wait_for_state(client: &WsClient, name: &str, state: McpServerState) ->
     }
 }
 
-fn tool_output(log: &crate::support::TurnLog) -> (String, bool) {
+pub fn tool_output(log: &crate::support::TurnLog) -> (String, bool) {
     log.events
         .iter()
         .find_map(|e| match &e.event {

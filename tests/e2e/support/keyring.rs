@@ -97,16 +97,30 @@ impl KeyringSession {
     }
 
     async fn store_probe(&self) -> bool {
+        self.store_raw("pryx-test", "readiness-probe", "ready").await
+    }
+
+    /// Store a secret the way Pryx keeps one, with an independent client.
+    pub async fn store(&self, name: &str, value: &str) {
+        assert!(self.store_raw("pryx", name, value).await, "secret-tool could not store {name}");
+    }
+
+    /// The session bus address (what a process that found the bus would use).
+    pub fn bus_address(&self) -> &str {
+        &self.address
+    }
+
+    async fn store_raw(&self, service: &str, username: &str, value: &str) -> bool {
         let mut command = Command::new("secret-tool");
         command
-            .args(["store", "--label=probe", "service", "pryx-test", "username", "readiness-probe"])
+            .args(["store", "--label=pryx", "service", service, "username", username])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.apply(&mut command);
         let Ok(mut child) = command.spawn() else { return false };
         if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(b"ready").await;
+            let _ = stdin.write_all(value.as_bytes()).await;
         }
         child.wait().await.is_ok_and(|s| s.success())
     }

@@ -208,6 +208,13 @@ impl Pryx {
 /// A `pryx` command isolated in `home` (data dir, config dir, no stray provider settings).
 pub fn base_command(home: &Path) -> Command {
     let mut command = Command::new(pryx_bin());
+    with_test_setup(&mut command, home);
+    command
+}
+
+/// The data dir, config and environment of a test's Pryx, on `command` (`pryx`, or a
+/// wrapper that runs it with the arguments that follow).
+pub fn with_test_setup(command: &mut Command, home: &Path) {
     command
         .arg("--data-dir")
         .arg(home.join("data"))
@@ -227,7 +234,18 @@ pub fn base_command(home: &Path) -> Command {
         // Only the desktop tests get a display (their own Xvfb).
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY");
-    command
+}
+
+/// Wait for the next approval request on an approvals subscription.
+pub async fn next_approval(
+    subscription: &mut jsonrpsee::core::client::Subscription<pryx_api::Approval>,
+) -> pryx_api::Approval {
+    loop {
+        let approval = tokio::time::timeout(PATIENCE, subscription.next()).await.unwrap().unwrap().unwrap();
+        if approval.status == pryx_api::ApprovalStatus::Pending {
+            return approval;
+        }
+    }
 }
 
 /// Everything a finished turn produced.
