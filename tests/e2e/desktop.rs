@@ -268,6 +268,22 @@ async fn leaves_nothing_behind(way: WayOut) {
     })
     .await;
     let children = desktop::descendants(pid);
+    // No helper sits between Pryx and what it runs: the command's shell and the MCP
+    // server are its own children, and nothing it started but WebKit's processes maps
+    // WebKit (a re-executed desktop binary would).
+    for child in &children {
+        let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default().replace('\0', " ");
+        if cmdline.contains("WebKit") {
+            continue;
+        }
+        let maps = std::fs::read_to_string(format!("/proc/{child}/maps")).unwrap_or_default();
+        assert!(!maps.contains("libwebkit2gtk"), "{cmdline} maps WebKit");
+        if cmdline.starts_with("/bin/sh -c sleep 600") || cmdline.contains("server-everything") {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let parent = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1));
+            assert_eq!(parent, Some(pid.to_string().as_str()), "{cmdline} is Pryx's own child");
+        }
+    }
     drop(client);
 
     let tray = Tray::find(&screen, pid).await;
