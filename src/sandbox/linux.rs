@@ -78,7 +78,7 @@ const TMP_OPTIONS: &CStr = c"mode=1777";
 pub(super) struct Plan {
     namespaces: Option<Namespaces>,
     landlock: Option<OwnedFd>,
-    /// A seccomp filter refusing some sockets (`rules::socket_filter`).
+    /// A seccomp filter refusing the kernel keyring and some sockets (`rules::seccomp_filter`).
     seccomp: Option<Vec<libc::sock_filter>>,
     /// Where the program starts (entered after the mounts).
     cwd: CString,
@@ -159,6 +159,11 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other(format!("{path:?} contains a NUL byte")))
 }
 
+/// A shell command's seccomp filter: no kernel keyring, no `io_uring`, no sockets of `domains`.
+fn command_filter(domains: &[libc::c_int]) -> Option<Vec<libc::sock_filter>> {
+    SECCOMP_HERE.then(|| rules::seccomp_filter(&[rules::KEYRING_CALLS, rules::IO_URING_CALLS].concat(), domains))
+}
+
 /// The per-user runtime dir (session bus, keyring, other programs' sockets).
 fn runtime_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("XDG_RUNTIME_DIR")
@@ -204,9 +209,8 @@ impl Plan {
             }
             // Abstract Unix sockets (a session bus's other address) ignore mounts: a network
             // namespace or Landlock's scope closes them; without either, no Unix sockets.
-            if jail.network && support.landlock_abi < 6 && SECCOMP_HERE {
-                plan.seccomp = Some(rules::socket_filter(&[libc::AF_UNIX]));
-            }
+            let domains: &[libc::c_int] = if jail.network && support.landlock_abi < 6 { &[libc::AF_UNIX] } else { &[] };
+            plan.seccomp = command_filter(domains);
         } else {
             let mut hidden: Vec<PathBuf> = private.dirs.iter().chain(&private.files).cloned().collect();
             hidden.extend(runtime);
@@ -215,13 +219,11 @@ impl Plan {
             }
             // Nothing hides the session bus or Pryx's port here: no Unix sockets, and no
             // Internet sockets without network.
-            if SECCOMP_HERE {
-                let mut domains = vec![libc::AF_UNIX];
-                if !jail.network {
-                    domains.extend([libc::AF_INET, libc::AF_INET6]);
-                }
-                plan.seccomp = Some(rules::socket_filter(&domains));
+            let mut domains = vec![libc::AF_UNIX];
+            if !jail.network {
+                domains.extend([libc::AF_INET, libc::AF_INET6]);
             }
+            plan.seccomp = command_filter(&domains);
         }
         Ok(plan)
     }
@@ -242,6 +244,10 @@ impl Plan {
             let keep: Vec<PathBuf> = keep.iter().map(|k| k.canonicalize().unwrap_or_else(|_| k.clone())).collect();
             if !hidden.is_empty() {
                 plan.landlock = RuleSpec::server(&hidden, &keep).build().map_err(io::Error::other)?;
+            }
+            // Without a user namespace, the persistent keyring is the user's own.
+            if SECCOMP_HERE {
+                plan.seccomp = Some(rules::seccomp_filter(rules::KEYRING_CALLS, &[]));
             }
         }
         Ok(plan)
@@ -266,6 +272,10 @@ impl Plan {
                 arrange(namespaces)?;
             }
             check(libc::chdir(self.cwd.as_ptr()))?;
+            // A fresh, empty session keyring: the one inherited from Pryx may hold its secrets
+            // (the kernel-keyring backend). Fails only where the kernel has no keyrings.
+            const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+            libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>());
             drop_capabilities();
             if self.landlock.is_some() || self.seccomp.is_some() {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;

@@ -5,8 +5,8 @@
 //! it stays readable, [`carve`] grants every sibling along the way instead of the common
 //! ancestor. That is the fallback where no mount namespace can hide the directory.
 //!
-//! Also here: the seccomp filter ([`socket_filter`]) that refuses sockets a command may not
-//! open where no namespace isolates them.
+//! Also here: the seccomp filter ([`seccomp_filter`]) that refuses the kernel keyring and
+//! the sockets a program may not open where no namespace isolates them.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -127,10 +127,17 @@ fn is_visible(path: &Path, hidden: &[PathBuf], keep: &[PathBuf]) -> bool {
     }
 }
 
-/// A seccomp filter refusing `socket()` for `domains` (with `EACCES`), and `io_uring`,
-/// which could open sockets past the filter. Other architectures' system calls (a 32-bit
-/// program on a 64-bit kernel) are refused too: their numbers differ.
-pub(super) fn socket_filter(domains: &[libc::c_int]) -> Vec<libc::sock_filter> {
+/// The kernel keyring's system calls: Pryx's secrets live there on headless machines, and
+/// the persistent keyring outlives the session a program was given.
+pub(super) const KEYRING_CALLS: &[libc::c_long] = &[libc::SYS_keyctl, libc::SYS_add_key, libc::SYS_request_key];
+/// `io_uring` can open sockets without `socket()`, past a filter on it.
+pub(super) const IO_URING_CALLS: &[libc::c_long] =
+    &[libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register];
+
+/// A seccomp filter refusing (with `EACCES`) the system calls `calls` and `socket()` for
+/// `domains`. Other architectures' system calls (a 32-bit program on a 64-bit kernel) are
+/// refused too: their numbers differ.
+pub(super) fn seccomp_filter(calls: &[libc::c_long], domains: &[libc::c_int]) -> Vec<libc::sock_filter> {
     #[cfg(target_arch = "x86_64")]
     const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
     #[cfg(target_arch = "aarch64")]
@@ -149,10 +156,9 @@ pub(super) fn socket_filter(domains: &[libc::c_int]) -> Vec<libc::sock_filter> {
         k: offset,
     };
     let ret = |value| libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: value };
-    let io_uring = [libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register];
-    // Layout: 0 load arch, 1 check, 2 load nr, 3 x32, io_uring checks, socket check, load
-    // arg, domain checks, ALLOW, DENY.
-    let allow = 6 + io_uring.len() + domains.len();
+    // Layout: 0 load arch, 1 check, 2 load nr, 3 x32, call checks, socket check, load arg,
+    // domain checks, ALLOW, DENY.
+    let allow = 6 + calls.len() + domains.len();
     let deny = allow + 1;
     let mut program = Vec::with_capacity(deny + 1);
     // A jump from instruction `at`: `jt` when the comparison holds, `jf` otherwise.
@@ -166,15 +172,15 @@ pub(super) fn socket_filter(domains: &[libc::c_int]) -> Vec<libc::sock_filter> {
     program.push(jump(1, libc::BPF_JEQ, ARCH, 2, deny));
     program.push(load(NR));
     program.push(jump(3, libc::BPF_JGE, X32_SYSCALL_BIT, deny, 4));
-    for (i, call) in io_uring.iter().enumerate() {
+    for (i, call) in calls.iter().enumerate() {
         let at = 4 + i;
         program.push(jump(at, libc::BPF_JEQ, *call as u32, deny, at + 1));
     }
-    let at = 4 + io_uring.len();
+    let at = 4 + calls.len();
     program.push(jump(at, libc::BPF_JEQ, libc::SYS_socket as u32, at + 1, allow));
     program.push(load(ARG0));
     for (i, domain) in domains.iter().enumerate() {
-        let at = 6 + io_uring.len() + i;
+        let at = 6 + calls.len() + i;
         program.push(jump(at, libc::BPF_JEQ, *domain as u32, deny, at + 1));
     }
     program.push(ret(libc::SECCOMP_RET_ALLOW));
@@ -230,7 +236,8 @@ mod tests {
 
     #[test]
     fn the_socket_filter_jumps_stay_inside_the_program() {
-        let program = socket_filter(&[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6]);
+        let calls = [KEYRING_CALLS, IO_URING_CALLS].concat();
+        let program = seccomp_filter(&calls, &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6]);
         for (at, instruction) in program.iter().enumerate() {
             if instruction.code as u32 & 0x07 == libc::BPF_JMP {
                 for offset in [instruction.jt, instruction.jf] {

@@ -296,3 +296,31 @@ async fn without_namespaces_landlock_rules_still_keep_the_token_and_database_out
     let (output, is_error) = crate::mcp::tool_output(&log);
     assert!(is_error && !output.contains(&pryx.token), "{output}");
 }
+
+/// On a headless machine Pryx keeps secrets in the kernel keyring, in the session keyring
+/// it shares with what it starts, and in the user's persistent keyring. A command gets a
+/// keyring of its own and may not call the keyring at all.
+#[tokio::test]
+async fn a_command_cannot_read_secrets_from_the_kernel_keyring() {
+    let llm = MockLlm::start().await;
+    let pryx = Pryx::start(Options::with_llm(&llm).config("[secrets]\nbackend = \"kernel-keyring\"\n")).await;
+    let client = pryx.client().await;
+    // Stored as keyring-rs stores Pryx's secrets, in the session keyring Pryx shares with
+    // this test and in the persistent keyring (not through Pryx: its index of names is one
+    // key for everything this user runs, which tests running side by side would race on).
+    let value = format!("{SECRET_VALUE}-{}", std::process::id());
+    let script = format!("{}/tests/fixtures/keyring_dump.py", env!("CARGO_MANIFEST_DIR"));
+    let description = format!("keyring-rs:test/contain-{}@pryx", std::process::id());
+    let outside =
+        std::process::Command::new("/usr/bin/python3").args([&script, "add", &description, &value]).output().unwrap();
+    assert!(String::from_utf8_lossy(&outside.stdout).contains(&value), "the probe finds it from outside");
+
+    let mut approvals = client.approvals_subscribe().await.unwrap();
+    let session = client.session_create(None).await.unwrap().id;
+    let dump = format!("/usr/bin/python3 {script}");
+    let ran = run_shell(&llm, &client, &mut approvals, &session, &dump, false, ApprovalDecision::AllowOnce).await;
+    assert!(ran.output.contains("errno"), "the probe ran: {}", ran.output);
+    assert!(!ran.output.contains(&value), "a kernel-keyring secret leaked: {}", ran.output);
+    let dropped = std::process::Command::new("/usr/bin/python3").args([&script, "drop", &description]).status();
+    assert!(dropped.unwrap().success());
+}
