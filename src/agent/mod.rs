@@ -150,8 +150,11 @@ impl Agent {
     pub fn assemble(setup: AgentSetup) -> Result<Arc<Agent>, WorkspaceError> {
         let AgentSetup { store, spans, config, data_dir, runtime_restarts, faults, config_path, pause } = setup;
         let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
-        let workspace = Arc::new(Workspace::open(&root, &config.tools.extra_roots)?);
-        let sandbox = Arc::new(Sandbox::new(PrivatePaths::of_pryx(&data_dir, config_path.as_deref())));
+        let private = PrivatePaths::of_pryx(&data_dir, config_path.as_deref());
+        let mut workspace = Workspace::open(&root, &config.tools.extra_roots)?;
+        workspace.keep_out(&private);
+        let workspace = Arc::new(workspace);
+        let sandbox = Arc::new(Sandbox::new(private));
         let shell = ShellConfig {
             default_timeout: Duration::from_secs(config.tools.shell_timeout_secs),
             max_timeout: Duration::from_secs(config.tools.shell_max_timeout_secs),

@@ -92,12 +92,16 @@ pub struct PrivatePaths {
 }
 
 impl PrivatePaths {
-    /// Pryx's data dir, its config dir (`~/.config/pryx`) and the config file in use
-    /// wherever it lives. Paths that do not exist are left out.
+    /// Pryx's data dir, its config dir (`~/.config/pryx`, made if missing, so a config
+    /// written there later is hidden too) and the config file in use wherever it lives.
+    /// Other paths that do not exist are left out.
     pub fn of_pryx(data_dir: &Path, config_file: Option<&Path>) -> PrivatePaths {
         let mut paths = PrivatePaths::default();
         paths.add_dir(data_dir);
         if let Some(dir) = crate::datadir::default_config_path().ok().as_deref().and_then(Path::parent) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::debug!("cannot make the config dir {}: {e}", dir.display());
+            }
             paths.add_dir(dir);
         }
         if let Some(file) = config_file {
@@ -122,6 +126,11 @@ impl PrivatePaths {
                 self.files.push(file);
             }
         }
+    }
+
+    /// Every private path (canonical).
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().chain(&self.files).map(PathBuf::as_path)
     }
 
     /// Whether `path` lies in (or is) one of the private paths.

@@ -7,6 +7,12 @@
 //! any resolution, symlinks included, that would leave the directory, so a symlink swapped
 //! in between a check and a use cannot redirect the access. Files with more than one hard
 //! link are refused, since the other name may live outside the workspace.
+//!
+//! A workspace may contain Pryx's own data dir or config (a workspace of `~` does): those
+//! paths ([`Workspace::keep_out`]) are refused by name, and every file or directory a tool
+//! opens is checked by the path the kernel gives its handle, so a symlink inside the
+//! workspace cannot lead there either; walks skip them; deleting a directory that holds
+//! them is refused.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -51,7 +57,12 @@ pub struct Root {
 pub struct Workspace {
     main: Root,
     extra: Vec<Root>,
+    /// Pryx's own paths that lie inside a root: no tool may touch them.
+    private: Vec<PathBuf>,
 }
+
+/// Why a path of Pryx's own is refused.
+const PRIVATE: &str = "it is Pryx's own data (its token, history or config), which tools may not touch";
 
 /// A checked path: which root it is under and its relative part (empty = the root itself).
 pub struct Resolved<'a> {
@@ -88,7 +99,45 @@ impl Workspace {
                 .map_err(|error| WorkspaceError::Open { root: path.to_owned(), error })?;
             Ok(Root { path: canonical, dir })
         };
-        Ok(Workspace { main: open(root)?, extra: extra_roots.iter().map(|p| open(p)).collect::<Result<_, _>>()? })
+        Ok(Workspace {
+            main: open(root)?,
+            extra: extra_roots.iter().map(|p| open(p)).collect::<Result<_, _>>()?,
+            private: Vec::new(),
+        })
+    }
+
+    /// Keep the tools out of Pryx's own paths where a root contains them.
+    pub fn keep_out(&mut self, private: &super::PrivatePaths) {
+        let inside = |p: &&Path| self.roots().any(|root| p.starts_with(root));
+        self.private = private.paths().filter(inside).map(Path::to_path_buf).collect();
+    }
+
+    /// Whether `path` (absolute) is, or lies in, one of Pryx's own paths.
+    pub fn is_private(&self, path: &Path) -> bool {
+        self.private.iter().any(|private| path.starts_with(private))
+    }
+
+    /// Whether one of Pryx's own paths lies inside `dir` (absolute).
+    pub fn holds_private(&self, dir: &Path) -> bool {
+        self.private.iter().any(|private| private.starts_with(dir))
+    }
+
+    /// Refuse an opened file or directory whose real path (as the kernel knows the handle,
+    /// whatever links led there) is one of Pryx's own.
+    pub fn check_opened(&self, handle: &impl std::os::fd::AsFd, shown: &str) -> Result<(), WorkspaceError> {
+        if self.private.is_empty() {
+            return Ok(());
+        }
+        let real = match real_path(handle) {
+            Ok(real) => real,
+            // Where handles have no path, the check by name in `resolve` is what holds.
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(()),
+            Err(e) => return Err(WorkspaceError::io(shown, e)),
+        };
+        if self.is_private(&real) {
+            return Err(WorkspaceError::Refused(shown.to_owned(), PRIVATE));
+        }
+        Ok(())
     }
 
     /// The workspace directory (absolute, canonical).
@@ -141,8 +190,23 @@ impl Workspace {
                 Component::RootDir | Component::Prefix(_) => return Err(refuse("it is not a plain relative path")),
             }
         }
+        if self.is_private(&root.path.join(&relative)) {
+            return Err(refuse(PRIVATE));
+        }
         Ok(Resolved { root, relative, shown: shorten(raw) })
     }
+}
+
+/// The path of an open handle, from the kernel.
+#[cfg(target_os = "linux")]
+pub fn real_path(handle: &impl std::os::fd::AsFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", handle.as_fd().as_raw_fd()))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn real_path(_handle: &impl std::os::fd::AsFd) -> std::io::Result<PathBuf> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no handle paths here"))
 }
 
 impl Workspace {
@@ -156,6 +220,9 @@ impl Workspace {
         let absolute = target.absolute().canonicalize().map_err(|e| WorkspaceError::io(&shown, e))?;
         if !absolute.starts_with(&target.root.path) {
             return Err(WorkspaceError::Refused(shown, "it leads outside the workspace"));
+        }
+        if self.is_private(&absolute) {
+            return Err(WorkspaceError::Refused(shown, PRIVATE));
         }
         Ok((absolute, shown))
     }

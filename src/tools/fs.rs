@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{parse_args, schema, Risk, Tool, ToolContext, ToolError};
-use crate::sandbox::workspace::{check_single_link, Workspace, WorkspaceError};
+use crate::sandbox::workspace::{check_single_link, real_path, Workspace, WorkspaceError};
 
 /// Most bytes `fs_read` returns.
 pub const MAX_READ_BYTES: usize = 256 * 1024;
@@ -88,6 +88,7 @@ impl Tool for FsRead {
             let target = ws.resolve(&args.path)?;
             let file = target.root.dir.open(target.rel()).map_err(|e| WorkspaceError::io(&target.shown, e))?;
             let mut file = file.into_std();
+            ws.check_opened(&file, &target.shown)?;
             check_single_link(&file, &target.shown)?;
             if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
                 return Err(ToolError::Failed(format!("`{}` is a directory; use fs_list", target.shown)));
@@ -188,9 +189,14 @@ impl Tool for FsWrite {
             if target.relative.as_os_str().is_empty() {
                 return Err(ToolError::InvalidArguments("a file name is needed".into()));
             }
-            if let Some(parent) = target.relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-                target.root.dir.create_dir_all(parent).map_err(|e| WorkspaceError::io(&target.shown, e))?;
-            }
+            let parent = target.relative.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let Some(name) = target.relative.file_name() else {
+                return Err(ToolError::InvalidArguments("a file name is needed".into()));
+            };
+            target.root.dir.create_dir_all(parent).map_err(|e| WorkspaceError::io(&target.shown, e))?;
+            // The file is made in the directory as opened and checked, whatever links led there.
+            let parent = target.root.dir.open_dir(parent).map_err(|e| WorkspaceError::io(&target.shown, e))?;
+            ws.check_opened(&parent, &target.shown)?;
             let mode = args.mode.unwrap_or(WriteMode::Create);
             let mut options = OpenOptions::new();
             options.write(true);
@@ -199,9 +205,9 @@ impl Tool for FsWrite {
                 WriteMode::Overwrite => options.create(true),
                 WriteMode::Append => options.create(true).append(true),
             };
-            let file =
-                target.root.dir.open_with(target.rel(), &options).map_err(|e| WorkspaceError::io(&target.shown, e))?;
+            let file = parent.open_with(name, &options).map_err(|e| WorkspaceError::io(&target.shown, e))?;
             let mut file = file.into_std();
+            ws.check_opened(&file, &target.shown)?;
             check_single_link(&file, &target.shown)?;
             if mode == WriteMode::Overwrite {
                 file.set_len(0).map_err(|e| WorkspaceError::io(&target.shown, e))?;
@@ -257,7 +263,9 @@ impl Tool for FsList {
         blocking(move || {
             let (start, shown) = ws.resolve_dir(args.path.as_deref().unwrap_or(""))?;
             let depth = args.depth.unwrap_or(2).clamp(1, 10);
+            let skip = ws.clone();
             let walker = ignore::WalkBuilder::new(&start)
+                .filter_entry(move |entry| !skip.is_private(entry.path()))
                 .max_depth(Some(depth))
                 .follow_links(false)
                 .hidden(false)
@@ -347,7 +355,13 @@ impl Tool for FsSearch {
                 .line_number(true)
                 .build();
             let mut found: Vec<String> = Vec::new();
-            let walker = ignore::WalkBuilder::new(&start).follow_links(false).hidden(false).require_git(false).build();
+            let skip = ws.clone();
+            let walker = ignore::WalkBuilder::new(&start)
+                .filter_entry(move |entry| !skip.is_private(entry.path()))
+                .follow_links(false)
+                .hidden(false)
+                .require_git(false)
+                .build();
             for entry in walker.filter_map(Result::ok) {
                 if cancel.is_cancelled() || found.len() >= MAX_SEARCH_MATCHES {
                     break;
@@ -361,6 +375,9 @@ impl Tool for FsSearch {
                 // Re-open beneath the root: the walk's path string is not trusted.
                 let Ok(file) = root.dir.open(relative) else { continue };
                 let file = file.into_std();
+                if ws.check_opened(&file, "").is_err() {
+                    continue;
+                }
                 let shown = relative.display().to_string();
                 let _ = searcher.search_file(
                     &matcher,
@@ -422,10 +439,21 @@ impl Tool for FsDelete {
             if target.relative.as_os_str().is_empty() {
                 return Err(WorkspaceError::Refused(target.shown, "the workspace itself cannot be deleted").into());
             }
-            let dir = &target.root.dir;
-            let rel: &Path = &target.relative;
-            let metadata = dir.symlink_metadata(rel).map_err(|e| WorkspaceError::io(&target.shown, e))?;
+            let io = |e| WorkspaceError::io(&target.shown, e);
+            // Removed from the directory as opened and checked, whatever links led there.
+            let parent = target.relative.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = target.root.dir.open_dir(parent).map_err(io)?;
+            ws.check_opened(&dir, &target.shown)?;
+            let Some(rel) = target.relative.file_name().map(Path::new) else {
+                return Err(WorkspaceError::Refused(target.shown, "it names no file").into());
+            };
+            let metadata = dir.symlink_metadata(rel).map_err(io)?;
             if metadata.is_dir() {
+                let inner = dir.open_dir(rel).map_err(io)?;
+                let holds_private = real_path(&inner).is_ok_and(|real| ws.holds_private(&real));
+                if holds_private || ws.holds_private(&target.absolute()) {
+                    return Err(WorkspaceError::Refused(target.shown, "it holds Pryx's own data").into());
+                }
                 if args.recursive.unwrap_or(false) {
                     dir.remove_dir_all(rel)
                 } else {

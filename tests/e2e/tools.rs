@@ -175,6 +175,46 @@ async fn a_symlink_swapped_during_calls_never_leads_outside() {
     assert!(harmless > 0, "the link was usable while it pointed inside");
 }
 
+/// A workspace may hold Pryx's own data dir (a workspace of `~` holds
+/// `~/.local/share/pryx`): no file tool reaches it, by name or through a link, even one
+/// swapped between calls, and no walk shows it.
+#[tokio::test]
+async fn a_workspace_holding_pryxs_data_dir_keeps_the_tools_out_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("home");
+    let data = root.join(".local/share/pryx");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("token"), "TOKEN-0123456789").unwrap();
+    std::fs::write(root.join("notes.txt"), "mine").unwrap();
+    let mut workspace = Workspace::open(&root, &[]).unwrap();
+    workspace.keep_out(&pryx::sandbox::PrivatePaths::of_pryx(&data, None));
+    let root = workspace.root().to_owned();
+    let tools = ToolRegistry::with_builtins(Arc::new(workspace), ShellConfig::default());
+    let call = |name: &'static str, arguments: serde_json::Value| {
+        let tools = tools.clone();
+        async move { tools.call(name, parse_arguments(&arguments.to_string()).unwrap(), &ToolContext::default()).await }
+    };
+    std::os::unix::fs::symlink(".local/share/pryx", root.join("shortcut")).unwrap();
+    std::os::unix::fs::symlink(".local/share/pryx/token", root.join("token-link")).unwrap();
+    for path in [".local/share/pryx/token", "shortcut/token", "token-link", "./.local/share/pryx/../pryx/token"] {
+        let read = call("fs_read", json!({"path": path})).await;
+        assert!(!format!("{read:?}").contains("TOKEN-0123456789"), "{path}: {read:?}");
+        let appended = call("fs_write", json!({"path": path, "content": "x", "mode": "append"})).await;
+        assert!(appended.is_err(), "{path}: {appended:?}");
+        let deleted = call("fs_delete", json!({"path": path})).await;
+        assert!(deleted.is_err() || path == "token-link", "{path}: {deleted:?}");
+    }
+    assert!(call("fs_write", json!({"path": "shortcut/new", "content": "x"})).await.is_err());
+    assert!(call("fs_delete", json!({"path": ".local", "recursive": true})).await.is_err(), "it holds the data dir");
+    assert!(call("fs_list", json!({"path": "shortcut"})).await.is_err());
+    let listed = call("fs_list", json!({"path": ".", "depth": 5})).await.unwrap();
+    assert!(listed.contains("notes.txt") && !listed.contains("share/pryx/"), "{listed}");
+    let found = call("fs_search", json!({"pattern": "TOKEN"})).await.unwrap();
+    assert!(!found.contains("TOKEN-0123"), "{found}");
+    assert_eq!(std::fs::read_to_string(data.join("token")).unwrap(), "TOKEN-0123456789");
+    assert_eq!(call("fs_read", json!({"path": "notes.txt"})).await.unwrap(), "mine", "the rest of it stays usable");
+}
+
 /// PIDs of live processes whose command line contains `marker`.
 pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
