@@ -142,10 +142,14 @@ fn variants(otlp_sink: std::net::SocketAddr) -> [Variant; 4] {
 async fn start(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
     let home = tempfile::tempdir().expect("home");
     let allowed: Vec<String> = (1..=STREAMING_CHATS).map(|c| c.to_string()).collect();
+    // The 5,000 burst opens 5,500 connections at once, past the default cap of 1,024 (at
+    // the cap the rest would wait, and the first ones, idle until all are open, would meet
+    // the header timeout): a flood no platform sends (Telegram uses at most 100).
     let config = format!(
         "[secrets]\nbackend = \"injected\"\n\n[telemetry]\n{}\n[telegram]\n\
          bot_token = \"secret:telegram/bot\"\nmode = \"webhook\"\npublic_url = \"https://pryx.example.org\"\n\
-         webhook_secret = \"secret:telegram/webhook\"\napi_base = \"{}\"\nallowed_chats = [{}]\n",
+         webhook_secret = \"secret:telegram/webhook\"\napi_base = \"{}\"\nallowed_chats = [{}]\n\n\
+         [server]\nmax_connections = 8192\n",
         variant.telemetry,
         telegram.api_base(),
         allowed.join(", ")

@@ -73,6 +73,39 @@ impl Program {
     }
 }
 
+/// The soft limit on open files this process started with (`u64::MAX`: never changed).
+static ORIGINAL_FILE_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Raise this process's soft limit on open files towards `wanted` (within the hard limit):
+/// the server holds a descriptor per connection, and many systems start at 1,024. Programs
+/// Pryx starts get the original limit back (some old ones misbehave with a large one).
+// `rlim_t` is `u64` here, not everywhere.
+#[allow(clippy::unnecessary_cast)]
+pub fn raise_open_file_limit(wanted: u64) {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: reading and setting this process's own limit.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur as u64 >= wanted {
+                return;
+            }
+            let original = limit.rlim_cur as u64;
+            limit.rlim_cur = (wanted as libc::rlim_t).min(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                let _ = ORIGINAL_FILE_LIMIT.compare_exchange(
+                    u64::MAX,
+                    original,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = wanted;
+}
+
 #[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -285,6 +318,8 @@ mod linux {
         stdout: RawFd,
         stderr: RawFd,
         report: RawFd,
+        /// The soft limit on open files to give back (`u64::MAX`: unchanged).
+        file_limit: u64,
     }
 
     fn start_raw(plan: &Plan, program: &Program) -> io::Result<Started> {
@@ -327,6 +362,7 @@ mod linux {
             stdout: stdout_child.as_raw_fd(),
             stderr: stderr_child.as_raw_fd(),
             report: report_child.as_raw_fd(),
+            file_limit: super::ORIGINAL_FILE_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
         };
         let flags = (plan.clone_flags() | libc::SIGCHLD) as libc::c_ulong;
         // SAFETY: a fork-like clone (no new stack, no shared memory); the child runs
@@ -382,6 +418,13 @@ mod linux {
         for (from, to) in [(setup.stdin, 0), (setup.stdout, 1), (setup.stderr, 2)] {
             if libc::dup2(from, to) == -1 {
                 fail(io::Error::last_os_error());
+            }
+        }
+        if setup.file_limit != u64::MAX {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = setup.file_limit as libc::rlim_t;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             }
         }
         // No descriptor of Pryx's reaches the program, even one a library opened without

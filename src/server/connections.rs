@@ -48,7 +48,9 @@ pub struct Limits {
 
 /// Accept and serve connections with `app` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) -> io::Result<()> {
+    crate::sandbox::process::raise_open_file_limit(limits.max_connections as u64 + 1024);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut accept_warned: Option<std::time::Instant> = None;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let mut at_cap = false;
@@ -76,7 +78,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    wait_after_accept_error(&e).await;
+                    wait_after_accept_error(&e, &mut accept_warned).await;
                     continue;
                 }
             },
@@ -106,13 +108,17 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
 }
 
 /// Errors of `accept` are about one connection (it reset before we took it) or about this
-/// process (out of file descriptors); in the second case, give others a moment to close.
-async fn wait_after_accept_error(error: &io::Error) {
+/// process (out of file descriptors); in the second case, give others a moment to close,
+/// and say so at most every ten seconds.
+async fn wait_after_accept_error(error: &io::Error, warned: &mut Option<std::time::Instant>) {
     use io::ErrorKind::*;
     if matches!(error.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
         return;
     }
-    tracing::warn!("cannot accept a connection: {error}");
+    if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+        tracing::warn!("cannot accept a connection: {error}");
+        *warned = Some(std::time::Instant::now());
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
