@@ -1,10 +1,14 @@
 //! Starting a program and waiting for it, for everything Pryx runs on its user's behalf
 //! (shell commands, MCP stdio servers).
 //!
-//! On Linux one raw `clone` goes from Pryx straight into the plan's namespaces: the child
-//! is the program's process (PID 1 of its namespace when it has one), Pryx is its parent,
-//! and no helper process sits between them, so nothing of Pryx (the desktop build's WebKit
-//! included) is loaded or kept for it. Before exec the child makes raw system calls only: it
+//! On Linux one `clone` goes from Pryx straight into the plan's namespaces: the child is
+//! the program's process (PID 1 of its namespace when it has one), Pryx is its parent, and
+//! no helper process sits between them, so nothing of Pryx (the desktop build's WebKit
+//! included) is loaded or kept for it. Like `posix_spawn`, the child borrows Pryx's memory
+//! (`CLONE_VM | CLONE_VFORK`, on a stack of its own) instead of copying its page tables,
+//! which for a desktop app of a few hundred MiB took longer than the rest of the start; the
+//! calling thread waits until the child has exec'd, and all signals are blocked meanwhile.
+//! Before exec the child makes raw system calls only: it
 //! leads a new process group, takes its standard streams, dies with Pryx (parent-death
 //! signal), marks every other descriptor close-on-exec, and confines itself
 //! (`Plan::confine`). A failure before exec comes back through a close-on-exec pipe as an
@@ -364,18 +368,26 @@ mod linux {
             report: report_child.as_raw_fd(),
             file_limit: super::ORIGINAL_FILE_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
         };
-        let flags = (plan.clone_flags() | libc::SIGCHLD) as libc::c_ulong;
-        // SAFETY: a fork-like clone (no new stack, no shared memory); the child runs
-        // `child_main`, which makes raw system calls only and never returns.
-        let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-        if pid == 0 {
-            // SAFETY: in the child, as described above.
-            unsafe { child_main(&setup) }
-        }
-        if pid == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        let pid = pid as libc::pid_t;
+        let stack = ChildStack::new()?;
+        let flags = plan.clone_flags() | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        // SAFETY: the child runs `child_entry` on its own stack, sharing this memory until it
+        // execs (this thread waits meanwhile: CLONE_VFORK); it writes only its stack and
+        // makes raw system calls. No signal handler may run in it: all are blocked here,
+        // and the child sets them to their defaults before unblocking.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+            let pid = libc::clone(child_entry, stack.top(), flags, (&raw const setup).cast_mut().cast());
+            let error = io::Error::last_os_error();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+            if pid == -1 {
+                return Err(error);
+            }
+            pid
+        };
+        drop(stack);
         drop((stdin_child, stdout_child, stderr_child, report_child));
         // The child's end closes at exec; before that, a failure sends its errno.
         let mut errno = [0u8; 4];
@@ -400,11 +412,18 @@ mod linux {
     /// locks (the allocator's among them) may be held forever in this copy of its memory.
     unsafe fn child_main(setup: &ChildSetup<'_>) -> ! {
         let fail = |error: io::Error| fail(setup.report, error);
-        // Signals as a fresh program expects them (Rust ignores SIGPIPE; threads block some).
+        // Signals as a fresh program expects them: Pryx's handlers must not run here (this
+        // is Pryx's memory), Rust ignores SIGPIPE, and Pryx blocked everything for the clone.
+        // The handler table is this child's own copy (no CLONE_SIGHAND).
+        let default: libc::sigaction = std::mem::zeroed(); // SIG_DFL, no flags, empty mask
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Die with Pryx; and if Pryx is already gone (its end of the report pipe closed),
         // run nothing.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -436,6 +455,54 @@ mod linux {
         }
         libc::execve(setup.path.as_ptr(), setup.argv.as_ptr(), setup.envp.as_ptr());
         fail(io::Error::last_os_error())
+    }
+
+    extern "C" fn child_entry(setup: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `start_raw` passes its `ChildSetup`, alive until this child has exec'd or
+        // exited (its thread waits: CLONE_VFORK).
+        unsafe { child_main(&*setup.cast_const().cast::<ChildSetup<'_>>()) }
+    }
+
+    /// The child's stack: mapped, with a guard page below it, for one clone.
+    struct ChildStack {
+        base: *mut libc::c_void,
+        size: usize,
+    }
+
+    impl ChildStack {
+        /// Plenty for `child_main` and `Plan::confine` (a few KiB of frames).
+        const SIZE: usize = 256 * 1024;
+        const GUARD: usize = 64 * 1024;
+
+        fn new() -> io::Result<ChildStack> {
+            let size = Self::SIZE + Self::GUARD;
+            // SAFETY: a fresh private anonymous mapping, then its lowest part made inaccessible.
+            unsafe {
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK;
+                let base = libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);
+                if base == libc::MAP_FAILED {
+                    return Err(io::Error::last_os_error());
+                }
+                let stack = ChildStack { base, size };
+                if libc::mprotect(base, Self::GUARD, libc::PROT_NONE) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(stack)
+            }
+        }
+
+        /// Where the stack starts (it grows down), 16-byte aligned.
+        fn top(&self) -> *mut libc::c_void {
+            // SAFETY: one past the end of the mapping, which `clone` wants.
+            unsafe { self.base.cast::<u8>().add(self.size).cast() }
+        }
+    }
+
+    impl Drop for ChildStack {
+        fn drop(&mut self) {
+            // SAFETY: our own mapping, which no one uses any more (the child exec'd or exited).
+            unsafe { libc::munmap(self.base, self.size) };
+        }
     }
 
     /// Report `error` to Pryx through the report pipe and end the child.
