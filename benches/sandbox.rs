@@ -48,7 +48,7 @@ async fn main() {
     let workspace = data.join("workspace");
     std::fs::create_dir_all(&workspace).expect("workspace");
     std::fs::write(data.join("token"), "0".repeat(64)).expect("token");
-    let sandbox = Sandbox::new(PrivatePaths::of_pryx(&data, None));
+    let sandbox = Sandbox::new(PrivatePaths::of_pryx(&data, None, None));
     println!("sandbox here: {}", sandbox.protection(false).describe());
     let program = {
         let mut program = Program::new("/bin/sh", ["-c", ":"], &workspace);

@@ -108,6 +108,11 @@ pub fn default_config_path() -> anyhow::Result<PathBuf> {
     Ok(project_dirs()?.config_dir().join("config.toml"))
 }
 
+/// The default config file's directory (`~/.config/pryx` on Linux), if there is a home.
+pub fn default_config_dir() -> Option<PathBuf> {
+    default_config_path().ok().and_then(|path| path.parent().map(Path::to_path_buf))
+}
+
 fn project_dirs() -> anyhow::Result<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "pryx").context("cannot find a home directory; pass --data-dir and --config")
 }

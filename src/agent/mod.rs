@@ -150,7 +150,8 @@ impl Agent {
     pub fn assemble(setup: AgentSetup) -> Result<Arc<Agent>, WorkspaceError> {
         let AgentSetup { store, spans, config, data_dir, runtime_restarts, faults, config_path, pause } = setup;
         let root = config.tools.workspace.clone().unwrap_or_else(|| data_dir.join("workspace"));
-        let private = PrivatePaths::of_pryx(&data_dir, config_path.as_deref());
+        let private =
+            PrivatePaths::of_pryx(&data_dir, crate::datadir::default_config_dir().as_deref(), config_path.as_deref());
         let mut workspace = Workspace::open(&root, &config.tools.extra_roots)?;
         workspace.keep_out(&private);
         let workspace = Arc::new(workspace);

@@ -82,7 +82,11 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
     for extra in workspace.roots().skip(1) {
         println!("extra root:   {}", extra.display());
     }
-    let sandbox = Sandbox::new(PrivatePaths::of_pryx(data.path(), Some(config_path)));
+    let sandbox = Sandbox::new(PrivatePaths::of_pryx(
+        data.path(),
+        crate::datadir::default_config_dir().as_deref(),
+        Some(config_path),
+    ));
     let protection = sandbox.protection(config.tools.shell_network);
     println!("sandbox:      {}", protection.describe());
     println!("  landlock:   {}", protection.landlock);

@@ -95,10 +95,10 @@ impl PrivatePaths {
     /// Pryx's data dir, its config dir (`~/.config/pryx`, made if missing, so a config
     /// written there later is hidden too) and the config file in use wherever it lives.
     /// Other paths that do not exist are left out.
-    pub fn of_pryx(data_dir: &Path, config_file: Option<&Path>) -> PrivatePaths {
+    pub fn of_pryx(data_dir: &Path, config_dir: Option<&Path>, config_file: Option<&Path>) -> PrivatePaths {
         let mut paths = PrivatePaths::default();
         paths.add_dir(data_dir);
-        if let Some(dir) = crate::datadir::default_config_path().ok().as_deref().and_then(Path::parent) {
+        if let Some(dir) = config_dir {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::debug!("cannot make the config dir {}: {e}", dir.display());
             }

@@ -187,7 +187,7 @@ async fn a_workspace_holding_pryxs_data_dir_keeps_the_tools_out_of_it() {
     std::fs::write(data.join("token"), "TOKEN-0123456789").unwrap();
     std::fs::write(root.join("notes.txt"), "mine").unwrap();
     let mut workspace = Workspace::open(&root, &[]).unwrap();
-    workspace.keep_out(&pryx::sandbox::PrivatePaths::of_pryx(&data, None));
+    workspace.keep_out(&pryx::sandbox::PrivatePaths::of_pryx(&data, None, None));
     let root = workspace.root().to_owned();
     let tools = ToolRegistry::with_builtins(Arc::new(workspace), ShellConfig::default());
     let call = |name: &'static str, arguments: serde_json::Value| {
