@@ -155,6 +155,16 @@ impl Namespaces {
     }
 }
 
+/// `paths` as canonical paths where they resolve (mounts and rules need the real ones).
+fn canonical(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().map(|path| path.canonicalize().unwrap_or_else(|_| path.clone())).collect()
+}
+
+/// Pryx's private directories, each to be covered with a private tmpfs.
+fn covered(private: &PrivatePaths) -> Vec<(PathBuf, &'static CStr)> {
+    private.dirs.iter().map(|dir| (dir.clone(), PRIVATE_OPTIONS)).collect()
+}
+
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other(format!("{path:?} contains a NUL byte")))
 }
@@ -183,8 +193,7 @@ impl Plan {
     /// A shell command: see the module docs of `crate::sandbox`.
     pub(super) fn for_command(private: &PrivatePaths, jail: &CommandJail<'_>, cwd: &Path) -> io::Result<Plan> {
         let support = support();
-        let write_roots: Vec<PathBuf> =
-            jail.write_roots.iter().map(|root| root.canonicalize().unwrap_or_else(|_| root.clone())).collect();
+        let write_roots = canonical(jail.write_roots);
         let runtime = runtime_dir();
         let mut plan = Plan::new(cwd);
         if support.namespaces {
@@ -193,8 +202,7 @@ impl Plan {
                 namespaces.flags |= libc::CLONE_NEWNET;
                 namespaces.loopback = true;
             }
-            let mut dirs: Vec<(PathBuf, &'static CStr)> =
-                private.dirs.iter().map(|dir| (dir.clone(), PRIVATE_OPTIONS)).collect();
+            let mut dirs = covered(private);
             dirs.extend(runtime.map(|dir| (dir, PRIVATE_OPTIONS)));
             // A workspace that is the temp dir itself keeps the shared one.
             for shared in ["/tmp", "/dev/shm"].map(PathBuf::from) {
@@ -212,7 +220,7 @@ impl Plan {
             let domains: &[libc::c_int] = if jail.network && support.landlock_abi < 6 { &[libc::AF_UNIX] } else { &[] };
             plan.seccomp = command_filter(domains);
         } else {
-            let mut hidden: Vec<PathBuf> = private.dirs.iter().chain(&private.files).cloned().collect();
+            let mut hidden: Vec<PathBuf> = private.paths().map(Path::to_path_buf).collect();
             hidden.extend(runtime);
             if support.landlock_abi > 0 {
                 plan.landlock = RuleSpec::command(&write_roots, &hidden).build().map_err(io::Error::other)?;
@@ -231,17 +239,20 @@ impl Plan {
     /// An MCP stdio server: Pryx's private paths hidden, `keep` visible, nothing else changed.
     pub(super) fn for_server(private: &PrivatePaths, cwd: &Path, keep: &[PathBuf]) -> io::Result<Plan> {
         let support = support();
+        let keep = canonical(keep);
         let mut plan = Plan::new(cwd);
         if support.namespaces {
             let mut namespaces = Namespaces::identity();
-            let dirs: Vec<(PathBuf, &'static CStr)> =
-                private.dirs.iter().map(|dir| (dir.clone(), PRIVATE_OPTIONS)).collect();
-            let keep: Vec<PathBuf> = keep.iter().map(|k| k.canonicalize().unwrap_or_else(|_| k.clone())).collect();
-            namespaces.hide(&private.files, &dirs, &keep)?;
+            namespaces.hide(&private.files, &covered(private), &keep)?;
             plan.namespaces = Some(namespaces);
+            // A Landlock domain that allows every file access still keeps the server from
+            // tracing Pryx, so `/proc/PID/root`, `environ` and `fd` of Pryx stay closed
+            // even where the kernel refuses it a fresh `/proc` (in containers).
+            if support.landlock_abi > 0 {
+                plan.landlock = RuleSpec::server(&[], &[]).build().map_err(io::Error::other)?;
+            }
         } else if support.landlock_abi > 0 {
-            let hidden: Vec<PathBuf> = private.dirs.iter().chain(&private.files).cloned().collect();
-            let keep: Vec<PathBuf> = keep.iter().map(|k| k.canonicalize().unwrap_or_else(|_| k.clone())).collect();
+            let hidden: Vec<PathBuf> = private.paths().map(Path::to_path_buf).collect();
             if !hidden.is_empty() {
                 plan.landlock = RuleSpec::server(&hidden, &keep).build().map_err(io::Error::other)?;
             }

@@ -193,7 +193,8 @@ impl Sandbox {
     }
 
     /// Start `program` (an MCP stdio server): its own PID namespace, Pryx's data and config
-    /// hidden, no capabilities; its network, display and session bus stay (a browser-driving
+    /// hidden, no capabilities, a Landlock domain that restricts no file but forbids tracing
+    /// Pryx; its network, display and session bus stay (a browser-driving
     /// server needs them), and it writes where its user configured it to. `keep` are paths it
     /// must still see (the workspace roots).
     pub fn start_server(&self, program: &Program, keep: &[PathBuf]) -> std::io::Result<Child> {
