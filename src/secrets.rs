@@ -8,6 +8,11 @@
 //! accident. Where no keychain exists, a service manager can inject secrets instead:
 //! systemd credentials (`LoadCredential=` → `$CREDENTIALS_DIRECTORY/<name with / as _>`) or
 //! environment variables (`PRYX_SECRET_<NAME>`, upper case, `/` `.` `-` as `_`).
+//!
+//! The names are kept in one more entry, the index, shared by every Pryx this user runs
+//! (the keychain is per user, not per data dir). Changing it is read, modify, write, so
+//! changes take turns under an advisory lock ([`IndexLock`]); without it two processes
+//! setting secrets at once lost names from `pryx secret list`.
 
 use std::fmt;
 
@@ -212,6 +217,7 @@ impl Secrets {
 
     pub fn set(&self, name: &SecretName, value: &SecretString) -> Result<(), SecretError> {
         let entry = self.entry(name.as_str())?;
+        let _turn = IndexLock::take()?;
         entry.set_password(value.expose()).map_err(keychain_error)?;
         let mut names = self.list()?;
         if !names.contains(name) {
@@ -234,7 +240,9 @@ impl Secrets {
     }
 
     pub fn delete(&self, name: &SecretName) -> Result<(), SecretError> {
-        match self.entry(name.as_str())?.delete_credential() {
+        let entry = self.entry(name.as_str())?;
+        let _turn = IndexLock::take()?;
+        match entry.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => {}
             Err(e) => return Err(keychain_error(e)),
         }
@@ -288,6 +296,70 @@ impl Secrets {
             EntryError::Keyring(e) => keychain_error(e),
         })
     }
+}
+
+/// The turn to change the index: an exclusive `flock` on `pryx-secrets.lock` in the
+/// user's runtime dir, or in a private `pryx-UID` dir under the temp dir where there is
+/// none. Released when dropped.
+struct IndexLock {
+    #[cfg(unix)]
+    _file: std::fs::File,
+}
+
+impl IndexLock {
+    #[cfg(unix)]
+    fn take() -> Result<IndexLock, SecretError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let failed = |e: std::io::Error| SecretError::Keychain(format!("cannot lock the index of secret names: {e}"));
+        let path = lock_dir().map_err(failed)?.join("pryx-secrets.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(failed)?;
+        // SAFETY: flock on a descriptor we own; waits for the other holder.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == -1 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(failed(error));
+            }
+        }
+        Ok(IndexLock { _file: file })
+    }
+
+    #[cfg(not(unix))]
+    fn take() -> Result<IndexLock, SecretError> {
+        Ok(IndexLock {})
+    }
+}
+
+/// A directory only this user can write: the runtime dir, else `pryx-UID` in the temp dir,
+/// made 0700 and refused if someone else made it first.
+#[cfg(unix)]
+fn lock_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from) {
+        if runtime.is_absolute() && runtime.is_dir() {
+            return Ok(runtime);
+        }
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("pryx-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let metadata = std::fs::symlink_metadata(&dir)?;
+    if !metadata.is_dir() || metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!("{} is not a private directory of this user", dir.display())));
+    }
+    Ok(dir)
 }
 
 enum EntryError {

@@ -189,3 +189,27 @@ async fn the_kernel_keyring_works_for_headless_servers() {
     assert!(deleted.status.success());
     assert!(!text(&pryx(&home, &["secret", "list"], &[], "").await.stdout).contains(&name));
 }
+
+/// Every Pryx of a user shares one keychain and its index of names: two processes setting
+/// secrets at the same time must not lose each other's names.
+#[tokio::test]
+async fn secrets_set_at_the_same_time_by_two_processes_are_all_listed() {
+    let config = "[secrets]\nbackend = \"kernel-keyring\"\n";
+    let homes = [home_with_config(config), home_with_config(config)];
+    let names: Vec<Vec<String>> = (0..2)
+        .map(|writer| (0..15).map(|i| format!("test/race-{}-{writer}-{i}", std::process::id())).collect())
+        .collect();
+    let writers = homes.iter().zip(&names).map(|(home, names)| async move {
+        for name in names {
+            let out = pryx(home, &["secret", "set", name], &[], "value").await;
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+    });
+    futures::future::join_all(writers).await;
+    let listed = text(&pryx(&homes[0], &["secret", "list"], &[], "").await.stdout);
+    let missing: Vec<&String> = names.iter().flatten().filter(|name| !listed.lines().any(|l| l == *name)).collect();
+    for name in names.iter().flatten() {
+        pryx(&homes[0], &["secret", "delete", name], &[], "").await;
+    }
+    assert!(missing.is_empty(), "names lost from the index: {missing:?}");
+}
