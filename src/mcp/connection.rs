@@ -304,7 +304,7 @@ impl Connection {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.pid)
+        self.child.as_ref().map(|c| c.child.id())
     }
 
     /// Waits until the connection is gone (the process exited or the transport closed) and
@@ -314,10 +314,7 @@ impl Connection {
         loop {
             if let Some(process) = &mut self.child {
                 tokio::select! {
-                    _ = process.child.wait() => {
-                        process.exited = true;
-                        break;
-                    }
+                    _ = process.child.wait() => break,
                     _ = tick.tick() => {}
                 }
             } else {
@@ -378,11 +375,9 @@ async fn resolve_values(
     Ok(resolved)
 }
 
-/// A stdio server's process group.
+/// A stdio server's process group (killed and reaped when dropped, by `Child`).
 struct ServerProcess {
     child: Child,
-    pid: u32,
-    exited: bool,
 }
 
 impl ServerProcess {
@@ -432,17 +427,14 @@ impl ServerProcess {
                 }
             }
         });
-        Ok((ServerProcess { child, pid, exited: false }, stdout, stdin))
+        Ok((ServerProcess { child }, stdout, stdin))
     }
 
     /// The exit status if the leader exits within `wait`.
     async fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
         // `wait` after an exit answers at once with the same status.
         match tokio::time::timeout(wait, self.child.wait()).await {
-            Ok(Ok(status)) => {
-                self.exited = true;
-                Some(status)
-            }
+            Ok(Ok(status)) => Some(status),
             _ => None,
         }
     }
@@ -458,25 +450,10 @@ impl ServerProcess {
         }
         // Helpers the server started may outlive it in its group.
         self.signal_group(libc::SIGKILL);
-        self.exited = true;
     }
 
-    fn signal_group(&self, signal: libc::c_int) {
-        if self.pid > 0 {
-            // SAFETY: plain syscall on the group this process created; errors (ESRCH) are fine.
-            unsafe {
-                libc::killpg(self.pid as libc::pid_t, signal);
-            }
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if !self.exited {
-            // The child, dropped next, is reaped in the background.
-            self.signal_group(libc::SIGKILL);
-        }
+    fn signal_group(&mut self, signal: libc::c_int) {
+        self.child.signal_group(signal);
     }
 }
 

@@ -206,13 +206,16 @@ mod linux {
             Ok(self.status)
         }
 
-        /// SIGKILL (or another signal to) the program's process group, unless it was reaped
-        /// (then its ID may belong to someone else).
+        /// Signal the program's process group: the program, and what it left behind even
+        /// after it exited (the group's ID goes to no other process while a member lives).
         pub fn signal_group(&mut self, signal: libc::c_int) {
-            if self.status.is_none() {
-                // SAFETY: a signal to the process group this program leads.
-                unsafe { libc::killpg(self.pid, signal) };
-            }
+            // SAFETY: a signal to the process group this program leads; ESRCH is fine.
+            unsafe { libc::killpg(self.pid, signal) };
+        }
+
+        /// SIGKILL the program's process group (see [`Self::signal_group`]).
+        pub fn kill_group(&mut self) {
+            self.signal_group(libc::SIGKILL);
         }
     }
 
@@ -221,7 +224,7 @@ mod linux {
             if self.try_wait().ok().flatten().is_some() {
                 return;
             }
-            self.signal_group(libc::SIGKILL);
+            self.kill_group();
             if let Exit::Pidfd(_) = self.exit {
                 let pid = self.pid;
                 // A zombie left behind would keep its PID; reaping takes a moment after SIGKILL.
@@ -554,6 +557,14 @@ mod portable {
                 let _ = signal;
                 let _ = self.inner.start_kill();
             }
+        }
+
+        /// Kill the program and, on Unix, its process group.
+        pub fn kill_group(&mut self) {
+            #[cfg(unix)]
+            self.signal_group(libc::SIGKILL);
+            #[cfg(not(unix))]
+            self.signal_group(9);
         }
     }
 

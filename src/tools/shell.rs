@@ -114,7 +114,6 @@ impl Tool for ShellExecute {
             args.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs).min(self.config.max_timeout);
         let network = self.config.network || args.network == Some(true);
         let mut child = self.spawn(&args.command, &cwd, network)?;
-        let group = Some(child.id() as i32);
         let cap = self.config.max_output_bytes;
         let stdout = tokio::spawn(collect(child.stdout.take(), cap));
         let stderr = tokio::spawn(collect(child.stderr.take(), cap));
@@ -124,12 +123,10 @@ impl Tool for ShellExecute {
             _ = tokio::time::sleep(timeout) => Ended::TimedOut,
             _ = ctx.cancel.cancelled() => Ended::Cancelled,
         };
+        // The command, or the background processes it left behind.
+        child.kill_group();
         if !matches!(ended, Ended::Exited(_)) {
-            kill_group(group);
             let _ = child.wait().await;
-        } else {
-            // Background processes the command left behind go too.
-            kill_group(group);
         }
         let stdout = stdout.await.unwrap_or_default();
         let stderr = stderr.await.unwrap_or_default();
@@ -179,17 +176,6 @@ fn shell(line: &str, cwd: &std::path::Path) -> Program {
     #[cfg(not(windows))]
     let (program, flag) = ("/bin/sh", "-c");
     Program::new(program, [flag, line], cwd)
-}
-
-/// SIGKILL a whole process group.
-fn kill_group(group: Option<i32>) {
-    #[cfg(unix)]
-    if let Some(pgid) = group.filter(|g| *g > 1) {
-        // SAFETY: killpg on the group we created for this command.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    }
-    #[cfg(not(unix))]
-    let _ = group;
 }
 
 /// The first and last bytes of a stream, and how much there was.
