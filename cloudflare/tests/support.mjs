@@ -27,6 +27,7 @@ export async function startWorker(bindings) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: WORKER_SCRIPT,
+    modulesRoot: path.dirname(WORKER_SCRIPT),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
     bindings,

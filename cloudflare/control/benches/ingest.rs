@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use pryx_control::otlp::{ingest, Encoding, Policy};
+use pryx_control::otlp::{decode, encode_for_backend, ingest, scrub_request, Encoding, Policy};
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -91,6 +91,31 @@ fn main() {
     std::io::Write::write_all(&mut gz, &protobuf).expect("gzip");
     let gzip = gz.finish().expect("gzip");
     println!("OTLP ingest, 100 spans per request (median of 200, native):");
+    let stage = |label: &str, f: &mut dyn FnMut()| {
+        let mut samples: Vec<Duration> = (0..200)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        samples.sort();
+        println!("  stage {label:<10} {:>8.3} ms", samples[100].as_secs_f64() * 1e3);
+    };
+    stage("decode", &mut || {
+        black_box(decode(Encoding::Protobuf, black_box(&protobuf)).expect("decode"));
+    });
+    let decoded = decode(Encoding::Protobuf, &protobuf).expect("decode");
+    stage("scrub", &mut || {
+        let mut copy = decoded.clone();
+        black_box(scrub_request(&mut copy, &Policy::default()));
+    });
+    stage("clone", &mut || {
+        black_box(decoded.clone());
+    });
+    stage("encode", &mut || {
+        black_box(encode_for_backend(black_box(&decoded)));
+    });
     for (label, encoding, body, content_encoding) in [
         ("protobuf", Encoding::Protobuf, &protobuf, None),
         ("protobuf+gzip", Encoding::Protobuf, &gzip, Some("gzip")),

@@ -13,7 +13,7 @@
 //! Spans whose ids are not valid OTLP ids are dropped and reported as partial success, as
 //! the OTLP specification prescribes. The forwarded request is always protobuf.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -151,20 +151,47 @@ fn is_content_key(key: &str) -> bool {
         .any(|prefix| key.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
-/// Redactions within one span, or one resource with its scopes.
+/// Strings already found clean in this request. Traces repeat themselves (model names,
+/// URLs, operation names, session ids), and a lookup costs a fraction of a scan.
 #[derive(Default)]
-struct Record {
+struct CleanStrings(HashSet<String>);
+
+impl CleanStrings {
+    const MAX_ENTRIES: usize = 4096;
+    const MAX_LEN: usize = 256;
+}
+
+/// Redactions within one span, or one resource with its scopes.
+struct Record<'c> {
+    clean: &'c mut CleanStrings,
     masked: Tally,
     masked_keys: BTreeSet<String>,
     removed_keys: BTreeSet<String>,
     removed: u32,
 }
 
-impl Record {
+impl<'c> Record<'c> {
+    fn new(clean: &'c mut CleanStrings) -> Self {
+        Record {
+            clean,
+            masked: Tally::default(),
+            masked_keys: BTreeSet::new(),
+            removed_keys: BTreeSet::new(),
+            removed: 0,
+        }
+    }
+
     fn text(&mut self, key: &str, text: &mut String) {
+        if self.clean.0.contains(text.as_str()) {
+            return;
+        }
         let before = self.masked.total();
-        if let Some(clean) = scrub(text, &mut self.masked) {
-            *text = clean;
+        match scrub(text, &mut self.masked) {
+            Some(clean) => *text = clean,
+            None if text.len() <= CleanStrings::MAX_LEN && self.clean.0.len() < CleanStrings::MAX_ENTRIES => {
+                self.clean.0.insert(text.clone());
+            }
+            None => {}
         }
         if self.masked.total() > before {
             self.masked_keys.insert(key.to_string());
@@ -218,10 +245,9 @@ impl Record {
             }
             true
         });
-        for kv in attributes.iter_mut() {
-            if let Some(value) = &mut kv.value {
-                let key = kv.key.clone();
-                self.value(&key, value);
+        for KeyValue { key, value, .. } in attributes.iter_mut() {
+            if let Some(value) = value {
+                self.value(key, value);
             }
         }
     }
@@ -278,8 +304,8 @@ fn has_valid_ids(span: &Span) -> bool {
         && (span.parent_span_id.is_empty() || span.parent_span_id.len() == 8)
 }
 
-fn scrub_span(span: &mut Span, policy: &Policy, outcome: &mut Outcome) {
-    let mut record = Record::default();
+fn scrub_span(span: &mut Span, policy: &Policy, clean: &mut CleanStrings, outcome: &mut Outcome) {
+    let mut record = Record::new(clean);
     record.text("span.name", &mut span.name);
     record.attributes(&mut span.attributes, policy);
     for event in &mut span.events {
@@ -298,8 +324,11 @@ fn scrub_span(span: &mut Span, policy: &Policy, outcome: &mut Outcome) {
 /// Scrubs a request in place and drops the spans with invalid ids.
 pub fn scrub_request(request: &mut ExportTraceServiceRequest, policy: &Policy) -> Outcome {
     let mut outcome = Outcome::default();
+    let mut clean = CleanStrings::default();
+    // The resource's record lives across its spans, so it keeps its own cache.
+    let mut resource_clean = CleanStrings::default();
     for resource_spans in &mut request.resource_spans {
-        let mut resource_record = Record::default();
+        let mut resource_record = Record::new(&mut resource_clean);
         let mut resource_attributes =
             resource_spans.resource.as_mut().map(|r| std::mem::take(&mut r.attributes)).unwrap_or_default();
         resource_record.attributes(&mut resource_attributes, policy);
@@ -311,7 +340,7 @@ pub fn scrub_request(request: &mut ExportTraceServiceRequest, policy: &Policy) -
             scope_spans.spans.retain(has_valid_ids);
             outcome.rejected_spans += (before - scope_spans.spans.len()) as u64;
             for span in &mut scope_spans.spans {
-                scrub_span(span, policy, &mut outcome);
+                scrub_span(span, policy, &mut clean, &mut outcome);
                 outcome.accepted_spans += 1;
             }
         }

@@ -369,13 +369,18 @@ fn find_cards(bytes: &[u8], found: &mut Vec<Found>) {
             continue;
         }
         let start = i;
-        let mut digits = Vec::with_capacity(19);
+        // Twenty digits are enough to tell a card (at most 19) from a longer number.
+        let mut digits = [0u8; 20];
+        let mut count = 0;
         let mut end = i;
         let mut j = i;
         while j < bytes.len() {
             let b = bytes[j];
             if b.is_ascii_digit() {
-                digits.push(b - b'0');
+                if count < digits.len() {
+                    digits[count] = b - b'0';
+                }
+                count += 1;
                 j += 1;
                 end = j;
             } else if matches!(b, b' ' | b'-') && bytes.get(j + 1).is_some_and(u8::is_ascii_digit) {
@@ -385,11 +390,8 @@ fn find_cards(bytes: &[u8], found: &mut Vec<Found>) {
             }
         }
         let followed_by_word = bytes.get(end).is_some_and(|b| is_word(*b));
-        if (13..=19).contains(&digits.len())
-            && !followed_by_word
-            && names_a_card_network(&digits)
-            && luhn_valid(&digits)
-        {
+        let digits = &digits[..count.min(20)];
+        if (13..=19).contains(&count) && !followed_by_word && names_a_card_network(digits) && luhn_valid(digits) {
             found.push(Found { start, end, kind: Kind::CardNumber });
         }
         i = end.max(i + 1);
