@@ -10,6 +10,7 @@
 
 pub(crate) mod agent;
 pub mod approvals;
+pub(crate) mod auth;
 pub(crate) mod channels;
 // The terminal front end: printing is its job.
 #[allow(clippy::print_stdout, clippy::print_stderr)]

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use crate::auth::{self, CloudConfig};
 use crate::config::LlmConfig;
 use crate::secrets::{SecretString, SecretsHandle};
 
@@ -33,6 +34,9 @@ const LOCAL_SERVERS: [(&str, &str); 2] =
     [("ollama", "http://127.0.0.1:11434/v1"), ("lmstudio", "http://127.0.0.1:1234/v1")];
 /// How long a failed local probe is trusted before probing again.
 const PROBE_CACHE: Duration = Duration::from_secs(10);
+/// A provider that signs in with a login's token is resolved again this often, so a token
+/// that expires is refreshed (by `auth`) before the provider refuses it.
+const LOGIN_RECHECK: Duration = Duration::from_secs(60);
 
 /// A provider failure, classified for the user.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -341,19 +345,32 @@ struct WireUsage {
 pub struct ProviderResolver {
     /// Replaced whole when the user changes the provider (`provider.set`).
     config: std::sync::RwLock<LlmConfig>,
+    /// Where a GitHub login's models are (GitHub Models), when nothing else is configured.
+    cloud: CloudConfig,
     secrets: SecretsHandle,
     state: Mutex<Resolution>,
 }
 
 enum Resolution {
     Unresolved,
-    Ready(Box<Provider>),
-    NotFound { at: Instant },
+    /// `recheck`: when to resolve again (a provider that uses a login's token).
+    Ready {
+        provider: Box<Provider>,
+        recheck: Option<Instant>,
+    },
+    NotFound {
+        at: Instant,
+    },
 }
 
 impl ProviderResolver {
-    pub fn new(config: LlmConfig, secrets: SecretsHandle) -> Self {
-        ProviderResolver { config: std::sync::RwLock::new(config), secrets, state: Mutex::new(Resolution::Unresolved) }
+    pub fn new(config: LlmConfig, cloud: CloudConfig, secrets: SecretsHandle) -> Self {
+        ProviderResolver {
+            config: std::sync::RwLock::new(config),
+            cloud,
+            secrets,
+            state: Mutex::new(Resolution::Unresolved),
+        }
     }
 
     /// The settings in force.
@@ -371,9 +388,9 @@ impl ProviderResolver {
     /// Make one small real request with `config` (the user's "Test" button): the model
     /// that answered and how long it took, or the provider's error in words. No retries,
     /// so a wrong setting fails at once.
-    pub async fn test(config: LlmConfig, secrets: SecretsHandle) -> Result<(ProviderInfo, Duration), LlmError> {
+    pub async fn test(&self, config: LlmConfig) -> Result<(ProviderInfo, Duration), LlmError> {
         let config = LlmConfig { max_retries: 0, max_output_tokens: Some(16), ..config };
-        let resolver = ProviderResolver::new(config, secrets);
+        let resolver = ProviderResolver::new(config, self.cloud.clone(), self.secrets.clone());
         let provider = resolver.provider().await?;
         let started = Instant::now();
         let request = ChatRequest {
@@ -388,13 +405,16 @@ impl ProviderResolver {
     pub async fn provider(&self) -> Result<Provider, LlmError> {
         let mut state = self.state.lock().await;
         match &*state {
-            Resolution::Ready(p) => return Ok((**p).clone()),
+            Resolution::Ready { provider, recheck } if recheck.is_none_or(|at| Instant::now() < at) => {
+                return Ok((**provider).clone())
+            }
             Resolution::NotFound { at } if at.elapsed() < PROBE_CACHE => return Err(not_configured()),
             _ => {}
         }
         match self.resolve().await? {
             Some(provider) => {
-                *state = Resolution::Ready(Box::new(provider.clone()));
+                let recheck = (provider.info.source == "github").then(|| Instant::now() + LOGIN_RECHECK);
+                *state = Resolution::Ready { provider: Box::new(provider.clone()), recheck };
                 Ok(provider)
             }
             None => {
@@ -439,6 +459,14 @@ impl ProviderResolver {
         if key.is_some() {
             let model = c.model.clone().unwrap_or_else(|| OPENAI_DEFAULT_MODEL.into());
             return Provider::new(c, key, "openai", OPENAI_BASE_URL, model).map(Some);
+        }
+        // A GitHub login is a choice the user made: it comes before what merely answers here.
+        let github = auth::access_token(&self.cloud, &self.secrets, auth::Provider::GitHub).await.map_err(|e| {
+            LlmError::new(ErrorKind::ProviderAuth, format!("cannot use the GitHub login for GitHub Models: {e}"))
+        })?;
+        if let Some(token) = github {
+            let model = c.model.clone().unwrap_or_else(|| self.cloud.github_models_model.clone());
+            return Provider::new(c, Some(&token), "github", &self.cloud.github_models_url, model).map(Some);
         }
         if c.autodetect_local {
             for (source, base) in LOCAL_SERVERS {

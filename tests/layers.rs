@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["mcp", "llm"],
     &["config"],
     &["approvals", "telemetry"],
+    &["auth"],
     &["tools", "store", "secrets", "client"],
     &["sandbox", "datadir", "html", "runtime::panics"],
 ];

@@ -7,6 +7,7 @@
 //   node support.mjs authorization-server      prints {"issuer": ...} and serves
 //   node support.mjs worker '<bindings json>'   prints {"url": ...} and serves
 //   node support.mjs approve ISSUER USER_CODE   approves a code as the user would
+//   node support.mjs deny ISSUER USER_CODE      says no to it
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { once } from 'node:events';
@@ -63,7 +64,7 @@ export async function startAuthorizationServer() {
       client('pryx-google', { client_secret: 'google-client-secret', token_endpoint_auth_method: 'client_secret_post' }),
       client('pryx-short'),
     ],
-    features: { deviceFlow: { enabled: true }, devInteractions: { enabled: false } },
+    features: { deviceFlow: { enabled: true }, devInteractions: { enabled: false }, introspection: { enabled: true } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     scopes: ['openid', 'offline_access', 'read:user', 'email', 'profile'],
     issueRefreshToken: () => true,
@@ -150,8 +151,11 @@ function hiddenField(html, name) {
   return match[1];
 }
 
-/** Enters the user code on the authorization server's page and confirms it. */
-export async function enterUserCode(issuer, userCode) {
+/**
+ * Enters the user code on the authorization server's page and confirms it, or, with
+ * `{ abort: true }`, says no there (oidc-provider answers the client `access_denied`).
+ */
+export async function enterUserCode(issuer, userCode, { abort = false } = {}) {
   const browser = new Browser();
   const form = (fields) => ({
     method: 'POST',
@@ -163,7 +167,7 @@ export async function enterUserCode(issuer, userCode) {
   const confirm = await browser.request(`${issuer}/device`, form({ xsrf, user_code: userCode }));
   const done = await browser.request(
     `${issuer}/device`,
-    form({ xsrf: hiddenField(confirm.html, 'xsrf'), user_code: userCode, confirm: 'yes' }),
+    form({ xsrf: hiddenField(confirm.html, 'xsrf'), user_code: userCode, ...(abort ? { abort: 'yes' } : { confirm: 'yes' }) }),
   );
   return done;
 }
@@ -186,11 +190,11 @@ async function main() {
   } else if (command === 'worker') {
     const worker = await startWorker(JSON.parse(args[0]));
     console.log(JSON.stringify({ url: worker.url }));
-  } else if (command === 'approve') {
-    const done = await enterUserCode(args[0], args[1]);
+  } else if (command === 'approve' || command === 'deny') {
+    const done = await enterUserCode(args[0], args[1], { abort: command === 'deny' });
     console.log(JSON.stringify({ status: done.status }));
   } else {
-    console.error('usage: support.mjs authorization-server | worker BINDINGS | approve ISSUER USER_CODE');
+    console.error('usage: support.mjs authorization-server | worker BINDINGS | approve|deny ISSUER USER_CODE');
     process.exit(2);
   }
 }

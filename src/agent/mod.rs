@@ -180,7 +180,7 @@ impl Agent {
         );
         let approvals = Arc::new(Broker::new(store.clone(), policy.approval_timeout()));
         let rules = Arc::new(ToolRules::new(policy, tools.clone(), mcp.clone()));
-        let llm = Arc::new(ProviderResolver::new(config.llm.clone(), secrets.clone()));
+        let llm = Arc::new(ProviderResolver::new(config.llm.clone(), config.cloud.clone(), secrets.clone()));
         let faults = Arc::new(faults);
         let turns = Arc::new(TurnEngine::new(turns::EngineParts {
             store: store.clone(),

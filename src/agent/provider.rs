@@ -5,7 +5,6 @@
 use pryx_api::{ProviderChange, ProviderInfo, ProviderSettings, ProviderTest};
 
 use super::{Agent, AgentError};
-use crate::llm::ProviderResolver;
 use crate::secrets;
 
 /// An OpenAI-compatible base URL: http(s), no query; without the trailing slash.
@@ -92,7 +91,7 @@ impl Agent {
     /// Try settings without saving them (see `provider.test`).
     pub async fn test_provider(&self, change: ProviderChange) -> Result<ProviderTest, AgentError> {
         let config = self.provider_config(change)?;
-        Ok(match ProviderResolver::test(config, self.secrets.clone()).await {
+        Ok(match self.llm.test(config).await {
             Ok((info, took)) => ProviderTest {
                 ok: true,
                 message: format!("{} answered", info.model.as_deref().unwrap_or("the model")),

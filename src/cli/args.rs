@@ -61,6 +61,17 @@ pub enum Command {
     },
     /// Check the setup: data dir, config, provider, workspace, sandbox and keychain.
     Doctor,
+    /// Log in to GitHub or Google with a short code typed on any device (no key to paste).
+    /// A GitHub login makes GitHub Models the model when none is configured.
+    Login {
+        /// github or google
+        provider: String,
+    },
+    /// Forget a login's tokens (all logins when no provider is named).
+    Logout {
+        /// github or google
+        provider: Option<String>,
+    },
     /// Keep secrets (API keys, tokens) in the OS keychain; refer to them as `secret:NAME`.
     Secret {
         #[command(subcommand)]

@@ -99,7 +99,7 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let secrets = SecretsHandle::new(config.secrets.backend);
     println!("secrets:      {}", secrets.get().describe());
-    let provider = runtime.block_on(ProviderResolver::new(config.llm.clone(), secrets).info());
+    let provider = runtime.block_on(ProviderResolver::new(config.llm.clone(), config.cloud.clone(), secrets).info());
     match (provider.base_url, provider.model) {
         (Some(url), Some(model)) => println!("llm:          {model} at {url} ({})", provider.source),
         _ => println!("llm:          none configured or found (see `pryx chat` for how to set one)"),

@@ -8,6 +8,7 @@ mod args;
 pub mod chat;
 pub mod commands;
 mod logging;
+mod login;
 
 use std::process::ExitCode;
 
@@ -94,6 +95,8 @@ fn run(cli: Cli, started: std::time::Instant) -> anyhow::Result<ExitCode> {
             let data = DataDir::resolve(cli.data_dir.clone())?;
             commands::mcp(&data, &config_path, cli.token.clone(), mcp_command(action)?)
         }
+        Some(Command::Login { ref provider }) => login::login(&load_config(&cli, &config_path)?, provider),
+        Some(Command::Logout { ref provider }) => login::logout(&load_config(&cli, &config_path)?, provider.as_deref()),
         Some(Command::Doctor) => {
             let config = load_config(&cli, &config_path)?;
             let data = DataDir::resolve(cli.data_dir.clone())?;

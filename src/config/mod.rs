@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::approvals::PolicyConfig;
+pub use crate::auth::CloudConfig;
 pub use crate::secrets::SecretsConfig;
 pub use crate::telemetry::TelemetryConfig;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub whatsapp: WhatsAppConfig,
     pub desktop: DesktopConfig,
+    pub cloud: CloudConfig,
 }
 
 /// `[desktop]`: the window and tray of `pryx` without `--serve`.

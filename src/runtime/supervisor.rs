@@ -217,7 +217,7 @@ async fn run_agent(
     let address = listener.local_addr()?;
     agent.mcp().set_redirect_base(format!("http://{}", loopback_address(address)));
     let server_stop = CancellationToken::new();
-    if let Err(e) = crate::telemetry::export::apply(&config.telemetry, agent.secrets()) {
+    if let Err(e) = crate::telemetry::export::apply(&config.telemetry, config.cloud.url.as_deref(), agent.secrets()) {
         // At start, opted-in export that cannot work is an error to fix; later (a settings
         // reload, a restart after a crash) the export stays as it was.
         if first {

@@ -35,6 +35,10 @@ const QUEUE_LIMIT: u64 = 2048;
 pub struct OtlpConfig {
     /// Base URL of an OTLP/HTTP receiver; spans go to `{endpoint}/v1/traces`.
     pub endpoint: Option<String>,
+    /// Send spans through the control plane (`[cloud] url`), which strips personal data
+    /// before they reach the backend its operator chose, instead of to `endpoint`. Needs a
+    /// login through the control plane (`pryx login github`), which carries the ingest token.
+    pub via_cloud: bool,
     /// Extra request headers; values may be `secret:NAME` (resolved from the keychain).
     pub headers: std::collections::BTreeMap<String, String>,
     /// Seconds one export request may take.
@@ -46,6 +50,7 @@ impl std::fmt::Debug for OtlpConfig {
         // Header values are often credentials: show only their names.
         f.debug_struct("OtlpConfig")
             .field("endpoint", &self.endpoint)
+            .field("via_cloud", &self.via_cloud)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout_secs", &self.timeout_secs)
             .finish()
@@ -95,6 +100,10 @@ pub enum ExportError {
     Header { header: String, error: SecretError },
     #[error("cannot build the OTLP exporter: {0}")]
     Build(String),
+    #[error("telemetry.otlp.via_cloud needs [cloud] url, the control plane to send spans through")]
+    NoControlPlane,
+    #[error("telemetry.otlp.via_cloud needs a login through the control plane for its ingest token: run `pryx login github`")]
+    NoIngestToken,
 }
 
 /// A running exporter; shut it down to flush what is queued (bounded by a timeout).
@@ -143,9 +152,14 @@ pub fn shutdown() {
 /// Make the export match `config` (each agent runtime calls this as it starts). A wanted
 /// export is built afresh every time, so a header whose keychain value changed behind the
 /// same `secret:` name is picked up. An error leaves the export as it was.
-pub fn apply(config: &super::TelemetryConfig, secrets: &SecretsHandle) -> Result<(), ExportError> {
+pub fn apply(
+    config: &super::TelemetryConfig,
+    cloud_url: Option<&str>,
+    secrets: &SecretsHandle,
+) -> Result<(), ExportError> {
     let Some(switch) = SWITCH.get() else { return Ok(()) };
-    let wanted = (config.enabled && config.otlp.endpoint.is_some()).then_some(&config.otlp);
+    let effective = if config.enabled { effective(&config.otlp, cloud_url, secrets)? } else { None };
+    let wanted = effective.as_ref();
     let running = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     if wanted.is_none() && !running {
         return Ok(());
@@ -156,6 +170,29 @@ pub fn apply(config: &super::TelemetryConfig, secrets: &SecretsHandle) -> Result
         None => tracing::info!("telemetry export is off: nothing leaves this computer"),
     }
     Ok(())
+}
+
+/// What export runs with: `otlp` as written, or, with `via_cloud`, the control plane as the
+/// endpoint and the login's ingest token as the credential. `None`: export is off.
+pub fn effective(
+    otlp: &OtlpConfig,
+    cloud_url: Option<&str>,
+    secrets: &SecretsHandle,
+) -> Result<Option<OtlpConfig>, ExportError> {
+    if !otlp.via_cloud {
+        return Ok(otlp.endpoint.is_some().then(|| otlp.clone()));
+    }
+    let url = cloud_url.filter(|u| !u.trim().is_empty()).ok_or(ExportError::NoControlPlane)?;
+    let ingest = crate::secrets::SecretName::parse(crate::auth::INGEST_SECRET)
+        .map_err(|error| ExportError::Header { header: "authorization".into(), error })?;
+    match secrets.get().get(&ingest) {
+        Ok(_) => {}
+        Err(SecretError::Missing(_)) => return Err(ExportError::NoIngestToken),
+        Err(error) => return Err(ExportError::Header { header: "authorization".into(), error }),
+    }
+    let mut headers = otlp.headers.clone();
+    headers.insert("authorization".into(), crate::secrets::reference_to(crate::auth::INGEST_SECRET));
+    Ok(Some(OtlpConfig { endpoint: Some(url.to_owned()), via_cloud: false, headers, ..otlp.clone() }))
 }
 
 /// The tracing layer that hands spans to the OpenTelemetry SDK.

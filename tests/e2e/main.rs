@@ -11,6 +11,7 @@ mod containment;
 mod control_center;
 mod desktop;
 mod durability;
+mod login;
 mod mcp;
 mod providers;
 mod secrets;

@@ -1,0 +1,172 @@
+//! The client side of RFC 8628: ask for a code, then poll the token endpoint at the
+//! interval the provider set, slowing down when told to, until a token, a refusal or the
+//! code's expiry.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::session::Session;
+use super::{form_body, http_client, AuthError, CloudConfig, Endpoints, Provider};
+use crate::secrets::SecretString;
+
+/// RFC 8628 section 3.4.
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628 section 3.5: each `slow_down` adds five seconds to the interval.
+const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+
+/// A login waiting for its user: what to show them, and what polling needs.
+#[derive(Debug)]
+pub struct DeviceLogin {
+    pub provider: Provider,
+    /// The code the user types (e.g. `WDJB-MJHT`).
+    pub user_code: String,
+    /// Where they type it.
+    pub verification_uri: String,
+    /// The same link with the code filled in, when the provider offers one (GitHub does not).
+    pub verification_uri_complete: Option<String>,
+    /// When the code stops working.
+    pub expires_at: Instant,
+    interval: Duration,
+    device_code: SecretString,
+    endpoints: Endpoints,
+    install_id: String,
+}
+
+/// What one poll found.
+#[derive(Debug)]
+pub enum Poll {
+    /// The user has not answered yet; poll again after `wait`.
+    Pending { wait: Duration },
+    /// Logged in; the tokens are not stored yet ([`super::session::Session::store`]).
+    Done(Box<Session>),
+}
+
+#[derive(Deserialize)]
+struct DeviceAnswer {
+    device_code: String,
+    user_code: String,
+    #[serde(alias = "verification_url")]
+    verification_uri: String,
+    verification_uri_complete: Option<String>,
+    expires_in: u64,
+    interval: Option<u64>,
+}
+
+/// The answer's fields as a JSON object, whether the server sent JSON or a form.
+async fn answer_of(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<(u16, serde_json::Map<String, Value>), AuthError> {
+    let status = response.status().as_u16();
+    let text = response.text().await.map_err(|e| AuthError::Unreachable(what.to_owned(), e.to_string()))?;
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+        return Ok((status, map));
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+    if pairs.is_empty() || !pairs.iter().any(|(k, _)| k == "error" || k == "access_token" || k == "device_code") {
+        return Err(AuthError::Garbled(what.to_owned(), status));
+    }
+    Ok((status, pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+}
+
+fn provider_error(provider: Provider, answer: &serde_json::Map<String, Value>) -> Option<AuthError> {
+    let code = answer.get("error")?.as_str()?.to_owned();
+    Some(match code.as_str() {
+        "expired_token" => AuthError::Expired,
+        "access_denied" => AuthError::Denied(provider.title()),
+        _ => AuthError::Provider {
+            provider: provider.title(),
+            code,
+            description: answer.get("error_description").and_then(Value::as_str).map(str::to_owned),
+        },
+    })
+}
+
+impl DeviceLogin {
+    /// Asks the provider (or the control plane) for a code.
+    pub async fn start(config: &CloudConfig, provider: Provider) -> Result<DeviceLogin, AuthError> {
+        let endpoints = Endpoints::of(config, provider)?;
+        let response = http_client()?
+            .post(&endpoints.device)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&[("client_id", endpoints.client_id.as_str()), ("scope", provider.scope())]))
+            .send()
+            .await
+            .map_err(|e| AuthError::Unreachable(endpoints.device.clone(), e.to_string()))?;
+        let (status, answer) = answer_of(response, &endpoints.device).await?;
+        if let Some(error) = provider_error(provider, &answer) {
+            return Err(error);
+        }
+        let answer: DeviceAnswer = serde_json::from_value(Value::Object(answer))
+            .map_err(|_| AuthError::Garbled(endpoints.device.clone(), status))?;
+        Ok(DeviceLogin {
+            provider,
+            user_code: answer.user_code,
+            verification_uri: answer.verification_uri,
+            verification_uri_complete: answer.verification_uri_complete,
+            expires_at: Instant::now() + Duration::from_secs(answer.expires_in),
+            interval: Duration::from_secs(answer.interval.unwrap_or(5).max(1)),
+            device_code: SecretString::new(answer.device_code),
+            endpoints,
+            install_id: format!("pryx-{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// How long to wait before the next poll.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The link a QR code should hold: the one with the code when there is one.
+    pub fn link(&self) -> &str {
+        self.verification_uri_complete.as_deref().unwrap_or(&self.verification_uri)
+    }
+
+    /// One poll of the token endpoint.
+    pub async fn poll(&mut self) -> Result<Poll, AuthError> {
+        if Instant::now() >= self.expires_at {
+            return Err(AuthError::Expired);
+        }
+        let mut form = vec![
+            ("client_id", self.endpoints.client_id.as_str()),
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("device_code", self.device_code.expose()),
+        ];
+        if self.endpoints.via_control_plane {
+            form.push(("install_id", self.install_id.as_str()));
+        }
+        let response = http_client()?
+            .post(&self.endpoints.token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&form))
+            .send()
+            .await
+            .map_err(|e| AuthError::Unreachable(self.endpoints.token.clone(), e.to_string()))?;
+        let (status, answer) = answer_of(response, &self.endpoints.token).await?;
+        match answer.get("error").and_then(Value::as_str) {
+            Some("authorization_pending") => return Ok(Poll::Pending { wait: self.interval }),
+            Some("slow_down") => {
+                // The provider may name the new interval (GitHub does); never less than +5 s.
+                let named = answer.get("interval").and_then(number).map(Duration::from_secs);
+                self.interval = named.unwrap_or_default().max(self.interval + SLOW_DOWN_STEP);
+                return Ok(Poll::Pending { wait: self.interval });
+            }
+            _ => {}
+        }
+        if let Some(error) = provider_error(self.provider, &answer) {
+            return Err(error);
+        }
+        let session = Session::from_token_answer(self.provider, &answer, self.endpoints.via_control_plane)
+            .ok_or_else(|| AuthError::Garbled(self.endpoints.token.clone(), status))?;
+        Ok(Poll::Done(Box::new(session)))
+    }
+}
+
+/// A number that a form-encoded answer sent as text.
+pub(super) fn number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| value.as_str()?.parse().ok())
+}

@@ -1,0 +1,224 @@
+//! `pryx login github` through the control-plane Worker under workerd (Miniflare), in front
+//! of a real device-flow authorization server (npm `oidc-provider`) standing in for GitHub;
+//! then a chat answered through a GitHub Models stand-in with the token the login got, and
+//! no key configured anywhere. The Worker must have been built (`./x worker`; `./x test`
+//! does it before these tests).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use pryx::client::PryxApiClient;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::keyring::KeyringSession;
+use crate::support::{base_command, chat, MockLlm, Options, Pryx, Reply, PATIENCE};
+
+const INGEST_KEY: &str = "test-ingest-key-0123456789abcdef0123456789";
+
+fn support_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudflare/tests/support.mjs")
+}
+
+/// A service from `cloudflare/tests/support.mjs`, with the JSON line it printed.
+struct NodeService {
+    _child: Child,
+    info: Value,
+}
+
+async fn node_service(args: &[&str]) -> NodeService {
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudflare/worker/build/index.js");
+    assert!(worker.exists(), "the Worker is not built: run ./x worker (./x test does)");
+    let mut child = Command::new("node")
+        .arg(support_script())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (./x setup installs it)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("the service did not start in time")
+        .expect("read")
+        .expect("the service exited before printing its address");
+    // Keep draining stdout so the service never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    NodeService { _child: child, info: serde_json::from_str(&line).expect("a JSON line") }
+}
+
+/// The authorization server and a Worker in front of it whose GitHub client is `client_id`.
+async fn control_plane(client_id: &str) -> (NodeService, NodeService) {
+    let server = node_service(&["authorization-server"]).await;
+    let bindings = json!({
+        "GITHUB_CLIENT_ID": client_id,
+        "GITHUB_DEVICE_URL": server.info["device_url"],
+        "GITHUB_TOKEN_URL": server.info["token_url"],
+        "INGEST_TOKEN_KEY": INGEST_KEY,
+    });
+    let worker = node_service(&["worker", &bindings.to_string()]).await;
+    (server, worker)
+}
+
+fn cloud_config(worker: &NodeService, models: &MockLlm) -> String {
+    format!(
+        "[cloud]\nurl = \"{}\"\ngithub_models_url = \"{}\"\n",
+        worker.info["url"].as_str().expect("url"),
+        models.base_url()
+    )
+}
+
+/// A running `pryx login github`, its output as it comes.
+struct Login {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: String,
+}
+
+impl Login {
+    async fn start(home: &Path, keyring: &KeyringSession, config: &str) -> Login {
+        std::fs::write(home.join("config.toml"), format!("[secrets]\nbackend = \"keychain\"\n{config}"))
+            .expect("config");
+        let mut command = base_command(home);
+        keyring.apply(&mut command);
+        command.args(["login", "github"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.kill_on_drop(true).spawn().expect("pryx login");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Login { child, lines, seen: String::new() }
+    }
+
+    /// Reads until the boxed code, which it returns without the spacing.
+    async fn user_code(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(PATIENCE, self.lines.next_line())
+                .await
+                .expect("no code printed in time")
+                .expect("read")
+                .unwrap_or_else(|| panic!("pryx login ended before printing a code:\n{}", self.seen));
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+            if let Some(inside) = line.trim().strip_prefix('│').and_then(|l| l.strip_suffix('│')) {
+                return inside.chars().filter(|c| !c.is_whitespace()).collect();
+            }
+        }
+    }
+
+    /// Waits for the command to end: its exit code, stdout and stderr.
+    async fn finish(mut self) -> (i32, String, String) {
+        let status =
+            tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("pryx login did not end").expect("wait");
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr).await;
+        }
+        (status.code().unwrap_or(-1), self.seen, stderr)
+    }
+}
+
+async fn answer_on_the_provider(server: &NodeService, verb: &str, code: &str) {
+    let issuer = server.info["issuer"].as_str().expect("issuer");
+    let out = Command::new("node").arg(support_script()).args([verb, issuer, code]).output().await.expect("node");
+    assert!(out.status.success(), "{verb} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The authorization server's own view of a token (RFC 7662 introspection).
+async fn introspect(server: &NodeService, token: &str) -> Value {
+    let url = format!("{}/token/introspection", server.info["issuer"].as_str().expect("issuer"));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("token", token), ("client_id", "pryx-google"), ("client_secret", "google-client-secret")])
+        .finish();
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test]
+async fn a_github_login_through_the_worker_is_all_a_new_user_needs_to_chat() {
+    let keyring = KeyringSession::start().await;
+    let (server, worker) = control_plane("pryx-github").await;
+    let models = MockLlm::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let config = cloud_config(&worker, &models);
+
+    let mut login = Login::start(home.path(), &keyring, &config).await;
+    let code = login.user_code().await;
+    assert!(code.len() >= 8, "a real code: {code:?}");
+    answer_on_the_provider(&server, "approve", &code).await;
+    let (exit, stdout, stderr) = login.finish().await;
+    assert_eq!(exit, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{}/device", server.info["issuer"].as_str().expect("issuer"))),
+        "the link: {stdout}"
+    );
+    assert!(stdout.contains('█'), "a QR code of the link is drawn: {stdout}");
+    assert!(stdout.contains("Logged in to GitHub"), "{stdout}");
+    assert!(stdout.contains("GitHub Models"), "{stdout}");
+
+    // The token is the authorization server's, for the Worker's client, in the keychain
+    // where an independent client reads it.
+    let token = keyring.lookup("auth/github").await.expect("auth/github in the keychain");
+    let seen = introspect(&server, &token).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["client_id"], "pryx-github");
+    let ingest = keyring.lookup("auth/ingest").await.expect("the ingest token");
+    assert!(ingest.starts_with("Bearer pit1.pryx-"), "{ingest}");
+
+    // No key anywhere: the agent answers through GitHub Models with the login's token.
+    let pryx = Pryx::start_in(home.path(), Options::default().keychain(&keyring).config(&config)).await;
+    models.script([Reply::text(&["Hello ", "from GitHub Models"])]);
+    let client = pryx.client().await;
+    let (_, log) = chat(&client, "hi").await;
+    assert_eq!(log.text(), "Hello from GitHub Models");
+    assert_eq!(models.auth_headers().last().cloned().flatten(), Some(format!("Bearer {token}")));
+    let info = client.system_info().await.expect("system.info");
+    assert_eq!(info.provider.source, "github");
+
+    // Logging out forgets it, and the agent no longer has a model.
+    drop(client);
+    pryx.terminate().await;
+    let out = base_command(home.path()).envs(keyring.env()).arg("logout").output().await.expect("logout");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Logged out of GitHub"));
+    assert_eq!(keyring.lookup("auth/github").await, None);
+    assert_eq!(keyring.lookup("auth/ingest").await, None);
+}
+
+#[tokio::test]
+async fn a_denied_or_expired_code_ends_the_login_with_words() {
+    let keyring = KeyringSession::start().await;
+    let models = MockLlm::start().await;
+
+    let (server, worker) = control_plane("pryx-github").await;
+    let home = tempfile::tempdir().expect("home");
+    let mut login = Login::start(home.path(), &keyring, &cloud_config(&worker, &models)).await;
+    let code = login.user_code().await;
+    answer_on_the_provider(&server, "deny", &code).await;
+    let (exit, _, stderr) = login.finish().await;
+    assert_eq!(exit, 1);
+    assert!(stderr.contains("the login was denied on GitHub"), "{stderr}");
+    assert_eq!(keyring.lookup("auth/github").await, None);
+
+    // `pryx-short` codes expire after two seconds; nobody enters this one.
+    let (_server, worker) = control_plane("pryx-short").await;
+    let home = tempfile::tempdir().expect("home");
+    let mut login = Login::start(home.path(), &keyring, &cloud_config(&worker, &models)).await;
+    login.user_code().await;
+    let (exit, stdout, stderr) = tokio::time::timeout(Duration::from_secs(20), login.finish()).await.expect("ends");
+    assert_eq!(exit, 1, "{stdout}");
+    assert!(stderr.contains("the code expired"), "{stderr}");
+    assert!(stderr.contains("pryx login github"), "it says what to do: {stderr}");
+}
