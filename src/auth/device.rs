@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::session::Session;
@@ -41,17 +40,6 @@ pub enum Poll {
     Pending { wait: Duration },
     /// Logged in; the tokens are not stored yet ([`super::session::Session::store`]).
     Done(Box<Session>),
-}
-
-#[derive(Deserialize)]
-struct DeviceAnswer {
-    device_code: String,
-    user_code: String,
-    #[serde(alias = "verification_url")]
-    verification_uri: String,
-    verification_uri_complete: Option<String>,
-    expires_in: u64,
-    interval: Option<u64>,
 }
 
 /// The answer's fields as a JSON object, whether the server sent JSON or a form.
@@ -100,16 +88,22 @@ impl DeviceLogin {
         if let Some(error) = provider_error(provider, &answer) {
             return Err(error);
         }
-        let answer: DeviceAnswer = serde_json::from_value(Value::Object(answer))
-            .map_err(|_| AuthError::Garbled(endpoints.device.clone(), status))?;
+        // Form-encoded answers carry numbers as text; Google calls the link `verification_url`.
+        let text = |key: &str| answer.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let garbled = || AuthError::Garbled(endpoints.device.clone(), status);
+        let device_code = text("device_code").ok_or_else(garbled)?;
+        let user_code = text("user_code").ok_or_else(garbled)?;
+        let verification_uri = text("verification_uri").or_else(|| text("verification_url")).ok_or_else(garbled)?;
+        let expires_in = answer.get("expires_in").and_then(number).ok_or_else(garbled)?;
+        let interval = answer.get("interval").and_then(number).unwrap_or(5).max(1);
         Ok(DeviceLogin {
             provider,
-            user_code: answer.user_code,
-            verification_uri: answer.verification_uri,
-            verification_uri_complete: answer.verification_uri_complete,
-            expires_at: Instant::now() + Duration::from_secs(answer.expires_in),
-            interval: Duration::from_secs(answer.interval.unwrap_or(5).max(1)),
-            device_code: SecretString::new(answer.device_code),
+            user_code,
+            verification_uri,
+            verification_uri_complete: text("verification_uri_complete"),
+            expires_at: Instant::now() + Duration::from_secs(expires_in),
+            interval: Duration::from_secs(interval),
+            device_code: SecretString::new(device_code),
             endpoints,
             install_id: format!("pryx-{}", uuid::Uuid::new_v4().simple()),
         })
@@ -169,4 +163,86 @@ impl DeviceLogin {
 /// A number that a form-encoded answer sent as text.
 pub(super) fn number(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| value.as_str()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::routing::post;
+    use axum::Router;
+
+    use super::*;
+
+    /// A GitHub-like endpoint: form-encoded answers, errors with status 200, the token
+    /// answers taken from `script` in order.
+    async fn github_like(script: Vec<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+        crate::install_tls_provider();
+        let script = Arc::new(Mutex::new(script.into_iter().rev().collect::<Vec<_>>()));
+        let forms = Arc::new(Mutex::new(Vec::new()));
+        let seen = forms.clone();
+        let app = Router::new()
+            .route(
+                "/login/device/code",
+                post(|| async {
+                    "device_code=dc-1&user_code=WDJB-MJHT&verification_uri=https%3A%2F%2Fgithub.com%2Flogin%2Fdevice&expires_in=900&interval=1"
+                }),
+            )
+            .route(
+                "/login/oauth/access_token",
+                post(move |body: String| {
+                    let script = script.clone();
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push(body);
+                        script.lock().unwrap().pop().unwrap_or("error=expired_token")
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{address}"), forms)
+    }
+
+    fn direct(url: &str) -> CloudConfig {
+        CloudConfig { github_url: url.into(), github_client_id: Some("Iv1.test".into()), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn slow_down_lengthens_the_interval_and_the_token_arrives() {
+        let (url, forms) = github_like(vec![
+            "error=authorization_pending",
+            "error=slow_down&error_description=Too+many+requests&interval=7",
+            "error=slow_down",
+            "access_token=gho_abc&token_type=bearer&scope=read%3Auser",
+        ])
+        .await;
+        let mut login = DeviceLogin::start(&direct(&url), Provider::GitHub).await.unwrap();
+        assert_eq!((login.user_code.as_str(), login.interval()), ("WDJB-MJHT", Duration::from_secs(1)));
+        assert_eq!(login.link(), "https://github.com/login/device", "GitHub offers no pre-filled link");
+        assert!(matches!(login.poll().await.unwrap(), Poll::Pending { wait } if wait == Duration::from_secs(1)));
+        // GitHub names the new interval; at least five seconds more than before.
+        assert!(matches!(login.poll().await.unwrap(), Poll::Pending { wait } if wait == Duration::from_secs(7)));
+        // Without a named interval, five seconds more (RFC 8628 section 3.5).
+        assert!(matches!(login.poll().await.unwrap(), Poll::Pending { wait } if wait == Duration::from_secs(12)));
+        let Poll::Done(session) = login.poll().await.unwrap() else { panic!("expected a token") };
+        assert_eq!(session.scope.as_deref(), Some("read:user"));
+        assert!(!session.has_ingest_token());
+        let forms = forms.lock().unwrap();
+        assert!(forms[0].contains("client_id=Iv1.test"), "{forms:?}");
+        assert!(forms[0].contains("device_code=dc-1"));
+        assert!(!forms[0].contains("install_id"), "only the control plane gets an install id");
+    }
+
+    #[tokio::test]
+    async fn denial_and_expiry_are_errors_in_words() {
+        let (url, _) = github_like(vec!["error=access_denied", "error=expired_token"]).await;
+        let mut login = DeviceLogin::start(&direct(&url), Provider::GitHub).await.unwrap();
+        assert_eq!(login.poll().await.unwrap_err().to_string(), "the login was denied on GitHub");
+        assert!(login.poll().await.unwrap_err().to_string().contains("the code expired"));
+        let (url, _) = github_like(vec!["error=unsupported_grant_type&error_description=Bad+grant"]).await;
+        let mut login = DeviceLogin::start(&direct(&url), Provider::GitHub).await.unwrap();
+        assert_eq!(login.poll().await.unwrap_err().to_string(), "GitHub answered `unsupported_grant_type`: Bad grant");
+    }
 }
