@@ -18,6 +18,7 @@ use serde::Serialize;
 mod activity;
 mod approvals;
 mod channels;
+mod login;
 mod mcp;
 mod sessions;
 mod settings;
@@ -27,6 +28,7 @@ mod tools;
 pub use activity::*;
 pub use approvals::*;
 pub use channels::*;
+pub use login::*;
 pub use mcp::*;
 pub use sessions::*;
 pub use settings::*;
@@ -305,6 +307,24 @@ pub trait PryxApi {
     /// Status changes of MCP servers, live.
     #[subscription(name = "mcp.subscribe", unsubscribe = "mcp.unsubscribe", item = McpServerStatus)]
     async fn mcp_subscribe(&self) -> SubscriptionResult;
+
+    /// Which providers are logged in, and which can be logged in to with this configuration.
+    #[method(name = "auth.status")]
+    async fn auth_status(&self) -> Result<Vec<LoginStatus>, ErrorObjectOwned>;
+
+    /// Start a device-flow login: the code to show, the link and its QR code. Follow it with
+    /// `auth.login_subscribe`; it ends on its own when the code is entered, denied or expires.
+    #[method(name = "auth.login_start")]
+    async fn auth_login_start(&self, provider: LoginProvider) -> Result<LoginStarted, ErrorObjectOwned>;
+
+    /// A login's progress: `waiting` at once, then `logged_in` or `failed` (with the reason
+    /// in words), then the subscription ends.
+    #[subscription(name = "auth.login_subscribe", unsubscribe = "auth.login_unsubscribe", item = LoginUpdate)]
+    async fn auth_login_subscribe(&self, login_id: String) -> SubscriptionResult;
+
+    /// Forget a provider's tokens. Answers whether it was logged in.
+    #[method(name = "auth.logout")]
+    async fn auth_logout(&self, provider: LoginProvider) -> Result<bool, ErrorObjectOwned>;
 
     /// Test-only fault injection (`runtime_panic` or `turn_panic`). Answers an error unless
     /// the binary is a debug build started with `PRYX_FAULT_INJECTION=1`.

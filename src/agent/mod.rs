@@ -13,6 +13,7 @@
 //! This module never touches HTTP.
 
 mod context;
+mod login;
 mod provider;
 mod settings;
 mod step;
@@ -142,6 +143,8 @@ pub struct Agent {
     /// Cancelled to ask the supervisor for a new runtime with the config read again.
     reload: CancellationToken,
     faults: Arc<Faults>,
+    /// Logins started from the Control Center, waiting for their users.
+    logins: login::Logins,
 }
 
 impl Agent {
@@ -210,6 +213,7 @@ impl Agent {
             started_at: now_ms(),
             reload: CancellationToken::new(),
             faults,
+            logins: Default::default(),
         }))
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceLogin, Poll};
+
 pub use session::{access_token, logged_in, logout, Session, INGEST_SECRET};
 
 use crate::secrets::SecretError;
@@ -166,6 +167,11 @@ impl Endpoints {
             (Provider::Google, _) => Err(AuthError::NoControlPlane("Google", "")),
         }
     }
+}
+
+/// Whether this configuration can log in to `provider` (the error says what to set).
+pub fn can_log_in(config: &CloudConfig, provider: Provider) -> Result<(), AuthError> {
+    Endpoints::of(config, provider).map(|_| ())
 }
 
 /// One HTTP client for every auth request: short timeouts, no redirects followed (a token

@@ -285,6 +285,46 @@ impl PryxApiServer for RpcApi {
         Ok(self.agent.mcp().logout(&name).await?)
     }
 
+    async fn auth_status(&self) -> Result<Vec<pryx_api::LoginStatus>, ErrorObjectOwned> {
+        Ok(self.agent.login_status().await?)
+    }
+
+    async fn auth_login_start(
+        &self,
+        provider: pryx_api::LoginProvider,
+    ) -> Result<pryx_api::LoginStarted, ErrorObjectOwned> {
+        let mut started = self.agent.login_start(provider).await?;
+        let link = started.verification_uri_complete.as_deref().unwrap_or(&started.verification_uri);
+        started.qr = crate::channels::qr::encode(link);
+        Ok(started)
+    }
+
+    async fn auth_login_subscribe(&self, pending: PendingSubscriptionSink, login_id: String) -> SubscriptionResult {
+        let mut updates = match self.agent.login_updates(&login_id) {
+            Ok(updates) => updates,
+            Err(e) => {
+                pending.reject(ErrorObjectOwned::from(e)).await;
+                return Ok(());
+            }
+        };
+        let sink = pending.accept().await?;
+        loop {
+            let now = updates.borrow_and_update().clone();
+            let finished = now.state != pryx_api::LoginState::Waiting;
+            if sink.send(to_json_raw_value(&now)?).await.is_err() || finished {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = updates.changed() => if changed.is_err() { return Ok(()) },
+                _ = sink.closed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn auth_logout(&self, provider: pryx_api::LoginProvider) -> Result<bool, ErrorObjectOwned> {
+        Ok(self.agent.logout(provider).await?)
+    }
+
     async fn channel_pairing_code(&self, channel: ChannelName) -> Result<PairingCode, ErrorObjectOwned> {
         Ok(self.channels.pairing_code(channel).await?)
     }

@@ -777,3 +777,72 @@ async fn the_workspace_and_telemetry_are_changed_from_settings() {
     assert_eq!(keyring.lookup("otlp/header/authorization").await.as_deref(), Some("Bearer settings-9"));
     assert_clean(&browser);
 }
+
+/// "Log in with GitHub" on the model's card: the code large and copyable with its time
+/// left, a QR code of the link that scans, then GitHub Models in use with no key; a code
+/// denied on the provider is said in words on the card.
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_in_with_github_from_the_model_card() {
+    use crate::support::control_plane::{answer_on_the_provider, control_plane};
+    let keyring = crate::support::keyring::KeyringSession::start().await;
+    let (server, worker) = control_plane("pryx-github").await;
+    let models = MockLlm::start().await;
+    let config = format!(
+        "[secrets]\nbackend = \"keychain\"\n[llm]\nautodetect_local = false\n[cloud]\nurl = \"{}\"\ngithub_models_url = \"{}\"\n",
+        worker.info["url"].as_str().unwrap(),
+        models.base_url()
+    );
+    let pryx = Pryx::start(Options { llm_url: None, config, env: keyring.env() }).await;
+    let browser = open_signed_in(&pryx).await;
+    browser.click(".rail a[href='#/connections']").await;
+    browser.wait_for("document.querySelector('.github-login')", "the GitHub login button").await;
+    assert!(browser.text(".connection .status").await.contains("no model connected"));
+
+    browser.click(".github-login").await;
+    browser.wait_for("document.querySelector('.login-code')", "the code").await;
+    let code = browser.text(".login-code").await;
+    assert!(code.len() >= 8 && code.contains('-'), "{code:?}");
+    let expiry = browser.text(".login-expiry").await;
+    assert!(expiry.starts_with("The code expires in ") && expiry.contains(':'), "{expiry}");
+    let issuer = server.info["issuer"].as_str().unwrap();
+    assert_eq!(browser.text(".login-link").await, format!("{issuer}/device"));
+    let scanned = scan_qr(&browser, ".device-login .qr").await;
+    assert!(scanned.starts_with(&format!("{issuer}/device")) && scanned.contains(&code), "{scanned}");
+    browser.screenshot("github-login-code").await;
+
+    answer_on_the_provider(&server, "approve", &code).await;
+    browser.wait_for("document.querySelector('.login-row .status.idle')", "logged in").await;
+    assert!(browser.text(".login-row").await.contains("Logged in to GitHub"));
+    browser
+        .wait_for(
+            "document.querySelector('.connection .status.idle')?.innerText.includes('openai/gpt-4o-mini')",
+            "GitHub Models in use",
+        )
+        .await;
+    browser.screenshot("github-login-done").await;
+    let token = keyring.lookup("auth/github").await.expect("the token in the keychain");
+
+    browser.click(".rail a[href='#/']").await;
+    browser.wait_for("document.querySelector('.composer textarea')", "the chat").await;
+    browser.click(".composer textarea").await;
+    browser.type_line("hello github").await;
+    browser
+        .wait_for("document.querySelector('.messages')?.innerText.includes('Echo: hello github')", "the answer")
+        .await;
+    assert_eq!(models.auth_headers().last().cloned().flatten(), Some(format!("Bearer {token}")));
+
+    // Log out, try again, and say no on the provider: the card says so.
+    browser.click(".rail a[href='#/connections']").await;
+    browser.wait_for("document.querySelector('.login-row button')", "the log-out button").await;
+    browser.click_text(".login-row button", "Log out").await;
+    browser.wait_for("document.querySelector('.github-login')", "logged out").await;
+    assert_eq!(keyring.lookup("auth/github").await, None);
+    browser.click(".github-login").await;
+    browser.wait_for("document.querySelector('.login-code')", "a new code").await;
+    let code = browser.text(".login-code").await;
+    answer_on_the_provider(&server, "deny", &code).await;
+    browser.wait_for("document.querySelector('.login-failed')", "the refusal").await;
+    assert_eq!(browser.text(".login-failed").await, "The login was denied on GitHub.");
+    assert!(browser.eval("!document.querySelector('.login-code')").await.as_bool().unwrap());
+    assert_clean(&browser);
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod control_plane;
 pub mod desktop;
 pub mod keyring;
 pub mod mock_llm;
