@@ -41,8 +41,9 @@ export async function startWorker(bindings) {
 
 /**
  * A device-flow authorization server. Clients: `pryx-github` (public, like GitHub's device
- * flow), `pryx-google` (confidential: its secret must arrive, as Google's must), and
- * `pryx-short` (codes expire after two seconds). `decide` says what the user answers.
+ * flow), `pryx-google` (confidential: its secret must arrive, as Google's must),
+ * `pryx-short` (codes expire after two seconds) and `pryx-expiring` (access tokens live a
+ * minute). `decide` says what the user answers.
  */
 export async function startAuthorizationServer() {
   const server = http.createServer();
@@ -63,6 +64,7 @@ export async function startAuthorizationServer() {
       client('pryx-github'),
       client('pryx-google', { client_secret: 'google-client-secret', token_endpoint_auth_method: 'client_secret_post' }),
       client('pryx-short'),
+      client('pryx-expiring'),
     ],
     features: { deviceFlow: { enabled: true }, devInteractions: { enabled: false }, introspection: { enabled: true } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -71,7 +73,8 @@ export async function startAuthorizationServer() {
     findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
     ttl: {
       DeviceCode: (ctx, token, client) => (client?.clientId === 'pryx-short' ? 2 : 600),
-      AccessToken: 3600,
+      // `pryx-expiring` tokens live a minute: inside Pryx's five-minute refresh margin.
+      AccessToken: (ctx, token, client) => (client?.clientId === 'pryx-expiring' ? 60 : 3600),
       RefreshToken: 86400,
       Grant: 86400,
       Interaction: 600,

@@ -4,7 +4,7 @@
 //! replaces it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pryx_api::{LoginProvider, LoginStarted, LoginState, LoginStatus, LoginUpdate};
@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Agent, AgentError};
 use crate::auth::{self, AuthError, DeviceLogin, Poll, Provider};
+
+/// How often stored logins are checked for tokens about to expire.
+const REFRESH_CHECK: Duration = Duration::from_secs(60);
 
 /// The logins waiting for their users, by login id.
 #[derive(Default)]
@@ -147,6 +150,27 @@ impl Agent {
             .map_err(|e| AgentError::Conflict(format!("cannot change the keychain: {e}")))?;
         self.llm.reconfigure(self.llm.config()).await;
         Ok(had)
+    }
+}
+
+impl Agent {
+    /// Refreshes every login's access token shortly before it expires, at start and then
+    /// every minute, so whatever reads it from the keychain (MCP servers through
+    /// `secret:auth/github`, the model provider) never gets a stale one.
+    pub async fn keep_logins_fresh(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            if let Ok(providers) = self.secrets.run(auth::logged_in).await {
+                for provider in providers {
+                    if let Err(e) = auth::access_token(&self.config.cloud, &self.secrets, provider).await {
+                        tracing::warn!(provider = provider.id(), "cannot refresh the login: {e}");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH_CHECK) => {}
+            }
+        }
     }
 }
 

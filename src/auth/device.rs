@@ -154,8 +154,10 @@ impl DeviceLogin {
         if let Some(error) = provider_error(self.provider, &answer) {
             return Err(error);
         }
+        let install_id = self.endpoints.via_control_plane.then(|| self.install_id.clone());
         let session = Session::from_token_answer(self.provider, &answer, self.endpoints.via_control_plane)
-            .ok_or_else(|| AuthError::Garbled(self.endpoints.token.clone(), status))?;
+            .ok_or_else(|| AuthError::Garbled(self.endpoints.token.clone(), status))?
+            .with_install_id(install_id);
         Ok(Poll::Done(Box::new(session)))
     }
 }

@@ -40,6 +40,9 @@ fn ingest_name() -> SecretName {
 #[derive(Serialize, Deserialize)]
 struct Record {
     refresh_token: Option<String>,
+    /// Sent with refreshes through the control plane, which then mints a new ingest token.
+    #[serde(default)]
+    install_id: Option<String>,
     /// Unix seconds.
     expires_at: Option<u64>,
     scope: Option<String>,
@@ -55,6 +58,7 @@ pub struct Session {
     pub expires_at: Option<u64>,
     pub scope: Option<String>,
     ingest_token: Option<SecretString>,
+    install_id: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -87,7 +91,14 @@ impl Session {
             ingest_token: text("pryx_ingest_token")
                 .filter(|_| via_control_plane)
                 .map(|t| SecretString::new(format!("Bearer {t}"))),
+            install_id: None,
         })
+    }
+
+    /// The install id the control plane minted the ingest token for.
+    pub(super) fn with_install_id(mut self, install_id: Option<String>) -> Session {
+        self.install_id = install_id;
+        self
     }
 
     /// Whether the control plane sent a telemetry ingest token.
@@ -99,6 +110,7 @@ impl Session {
     pub fn store(&self, secrets: &Secrets) -> Result<(), SecretError> {
         let record = Record {
             refresh_token: self.refresh_token.as_ref().map(|t| t.expose().to_owned()),
+            install_id: self.install_id.clone(),
             expires_at: self.expires_at,
             scope: self.scope.clone(),
             logged_in_at: now_secs(),
@@ -169,28 +181,39 @@ pub async fn access_token(
     if !expiring {
         return Ok(Some(token));
     }
-    let Some(refresh_token) = record.and_then(|r| r.refresh_token) else {
+    let Some(record) = record else { return Ok(Some(token)) };
+    let Some(refresh_token) = record.refresh_token else {
         // Expired and nothing to refresh with: the provider will refuse it, which says more.
         return Ok(Some(token));
     };
-    let session = refresh(config, provider, &refresh_token).await?;
+    let session = refresh(config, provider, &refresh_token, record.install_id).await?;
     let access = session.access_token.expose().to_owned();
     secrets.run(move |s| session.store(s)).await?;
     tracing::info!(provider = provider.id(), "refreshed the login's access token");
     Ok(Some(SecretString::new(access)))
 }
 
-async fn refresh(config: &CloudConfig, provider: Provider, refresh_token: &str) -> Result<Session, AuthError> {
+async fn refresh(
+    config: &CloudConfig,
+    provider: Provider,
+    refresh_token: &str,
+    install_id: Option<String>,
+) -> Result<Session, AuthError> {
     let endpoints = Endpoints::of(config, provider)?;
+    let install_id = install_id.filter(|_| endpoints.via_control_plane);
+    let mut form = vec![
+        ("client_id", endpoints.client_id.as_str()),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    if let Some(id) = &install_id {
+        form.push(("install_id", id.as_str()));
+    }
     let response = http_client()?
         .post(&endpoints.token)
         .header(reqwest::header::ACCEPT, "application/json")
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_body(&[
-            ("client_id", endpoints.client_id.as_str()),
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ]))
+        .body(form_body(&form))
         .send()
         .await
         .map_err(|e| AuthError::Unreachable(endpoints.token.clone(), e.to_string()))?;
@@ -205,7 +228,8 @@ async fn refresh(config: &CloudConfig, provider: Provider, refresh_token: &str) 
         });
     }
     let mut session = Session::from_token_answer(provider, &answer, endpoints.via_control_plane)
-        .ok_or_else(|| AuthError::Garbled(endpoints.token.clone(), status))?;
+        .ok_or_else(|| AuthError::Garbled(endpoints.token.clone(), status))?
+        .with_install_id(install_id);
     // Providers that do not rotate refresh tokens leave the old one valid.
     if session.refresh_token.is_none() {
         session.refresh_token = Some(SecretString::new(refresh_token.to_owned()));

@@ -239,6 +239,7 @@ async fn run_agent(
     let spans_stop = CancellationToken::new();
     let retention = Retention { days: config.telemetry.retention_days, max_spans: config.telemetry.max_spans };
     let span_writer = tokio::spawn(crate::telemetry::writer::store_spans(spans.clone(), retention, spans_stop.clone()));
+    tokio::spawn(agent.clone().keep_logins_fresh(server_stop.clone()));
     if first {
         (launch.on_ready)(address);
         // Say where secrets live once serving (probing a keychain must not delay that).

@@ -151,3 +151,81 @@ async fn a_denied_or_expired_code_ends_the_login_with_words() {
     assert!(stderr.contains("the code expired"), "{stderr}");
     assert!(stderr.contains("pryx login github"), "it says what to do: {stderr}");
 }
+
+/// A token about to expire is refreshed through the Worker before it does, and the fresh one
+/// replaces it in the keychain, where MCP servers read it (`secret:auth/github`).
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_in_the_keychain() {
+    let keyring = KeyringSession::start().await;
+    // `pryx-expiring` access tokens live a minute, inside Pryx's five-minute margin.
+    let (server, worker) = control_plane("pryx-expiring").await;
+    let models = MockLlm::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let config = cloud_config(&worker, &models);
+    let mut login = Login::start(home.path(), &keyring, &config).await;
+    let code = login.user_code().await;
+    answer_on_the_provider(&server, "approve", &code).await;
+    let (exit, stdout, stderr) = login.finish().await;
+    assert_eq!(exit, 0, "{stdout}\n{stderr}");
+    let first = keyring.lookup("auth/github").await.expect("the first token");
+    let first_ingest = keyring.lookup("auth/ingest").await.expect("the first ingest token");
+
+    let pryx = Pryx::start_in(home.path(), Options::default().keychain(&keyring).config(&config)).await;
+    crate::support::eventually("the token to be refreshed", || async {
+        keyring.lookup("auth/github").await.is_some_and(|now| now != first)
+    })
+    .await;
+    let fresh = keyring.lookup("auth/github").await.expect("the fresh token");
+    let seen = introspect(&server, &fresh).await;
+    assert_eq!((seen["active"].as_bool(), seen["client_id"].as_str()), (Some(true), Some("pryx-expiring")), "{seen}");
+    let ingest = keyring.lookup("auth/ingest").await.expect("an ingest token");
+    assert!(ingest.starts_with("Bearer pit1.pryx-"), "{ingest}");
+    assert_eq!(
+        ingest.split('.').nth(1),
+        first_ingest.split('.').nth(1),
+        "the refresh carries the same install id, and the Worker mints its ingest token again"
+    );
+    crate::support::eventually("the refresh in the log", || async {
+        pryx.stderr().contains("refreshed the login's access token")
+    })
+    .await;
+}
+
+/// `[telemetry.otlp] via_cloud = true`: Pryx's spans go through the Worker with the login's
+/// ingest token and reach the operator's backend with the personal data gone.
+#[tokio::test]
+async fn telemetry_through_the_control_plane_arrives_scrubbed() {
+    let keyring = KeyringSession::start().await;
+    let receiver = crate::telemetry::Receiver::start().await;
+    let backend = format!("http://127.0.0.1:{}/v1/traces", receiver.port);
+    let (server, worker) = crate::support::control_plane::control_plane_with(
+        "pryx-github",
+        serde_json::json!({ "OTLP_FORWARD_URL": backend, "OTLP_FORWARD_AUTH": "Bearer backend-key-7" }),
+    )
+    .await;
+    let models = MockLlm::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let config = cloud_config(&worker, &models);
+    let mut login = Login::start(home.path(), &keyring, &config).await;
+    let code = login.user_code().await;
+    answer_on_the_provider(&server, "approve", &code).await;
+    assert_eq!(login.finish().await.0, 0);
+
+    // Content capture on, so the spans carry the conversation: the Worker must take it out.
+    let telemetry = "[telemetry]\ncapture_content = true\n[telemetry.otlp]\nvia_cloud = true\n";
+    let pryx =
+        Pryx::start_in(home.path(), Options::default().keychain(&keyring).config(&config).config(telemetry)).await;
+    models.script([Reply::text(&["Your server 203.0.113.5 is up."])]);
+    let client = pryx.client().await;
+    chat(&client, "mail alice.smith@example.com, or call +44 20 7946 0958").await;
+    crate::support::eventually("spans at the backend", || async { receiver.spans().len() >= 2 }).await;
+
+    let raw = std::fs::read_to_string(&receiver.out).expect("received");
+    for personal in ["alice.smith@example.com", "7946 0958", "203.0.113.5"] {
+        assert!(!raw.contains(personal), "{personal} reached the backend");
+    }
+    assert!(raw.contains("redaction."), "the redactions are counted");
+    assert!(receiver.authorizations().iter().all(|a| a.as_deref() == Some("Bearer backend-key-7")));
+    let export = client.system_info().await.expect("info").export.expect("export on");
+    assert!(export.exported >= 2 && export.failed == 0, "{export:?}");
+}

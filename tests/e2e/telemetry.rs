@@ -181,15 +181,15 @@ async fn a_limited_query_gets_the_earliest_or_the_newest_spans() {
 }
 
 /// The Python OTLP receiver (tests/otlp_receiver.py), decoding with opentelemetry-proto.
-struct Receiver {
-    port: u16,
-    out: std::path::PathBuf,
+pub(crate) struct Receiver {
+    pub port: u16,
+    pub out: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _child: tokio::process::Child,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub async fn start() -> Receiver {
         use tokio::io::AsyncBufReadExt;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
@@ -206,7 +206,7 @@ impl Receiver {
     }
 
     /// Every span received so far, as the official decoder saw it.
-    fn spans(&self) -> Vec<serde_json::Value> {
+    pub fn spans(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -222,7 +222,7 @@ impl Receiver {
             .collect()
     }
 
-    fn authorizations(&self) -> Vec<Option<String>> {
+    pub fn authorizations(&self) -> Vec<Option<String>> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["authorization"].as_str().map(str::to_owned))

@@ -49,13 +49,21 @@ pub async fn node_service(args: &[&str]) -> NodeService {
 
 /// The authorization server and a Worker in front of it whose GitHub client is `client_id`.
 pub async fn control_plane(client_id: &str) -> (NodeService, NodeService) {
+    control_plane_with(client_id, json!({})).await
+}
+
+/// The same, with more Worker settings (`OTLP_FORWARD_URL`…).
+pub async fn control_plane_with(client_id: &str, extra: Value) -> (NodeService, NodeService) {
     let server = node_service(&["authorization-server"]).await;
-    let bindings = json!({
+    let mut bindings = json!({
         "GITHUB_CLIENT_ID": client_id,
         "GITHUB_DEVICE_URL": server.info["device_url"],
         "GITHUB_TOKEN_URL": server.info["token_url"],
         "INGEST_TOKEN_KEY": INGEST_KEY,
     });
+    if let (Some(bindings), Some(extra)) = (bindings.as_object_mut(), extra.as_object()) {
+        bindings.extend(extra.clone());
+    }
     let worker = node_service(&["worker", &bindings.to_string()]).await;
     (server, worker)
 }
