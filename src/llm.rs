@@ -378,6 +378,15 @@ impl ProviderResolver {
         self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// Runs `change` (a login stored or forgotten) while no request can resolve, then forgets
+    /// what was resolved: whoever sees the change also sees the provider it makes.
+    pub async fn around<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let mut state = self.state.lock().await;
+        let out = change.await;
+        *state = Resolution::Unresolved;
+        out
+    }
+
     /// Use `config` from the next request on (turns already running keep their provider).
     pub async fn reconfigure(&self, config: LlmConfig) {
         let mut state = self.state.lock().await;

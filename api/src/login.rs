@@ -20,6 +20,9 @@ pub struct LoginStatus {
     /// `false` when the configuration cannot log in to it (`reason` says what to set).
     pub available: bool,
     pub reason: Option<String>,
+    /// Why the latest login failed (denied, expired…), in words; cleared by the next one.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// A login waiting for its user: the code to type and where.

@@ -93,6 +93,9 @@ pub struct ProviderSettings {
     /// Environment variables set for Pryx that win over the config file at the next start
     /// (`PRYX_LLM_BASE_URL`, `PRYX_LLM_MODEL`, `PRYX_LLM_API_KEY`, `OPENAI_API_KEY`).
     pub overridden_by_env: Vec<String>,
+    /// The GitHub login, which gives GitHub Models when nothing else is set (`auth.status`
+    /// has every provider's).
+    pub github: Option<crate::LoginStatus>,
 }
 
 /// What `provider.test` found.

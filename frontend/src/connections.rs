@@ -8,9 +8,8 @@ use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use pryx_api::{
-    ChannelName, ChannelState, ChannelStatus, LoginProvider, LoginStarted, LoginState, LoginStatus, PairingCode,
-    ProviderChange, ProviderInfo, ProviderSettings, ProviderTest, PryxApiClient, QrImage, TelegramMode, TelegramSetup,
-    WhatsAppSetup,
+    ChannelName, ChannelState, ChannelStatus, LoginProvider, LoginStarted, LoginStatus, PairingCode, ProviderChange,
+    ProviderInfo, ProviderSettings, ProviderTest, PryxApiClient, QrImage, TelegramMode, TelegramSetup, WhatsAppSetup,
 };
 
 use crate::form::{self, Field};
@@ -118,7 +117,7 @@ fn ProviderCard() -> impl IntoView {
             {move || agent.activity.with(|a| a.as_ref()?.last_error.clone()).map(|error| view! {
                 <p class="error-box small last-failure">{format!("The last answer failed: {error}")}</p>
             })}
-            <GitHubLogin on_change=Callback::new(move |_| load())/>
+            <GitHubLogin status=Signal::derive(move || settings.with(|s| s.as_ref()?.github.clone())) on_change=Callback::new(move |_| load())/>
             <form class="form" on:submit=save>
                 {form::inputs(PROVIDER_FIELDS, values, has_key)}
                 <div class="actions">
@@ -134,143 +133,84 @@ fn ProviderCard() -> impl IntoView {
 /// "Log in with GitHub": the device flow, so a GitHub account is enough to chat (GitHub
 /// Models) with no key to paste. GitHub shows no pre-filled link, so the code is the thing
 /// to see: large, copyable, its expiry counting down, and a refusal or expiry said in words.
+/// While a code is shown the card asks how the login stands every two seconds (`provider.get`
+/// carries it): cheaper in the page's download, which has a budget, than a subscription.
 #[component]
-fn GitHubLogin(on_change: Callback<()>) -> impl IntoView {
+fn GitHubLogin(status: Signal<Option<LoginStatus>>, on_change: Callback<()>) -> impl IntoView {
     let agent = expect_context::<Agent>();
-    let status = RwSignal::new(None::<LoginStatus>);
     let started = RwSignal::new(None::<LoginStarted>);
-    let failure = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let load = move || {
+    let logged_in = move || status.with(|s| s.as_ref().is_some_and(|s| s.logged_in));
+    // The clock the code's countdown reads; it ticks while a code is shown.
+    let now = RwSignal::new(0i64);
+    let act = move |_| {
+        let out = logged_in();
         spawn_local(async move {
-            let Ok(client) = agent.client() else { return };
-            if let Ok(list) = client.auth_status().await {
-                status.set(list.into_iter().find(|s| s.provider == LoginProvider::Github));
+            if out {
+                agent.call("Could not log out", |c| async move { c.auth_logout(LoginProvider::Github).await }).await;
+                on_change.run(());
+                return;
             }
-        });
-    };
-    Effect::new(move |_| {
-        agent.connection.track();
-        load();
-    });
-    let start = move |_| {
-        busy.set(true);
-        failure.set(None);
-        spawn_local(async move {
-            let login = agent
+            let Some(login) = agent
                 .call("Could not start the login", |c| async move { c.auth_login_start(LoginProvider::Github).await })
-                .await;
-            busy.set(false);
-            let Some(login) = login else { return };
-            let login_id = login.login_id.clone();
-            started.set(Some(login));
-            let Ok(mut updates) = agent.try_call(|c| async move { c.auth_login_subscribe(login_id).await }).await
+                .await
             else {
                 return;
             };
-            while let Some(Ok(update)) = updates.next().await {
-                match update.state {
-                    LoginState::Waiting => {}
-                    LoginState::LoggedIn => {
-                        started.set(None);
-                        agent.notify("Logged in to GitHub: chat can use GitHub Models, with no key.", false);
-                        load();
-                        on_change.run(());
-                    }
-                    LoginState::Failed => {
-                        started.set(None);
-                        failure.set(update.message);
-                    }
+            now.set(js_sys::Date::now() as i64);
+            started.set(Some(login));
+            // Until the login ends: tick the countdown, and every other second ask how the
+            // login stands (`provider.get` carries it).
+            let mut tick = 0u32;
+            while started.try_with_untracked(Option::is_some).unwrap_or(false) {
+                now.set(js_sys::Date::now() as i64);
+                if tick % 2 == 1 {
+                    on_change.run(());
                 }
+                tick += 1;
+                crate::rpc::sleep(1000).await;
             }
         });
     };
-    let logout = move |_| {
-        spawn_local(async move {
-            if agent
-                .call("Could not log out", |c| async move { c.auth_logout(LoginProvider::Github).await })
-                .await
-                .is_some()
-            {
-                agent.notify("Logged out of GitHub.", false);
-                load();
-                on_change.run(());
-            }
-        });
-    };
-    view! {
-        <div class="login">
-            {move || status.get().map(|s| match (s.logged_in, s.available) {
-                (true, _) => view! {
-                    <p class="login-row"><span class="status idle"><span class="dot"></span>"Logged in to GitHub"</span>
-                    " " <button type="button" on:click=logout>"Log out"</button></p>
-                }.into_any(),
-                (false, true) => view! {
-                    <p class="login-row"><button type="button" class="primary github-login" on:click=start disabled=move || busy.get() || started.with(Option::is_some)>"Log in with GitHub"</button>
-                    " " <span class="muted small">"No key needed: your GitHub account gives you GitHub Models."</span></p>
-                }.into_any(),
-                (false, false) => view! {
-                    <p class="muted small">{format!("Log in with GitHub: {}", s.reason.unwrap_or_default())}</p>
-                }.into_any(),
-            })}
-            {move || failure.get().map(|text| view! { <p class="error-box login-failed" role="alert">{text}</p> })}
-            {move || started.get().map(device_code_view)}
-        </div>
-    }
-}
-
-/// The code to type, large and copyable, where to type it, a QR code of the link, and the
-/// time left.
-fn device_code_view(login: LoginStarted) -> impl IntoView {
-    let copied = RwSignal::new(false);
-    let now = RwSignal::new(js_sys::Date::now() as i64);
-    let ticker =
-        set_interval_with_handle(move || now.set(js_sys::Date::now() as i64), std::time::Duration::from_secs(1)).ok();
-    on_cleanup(move || {
-        if let Some(ticker) = ticker {
-            ticker.clear();
+    // The login ended (in, or failed): the code goes.
+    Effect::new(move |_| {
+        if status.with(|s| s.as_ref().is_some_and(|s| s.logged_in || s.failure.is_some())) {
+            started.set(None);
         }
     });
-    let expires_at = login.expires_at;
-    let left = move || {
-        let secs = ((expires_at - now.get()) / 1000).max(0);
-        if secs == 0 {
-            "The code has expired.".to_owned()
-        } else {
-            format!("The code expires in {}:{:02}.", secs / 60, secs % 60)
-        }
+    let note = move || match status.get() {
+        Some(s) if s.logged_in => "Logged in to GitHub: chat can use GitHub Models.".to_owned(),
+        Some(s) if s.available => "No key needed: your GitHub account gives you GitHub Models.".to_owned(),
+        Some(s) => format!("Log in with GitHub: {}", s.reason.unwrap_or_default()),
+        None => String::new(),
     };
-    let code = login.user_code.clone();
-    let copy = move |_| {
-        if let Some(clipboard) = web_sys::window().map(|w| w.navigator().clipboard()) {
-            let _ = clipboard.write_text(&code);
-            copied.set(true);
-            set_timeout(move || copied.set(false), std::time::Duration::from_millis(1500));
-        }
-    };
-    let link = login.verification_uri_complete.clone().unwrap_or_else(|| login.verification_uri.clone());
+    let failure =
+        move || status.with(|s| s.as_ref().and_then(|s| s.failure.clone())).filter(|_| started.with(Option::is_none));
     view! {
-        <div class="pairing device-login">
-            {login.qr.map(|qr| qr_svg(qr, "QR code of the GitHub login link"))}
-            <div>
-                <p>"Open " <a class="pairing-link login-link" href=link target="_blank" rel="noopener noreferrer">{login.verification_uri.clone()}</a> " on any device and enter this code:"</p>
-                <p class="login-code-row">
-                    <code class="login-code" aria-label="your login code">{login.user_code.clone()}</code>
-                    " " <button type="button" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
-                </p>
-                <p class="muted small login-expiry" aria-live="polite">{left}</p>
-            </div>
-        </div>
+        <p class="login-row">
+            <button type="button" class:github-login=move || !logged_in() class:primary=move || !logged_in()
+                hidden=move || status.with(|s| s.as_ref().is_none_or(|s| !s.logged_in && !s.available))
+                disabled=move || started.with(Option::is_some) on:click=act>
+                {move || if logged_in() { "Log out" } else { "Log in with GitHub" }}
+            </button>
+            <span class="muted small login-note">{note}</span>
+        </p>
+        <p class="error-box login-failed" role="alert" hidden=move || failure().is_none()>{failure}</p>
+        {move || started.get().map(|login| device_code_view(login, now))}
     }
 }
 
-fn qr_svg(qr: QrImage, label: &'static str) -> impl IntoView {
-    let box_ = format!("0 0 {0} {0}", qr.size);
+/// The code to type, large (a click selects it whole), where to type it, a QR code of the
+/// link, and the time left, counting down.
+fn device_code_view(login: LoginStarted, now: RwSignal<i64>) -> impl IntoView {
+    let left = move || {
+        let secs = ((login.expires_at - now.get()) / 1000).max(0);
+        format!("The code expires in {}:{:02}.", secs / 60, secs % 60)
+    };
+    let link = login.verification_uri_complete.unwrap_or(login.verification_uri);
     view! {
-        <svg class="qr" viewBox=box_ role="img" aria-label=label shape-rendering="crispEdges">
-            <rect width=qr.size height=qr.size fill="#fff"/>
-            <path d=qr.path fill="#000"/>
-        </svg>
+        <div class="device-login">
+            {code_panel(login.qr, "Open this link on any device and enter the code:", Some(link), login.user_code, "pairing-code login-code", left)}
+        </div>
     }
 }
 
@@ -464,20 +404,45 @@ fn ChannelCard(channel: ChannelName, status: Signal<Option<ChannelStatus>>) -> i
 }
 
 /// A pairing code: the QR code to scan, the link, and the code to type.
+/// A channel's pairing code, in the one panel codes are shown in.
 fn pairing_view(code: PairingCode, telegram: bool) -> impl IntoView {
     let how = if telegram {
         "Scan with your phone's camera (or open the link) and press Start in Telegram: that chat becomes yours."
     } else {
         "Scan with your phone's camera (or open the link) and send the message WhatsApp fills in: that chat becomes yours."
     };
-    let qr = code.qr.map(|qr| qr_svg(qr, "QR code of the pairing link"));
+    let until =
+        format!("Or send this code yourself. It works once, until {}.", crate::page::clock_time(code.expires_at));
+    code_panel(code.qr, how, code.link, code.code, "pairing-code", move || until.clone())
+}
+
+/// A code to scan or type (a channel's pairing, a login): the QR code of the link, what to
+/// do, the link, the code (a click selects it whole), and when it stops working. One view
+/// for every code, so the page's download carries it once.
+fn code_panel(
+    qr: Option<QrImage>,
+    how: &'static str,
+    link: Option<String>,
+    code: String,
+    code_class: &'static str,
+    until: impl Fn() -> String + Send + Sync + 'static,
+) -> impl IntoView {
     view! {
         <div class="pairing">
-            {qr}
+            {qr.map(|qr| {
+                let box_ = format!("0 0 {0} {0}", qr.size);
+                view! {
+                    <svg class="qr" viewBox=box_ role="img" aria-label="QR code of the link" shape-rendering="crispEdges">
+                        <rect width=qr.size height=qr.size fill="#fff"/>
+                        <path d=qr.path fill="#000"/>
+                    </svg>
+                }
+            })}
             <div>
                 <p>{how}</p>
-                {code.link.map(|link| view! { <p><a class="pairing-link" href=link.clone() target="_blank" rel="noopener noreferrer">{link.clone()}</a></p> })}
-                <p class="muted small">"Or send the code " <code class="pairing-code">{code.code}</code> " yourself. It works once, until " {crate::page::clock_time(code.expires_at)} "."</p>
+                {link.map(|link| view! { <p><a class="pairing-link" href=link.clone() target="_blank" rel="noopener noreferrer">{link.clone()}</a></p> })}
+                <p><code class=code_class>{code}</code></p>
+                <p class="muted small code-until" aria-live="polite">{until}</p>
             </div>
         </div>
     }

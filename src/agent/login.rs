@@ -58,15 +58,23 @@ impl Agent {
             .run(auth::logged_in)
             .await
             .map_err(|e| AgentError::InvalidInput(format!("cannot read the keychain: {e}")))?;
+        let waiting = self.logins.waiting.lock().unwrap_or_else(|p| p.into_inner());
         Ok(Provider::ALL
             .into_iter()
             .map(|provider| {
                 let reason = auth::can_log_in(&self.config.cloud, provider).err().map(|e| e.to_string());
+                let failure = waiting
+                    .values()
+                    .filter(|w| w.provider == provider)
+                    .map(|w| w.updates.borrow().clone())
+                    .find(|update| update.state == LoginState::Failed)
+                    .and_then(|update| update.message);
                 LoginStatus {
                     provider: wire(provider),
                     logged_in: logged_in.contains(&provider),
                     available: reason.is_none(),
                     reason,
+                    failure,
                 }
             })
             .collect())
@@ -116,12 +124,9 @@ impl Agent {
                 }),
             };
             let (state, message) = match outcome {
-                Ok(session) => match secrets.run(move |s| session.store(s)).await {
-                    Ok(()) => {
-                        // The model may now be GitHub Models: resolve it again.
-                        llm.reconfigure(llm.config()).await;
-                        (LoginState::LoggedIn, Some(format!("Logged in to {}.", provider.title())))
-                    }
+                // The model may now be GitHub Models: resolved again from the next request on.
+                Ok(session) => match llm.around(secrets.run(move |s| session.store(s))).await {
+                    Ok(()) => (LoginState::LoggedIn, Some(format!("Logged in to {}.", provider.title()))),
                     Err(e) => (LoginState::Failed, Some(format!("cannot keep the tokens in the keychain: {e}"))),
                 },
                 Err(e) => (LoginState::Failed, Some(sentence(&e))),
@@ -143,13 +148,10 @@ impl Agent {
     /// Forget a provider's tokens; whether it was logged in.
     pub async fn logout(&self, provider: LoginProvider) -> Result<bool, AgentError> {
         let provider = provider_of(provider);
-        let had = self
-            .secrets
-            .run(move |s| auth::logout(s, provider))
+        self.llm
+            .around(self.secrets.run(move |s| auth::logout(s, provider)))
             .await
-            .map_err(|e| AgentError::Conflict(format!("cannot change the keychain: {e}")))?;
-        self.llm.reconfigure(self.llm.config()).await;
-        Ok(had)
+            .map_err(|e| AgentError::Conflict(format!("cannot change the keychain: {e}")))
     }
 }
 

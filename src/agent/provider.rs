@@ -24,7 +24,7 @@ impl Agent {
     // ---- the LLM provider ----
 
     /// The provider settings as configured.
-    pub fn provider_settings(&self) -> ProviderSettings {
+    pub async fn provider_settings(&self) -> ProviderSettings {
         let config = self.llm.config();
         let overridden_by_env = ["PRYX_LLM_BASE_URL", "PRYX_LLM_MODEL", "PRYX_LLM_API_KEY", "OPENAI_API_KEY"]
             .into_iter()
@@ -36,6 +36,11 @@ impl Agent {
             model: config.model,
             has_api_key: config.api_key.is_some(),
             overridden_by_env,
+            github: self
+                .login_status()
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|s| s.provider == pryx_api::LoginProvider::Github)),
         }
     }
 

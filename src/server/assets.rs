@@ -134,13 +134,15 @@ mod tests {
         assert!(asset("/nope.js").is_none());
     }
 
-    /// The budget: everything the first visit downloads (the page loads every file
-    /// at once) under 400 KB as sent, gzip-compressed. The figure is in docs/benchmarks.md.
+    /// The budget: everything the first visit downloads (the page loads every file at once)
+    /// under 405 KB as sent, gzip-compressed. It was 400 KB until the GitHub login on the
+    /// model's card (8.6 KB after three slimmer rewrites; docs/benchmarks.md has the figures
+    /// and what was tried).
     #[test]
-    fn the_first_visit_downloads_under_400_kb() {
+    fn the_first_visit_downloads_under_405_kb() {
         let total: usize = ASSETS.iter().map(|asset| asset.gzip.len()).sum();
         eprintln!("the first visit downloads {total} bytes gzipped");
-        assert!(total < 400 * 1000, "the Control Center grew to {total} bytes gzipped");
+        assert!(total < 405 * 1000, "the Control Center grew to {total} bytes gzipped");
     }
 
     #[test]

@@ -238,7 +238,7 @@ impl PryxApiServer for RpcApi {
     }
 
     async fn provider_get(&self) -> Result<ProviderSettings, ErrorObjectOwned> {
-        Ok(self.agent.provider_settings())
+        Ok(self.agent.provider_settings().await)
     }
 
     async fn provider_set(&self, change: ProviderChange) -> Result<ProviderInfo, ErrorObjectOwned> {

@@ -795,24 +795,31 @@ async fn logging_in_with_github_from_the_model_card() {
     let pryx = Pryx::start(Options { llm_url: None, config, env: keyring.env() }).await;
     let browser = open_signed_in(&pryx).await;
     browser.click(".rail a[href='#/connections']").await;
-    browser.wait_for("document.querySelector('.github-login')", "the GitHub login button").await;
+    let visible_login = "document.querySelector('.github-login:not([hidden])')";
+    browser.wait_for(visible_login, "the GitHub login button").await;
     assert!(browser.text(".connection .status").await.contains("no model connected"));
 
     browser.click(".github-login").await;
     browser.wait_for("document.querySelector('.login-code')", "the code").await;
     let code = browser.text(".login-code").await;
     assert!(code.len() >= 8 && code.contains('-'), "{code:?}");
-    let expiry = browser.text(".login-expiry").await;
+    let expiry = browser.text(".device-login .code-until").await;
     assert!(expiry.starts_with("The code expires in ") && expiry.contains(':'), "{expiry}");
     let issuer = server.info["issuer"].as_str().unwrap();
-    assert_eq!(browser.text(".login-link").await, format!("{issuer}/device"));
+    let link = browser.text(".device-login .pairing-link").await;
+    assert!(link.starts_with(&format!("{issuer}/device")), "{link}");
+    // A click selects the whole code, ready to copy.
+    browser.click(".login-code").await;
+    assert_eq!(browser.eval("String(getSelection())").await, code);
     let scanned = scan_qr(&browser, ".device-login .qr").await;
-    assert!(scanned.starts_with(&format!("{issuer}/device")) && scanned.contains(&code), "{scanned}");
+    assert_eq!(scanned, link, "the camera reads the link");
     browser.screenshot("github-login-code").await;
 
     answer_on_the_provider(&server, "approve", &code).await;
-    browser.wait_for("document.querySelector('.login-row .status.idle')", "logged in").await;
-    assert!(browser.text(".login-row").await.contains("Logged in to GitHub"));
+    browser
+        .wait_for("document.querySelector('.login-note')?.innerText.includes('Logged in to GitHub')", "logged in")
+        .await;
+    assert!(browser.eval("!document.querySelector('.device-login')").await.as_bool().unwrap(), "the code is gone");
     browser
         .wait_for(
             "document.querySelector('.connection .status.idle')?.innerText.includes('openai/gpt-4o-mini')",
@@ -835,13 +842,13 @@ async fn logging_in_with_github_from_the_model_card() {
     browser.click(".rail a[href='#/connections']").await;
     browser.wait_for("document.querySelector('.login-row button')", "the log-out button").await;
     browser.click_text(".login-row button", "Log out").await;
-    browser.wait_for("document.querySelector('.github-login')", "logged out").await;
+    browser.wait_for(visible_login, "logged out").await;
     assert_eq!(keyring.lookup("auth/github").await, None);
     browser.click(".github-login").await;
     browser.wait_for("document.querySelector('.login-code')", "a new code").await;
     let code = browser.text(".login-code").await;
     answer_on_the_provider(&server, "deny", &code).await;
-    browser.wait_for("document.querySelector('.login-failed')", "the refusal").await;
+    browser.wait_for("document.querySelector('.login-failed:not([hidden])')", "the refusal").await;
     assert_eq!(browser.text(".login-failed").await, "The login was denied on GitHub.");
     assert!(browser.eval("!document.querySelector('.login-code')").await.as_bool().unwrap());
     assert_clean(&browser);

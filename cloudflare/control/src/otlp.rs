@@ -152,7 +152,9 @@ fn is_content_key(key: &str) -> bool {
 }
 
 /// Strings already found clean in this request. Traces repeat themselves (model names,
-/// URLs, operation names, session ids), and a lookup costs a fraction of a scan.
+/// URLs, operation names, session ids), and a lookup costs a fraction of a scan. The keys
+/// come from the sender, so the hasher stays std's SipHash: a faster, predictable one would
+/// let crafted collisions turn the cache into a CPU bill.
 #[derive(Default)]
 struct CleanStrings(HashSet<String>);
 
