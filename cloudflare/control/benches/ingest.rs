@@ -90,7 +90,7 @@ fn main() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &protobuf).expect("gzip");
     let gzip = gz.finish().expect("gzip");
-    println!("OTLP ingest, 100 spans per request (median of 200, native):");
+    println!("OTLP ingest, 100 spans per request (median of 200):");
     let stage = |label: &str, f: &mut dyn FnMut()| {
         let mut samples: Vec<Duration> = (0..200)
             .map(|_| {
