@@ -13,7 +13,9 @@ use pryx::client::PryxApiClient;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::support::control_plane::{answer_on_the_provider, control_plane, introspect, NodeService};
+use crate::support::control_plane::{
+    answer_on_the_provider, control_plane, control_plane_with, introspect, NodeService,
+};
 use crate::support::keyring::KeyringSession;
 use crate::support::{base_command, chat, MockLlm, Options, Pryx, Reply, PATIENCE};
 
@@ -76,20 +78,38 @@ impl Login {
     }
 }
 
-#[tokio::test]
-async fn a_github_login_through_the_worker_is_all_a_new_user_needs_to_chat() {
+/// A home whose Pryx logged in to GitHub through the Worker (`client_id` at the
+/// authorization server), and everything around it.
+struct LoggedIn {
+    keyring: KeyringSession,
+    server: NodeService,
+    _worker: NodeService,
+    models: MockLlm,
+    home: tempfile::TempDir,
+    config: String,
+    /// What `pryx login github` printed.
+    stdout: String,
+}
+
+async fn log_in(client_id: &str, worker_settings: serde_json::Value) -> LoggedIn {
     let keyring = KeyringSession::start().await;
-    let (server, worker) = control_plane("pryx-github").await;
+    let (server, worker) = control_plane_with(client_id, worker_settings).await;
     let models = MockLlm::start().await;
     let home = tempfile::tempdir().expect("home");
     let config = cloud_config(&worker, &models);
-
     let mut login = Login::start(home.path(), &keyring, &config).await;
     let code = login.user_code().await;
     assert!(code.len() >= 8, "a real code: {code:?}");
     answer_on_the_provider(&server, "approve", &code).await;
     let (exit, stdout, stderr) = login.finish().await;
     assert_eq!(exit, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    LoggedIn { keyring, server, _worker: worker, models, home, config, stdout }
+}
+
+#[tokio::test]
+async fn a_github_login_through_the_worker_is_all_a_new_user_needs_to_chat() {
+    let LoggedIn { keyring, server, models, home, config, stdout, .. } =
+        log_in("pryx-github", serde_json::json!({})).await;
     assert!(
         stdout.contains(&format!("{}/device", server.info["issuer"].as_str().expect("issuer"))),
         "the link: {stdout}"
@@ -156,17 +176,8 @@ async fn a_denied_or_expired_code_ends_the_login_with_words() {
 /// replaces it in the keychain, where MCP servers read it (`secret:auth/github`).
 #[tokio::test]
 async fn a_token_about_to_expire_is_refreshed_in_the_keychain() {
-    let keyring = KeyringSession::start().await;
     // `pryx-expiring` access tokens live a minute, inside Pryx's five-minute margin.
-    let (server, worker) = control_plane("pryx-expiring").await;
-    let models = MockLlm::start().await;
-    let home = tempfile::tempdir().expect("home");
-    let config = cloud_config(&worker, &models);
-    let mut login = Login::start(home.path(), &keyring, &config).await;
-    let code = login.user_code().await;
-    answer_on_the_provider(&server, "approve", &code).await;
-    let (exit, stdout, stderr) = login.finish().await;
-    assert_eq!(exit, 0, "{stdout}\n{stderr}");
+    let LoggedIn { keyring, server, home, config, .. } = log_in("pryx-expiring", serde_json::json!({})).await;
     let first = keyring.lookup("auth/github").await.expect("the first token");
     let first_ingest = keyring.lookup("auth/ingest").await.expect("the first ingest token");
 
@@ -195,21 +206,13 @@ async fn a_token_about_to_expire_is_refreshed_in_the_keychain() {
 /// ingest token and reach the operator's backend with the personal data gone.
 #[tokio::test]
 async fn telemetry_through_the_control_plane_arrives_scrubbed() {
-    let keyring = KeyringSession::start().await;
     let receiver = crate::telemetry::Receiver::start().await;
     let backend = format!("http://127.0.0.1:{}/v1/traces", receiver.port);
-    let (server, worker) = crate::support::control_plane::control_plane_with(
+    let LoggedIn { keyring, models, home, config, .. } = log_in(
         "pryx-github",
         serde_json::json!({ "OTLP_FORWARD_URL": backend, "OTLP_FORWARD_AUTH": "Bearer backend-key-7" }),
     )
     .await;
-    let models = MockLlm::start().await;
-    let home = tempfile::tempdir().expect("home");
-    let config = cloud_config(&worker, &models);
-    let mut login = Login::start(home.path(), &keyring, &config).await;
-    let code = login.user_code().await;
-    answer_on_the_provider(&server, "approve", &code).await;
-    assert_eq!(login.finish().await.0, 0);
 
     // Content capture on, so the spans carry the conversation: the Worker must take it out.
     let telemetry = "[telemetry]\ncapture_content = true\n[telemetry.otlp]\nvia_cloud = true\n";

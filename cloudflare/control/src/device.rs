@@ -129,24 +129,31 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
-/// The device-authorization request to forward: the Worker's client id and the scope.
+/// What the Worker adds to both requests: its client id, and its secret when it has one
+/// (RFC 8628 section 3.1: a confidential client authenticates at both endpoints).
+fn credentials(provider: Provider, config: &ProviderConfig) -> Result<Vec<(&'static str, &str)>, Reply> {
+    if config.client_id.is_empty() {
+        return Err(not_configured(provider));
+    }
+    let mut pairs = vec![("client_id", config.client_id.as_str())];
+    if let Some(secret) = &config.client_secret {
+        pairs.push(("client_secret", secret.as_str()));
+    }
+    Ok(pairs)
+}
+
+/// The device-authorization request to forward: the Worker's credentials and the scope.
 pub fn device_request(
     provider: Provider,
     config: &ProviderConfig,
     params: &BTreeMap<String, String>,
 ) -> Result<Upstream, Reply> {
-    if config.client_id.is_empty() {
-        return Err(not_configured(provider));
-    }
+    let mut pairs = credentials(provider, config)?;
     let scope = params.get("scope").map(String::as_str).unwrap_or(provider.default_scope());
     if scope.len() > 512 || scope.chars().any(|c| c.is_control()) {
         return Err(error_reply(400, "invalid_scope", "the scope is not acceptable"));
     }
-    let mut pairs = vec![("client_id", config.client_id.as_str()), ("scope", scope)];
-    // RFC 8628 section 3.1: a confidential client authenticates here too.
-    if let Some(secret) = &config.client_secret {
-        pairs.push(("client_secret", secret.as_str()));
-    }
+    pairs.push(("scope", scope));
     Ok(Upstream { url: config.device_url.clone(), form: form(&pairs) })
 }
 
@@ -156,9 +163,7 @@ pub fn token_request(
     config: &ProviderConfig,
     params: &BTreeMap<String, String>,
 ) -> Result<Upstream, Reply> {
-    if config.client_id.is_empty() {
-        return Err(not_configured(provider));
-    }
+    let mut pairs = credentials(provider, config)?;
     let grant = params.get("grant_type").map(String::as_str).unwrap_or(DEVICE_CODE_GRANT);
     let (grant, field) = match grant {
         DEVICE_CODE_GRANT => (DEVICE_CODE_GRANT, "device_code"),
@@ -174,10 +179,7 @@ pub fn token_request(
     let Some(value) = params.get(field).filter(|v| !v.is_empty() && v.len() <= 2048) else {
         return Err(error_reply(400, "invalid_request", &format!("{field} is required")));
     };
-    let mut pairs = vec![("client_id", config.client_id.as_str()), ("grant_type", grant), (field, value.as_str())];
-    if let Some(secret) = &config.client_secret {
-        pairs.push(("client_secret", secret.as_str()));
-    }
+    pairs.extend([("grant_type", grant), (field, value.as_str())]);
     Ok(Upstream { url: config.token_url.clone(), form: form(&pairs) })
 }
 
@@ -353,7 +355,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             up.form,
-            "client_id=Iv1.pryx&grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc&client_secret=s3cret"
+            "client_id=Iv1.pryx&client_secret=s3cret&grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=dc"
         );
         let refresh = token_request(
             Provider::GitHub,
