@@ -40,6 +40,54 @@ export async function startWorker(bindings) {
 }
 
 /**
+ * Starts the built Worker in bare `workerd` (no Miniflare in front of it), as Cloudflare
+ * runs it: for measuring what a request costs the Worker itself. Returns the process too.
+ */
+export async function startBareWorkerd(bindings) {
+  const { mkdtempSync, writeFileSync, copyFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pryx-workerd-'));
+  const build = path.dirname(WORKER_SCRIPT);
+  copyFileSync(WORKER_SCRIPT, path.join(dir, 'index.js'));
+  copyFileSync(path.join(build, 'index_bg.wasm'), path.join(dir, 'index_bg.wasm'));
+  const port = await new Promise((resolve) => {
+    const probe = http.createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address();
+      probe.close(() => resolve(free));
+    });
+  });
+  const text = Object.entries(bindings).map(([name, value]) => `(name = ${JSON.stringify(name)}, text = ${JSON.stringify(value)})`);
+  writeFileSync(path.join(dir, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const worker :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm")],
+  compatibilityDate = "2026-04-01",
+  bindings = [${text.join(', ')}],
+  globalOutbound = "internet",
+);
+`);
+  const workerd = path.join(here, 'node_modules', '.bin', 'workerd');
+  const child = spawn(workerd, ['serve', path.join(dir, 'config.capnp')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    try {
+      await fetch(`${url}/healthz`);
+      return { url, pid: child.pid, stop: () => child.kill() };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  child.kill();
+  throw new Error('workerd did not start');
+}
+
+/**
  * A device-flow authorization server. Clients: `pryx-github` (public, like GitHub's device
  * flow), `pryx-google` (confidential: its secret must arrive, as Google's must),
  * `pryx-short` (codes expire after two seconds) and `pryx-expiring` (access tokens live a

@@ -159,7 +159,15 @@ impl Agent {
     /// Refreshes every login's access token shortly before it expires, at start and then
     /// every minute, so whatever reads it from the keychain (MCP servers through
     /// `secret:auth/github`, the model provider) never gets a stale one.
+    ///
+    /// Without `[cloud]` settings no login can be refreshed, and the keychain is left alone:
+    /// with the kernel keyring, listing it while the agent's first secrets are read made
+    /// that read miss now and then (seen in `secrets::the_kernel_keyring_works_for_headless_servers`).
     pub async fn keep_logins_fresh(self: Arc<Self>, stop: CancellationToken) {
+        let cloud = &self.config.cloud;
+        if cloud.url.is_none() && cloud.github_client_id.is_none() {
+            return;
+        }
         loop {
             if let Ok(providers) = self.secrets.run(auth::logged_in).await {
                 for provider in providers {
