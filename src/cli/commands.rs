@@ -99,6 +99,14 @@ pub fn doctor(config: Config, config_path: &Path, data: DataDir) -> anyhow::Resu
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let secrets = SecretsHandle::new(config.secrets.backend);
     println!("secrets:      {}", secrets.get().describe());
+    let logins = crate::auth::logged_in(secrets.get()).unwrap_or_default();
+    let login_names: Vec<&str> = logins.iter().map(|p| p.title()).collect();
+    match (&config.cloud.url, login_names.is_empty()) {
+        (Some(url), true) => println!("login:        none (control plane {url}; `pryx login github`)"),
+        (Some(url), false) => println!("login:        {} (through {url})", login_names.join(", ")),
+        (None, true) => println!("login:        none ([cloud] url names a control plane; `pryx login github`)"),
+        (None, false) => println!("login:        {}", login_names.join(", ")),
+    }
     let provider = runtime.block_on(ProviderResolver::new(config.llm.clone(), config.cloud.clone(), secrets).info());
     match (provider.base_url, provider.model) {
         (Some(url), Some(model)) => println!("llm:          {model} at {url} ({})", provider.source),

@@ -127,6 +127,11 @@ async fn a_github_login_through_the_worker_is_all_a_new_user_needs_to_chat() {
     let ingest = keyring.lookup("auth/ingest").await.expect("the ingest token");
     assert!(ingest.starts_with("Bearer pit1.pryx-"), "{ingest}");
 
+    let doctor = base_command(home.path()).envs(keyring.env()).arg("doctor").output().await.expect("doctor");
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(doctor.lines().any(|l| l.starts_with("login:") && l.contains("GitHub (through http://")), "{doctor}");
+    assert!(doctor.lines().any(|l| l.starts_with("llm:") && l.contains("openai/gpt-4o-mini")), "{doctor}");
+
     // No key anywhere: the agent answers through GitHub Models with the login's token.
     let pryx = Pryx::start_in(home.path(), Options::default().keychain(&keyring).config(&config)).await;
     models.script([Reply::text(&["Hello ", "from GitHub Models"])]);
