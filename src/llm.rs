@@ -470,9 +470,20 @@ impl ProviderResolver {
             return Provider::new(c, key, "openai", OPENAI_BASE_URL, model).map(Some);
         }
         // A GitHub login is a choice the user made: it comes before what merely answers here.
-        let github = auth::access_token(&self.cloud, &self.secrets, auth::Provider::GitHub).await.map_err(|e| {
-            LlmError::new(ErrorKind::ProviderAuth, format!("cannot use the GitHub login for GitHub Models: {e}"))
-        })?;
+        let github = match auth::access_token(&self.cloud, &self.secrets, auth::Provider::GitHub).await {
+            Ok(token) => token,
+            // A keychain that cannot answer holds no login to use; a local server still may.
+            Err(auth::AuthError::Keychain(e)) => {
+                tracing::warn!("cannot look for a GitHub login in the keychain: {e}");
+                None
+            }
+            Err(e) => {
+                return Err(LlmError::new(
+                    ErrorKind::ProviderAuth,
+                    format!("cannot use the GitHub login for GitHub Models: {e}"),
+                ))
+            }
+        };
         if let Some(token) = github {
             let model = c.model.clone().unwrap_or_else(|| self.cloud.github_models_model.clone());
             return Provider::new(c, Some(&token), "github", &self.cloud.github_models_url, model).map(Some);

@@ -93,14 +93,19 @@ impl DeviceLogin {
         let garbled = || AuthError::Garbled(endpoints.device.clone(), status);
         let device_code = text("device_code").ok_or_else(garbled)?;
         let user_code = text("user_code").ok_or_else(garbled)?;
-        let verification_uri = text("verification_uri").or_else(|| text("verification_url")).ok_or_else(garbled)?;
+        // The links are shown as links (the Control Center, a QR code): only web addresses,
+        // never `javascript:` or anything else a provider or control plane might send.
+        let web =
+            |link: String| url::Url::parse(&link).ok().filter(|u| matches!(u.scheme(), "https" | "http")).map(|_| link);
+        let verification_uri =
+            text("verification_uri").or_else(|| text("verification_url")).and_then(web).ok_or_else(garbled)?;
         let expires_in = answer.get("expires_in").and_then(number).ok_or_else(garbled)?;
         let interval = answer.get("interval").and_then(number).unwrap_or(5).max(1);
         Ok(DeviceLogin {
             provider,
             user_code,
             verification_uri,
-            verification_uri_complete: text("verification_uri_complete"),
+            verification_uri_complete: text("verification_uri_complete").and_then(web),
             expires_at: Instant::now() + Duration::from_secs(expires_in),
             interval: Duration::from_secs(interval),
             device_code: SecretString::new(device_code),
@@ -235,6 +240,20 @@ mod tests {
         assert!(forms[0].contains("client_id=Iv1.test"), "{forms:?}");
         assert!(forms[0].contains("device_code=dc-1"));
         assert!(!forms[0].contains("install_id"), "only the control plane gets an install id");
+    }
+
+    #[tokio::test]
+    async fn a_link_that_is_not_a_web_address_is_refused() {
+        crate::install_tls_provider();
+        let app = Router::new().route(
+            "/login/device/code",
+            post(|| async { "device_code=d&user_code=AB-CD&verification_uri=javascript%3Aalert(1)&expires_in=900" }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let error = DeviceLogin::start(&direct(&url), Provider::GitHub).await.unwrap_err();
+        assert!(matches!(error, AuthError::Garbled(..)), "{error}");
     }
 
     #[tokio::test]
