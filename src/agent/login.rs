@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pryx_api::{LoginProvider, LoginStarted, LoginState, LoginStatus, LoginUpdate};
 use tokio::sync::watch;
@@ -41,11 +41,6 @@ fn wire(provider: Provider) -> LoginProvider {
         Provider::GitHub => LoginProvider::Github,
         Provider::Google => LoginProvider::Google,
     }
-}
-
-fn unix_ms_in(left: Duration) -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (now + left).as_millis() as i64
 }
 
 impl Agent {
@@ -95,7 +90,8 @@ impl Agent {
             verification_uri: login.verification_uri.clone(),
             verification_uri_complete: login.verification_uri_complete.clone(),
             qr: None,
-            expires_at: unix_ms_in(login.expires_at.saturating_duration_since(std::time::Instant::now())),
+            expires_at: crate::store::now_ms()
+                + login.expires_at.saturating_duration_since(std::time::Instant::now()).as_millis() as i64,
         };
         let (report, updates) =
             watch::channel(LoginUpdate { login_id: login_id.clone(), state: LoginState::Waiting, message: None });
