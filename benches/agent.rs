@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use mock_llm::{epoch, MockLlm, Reply};
 use pryx::client::{self, PryxApiClient};
 use pryx_api::TurnEvent;
-use pryx_process::{spawn_pryx, Running};
+use pryx_process::{rss_kib, spawn_pryx, Running};
 
 const STARTS: usize = 20;
 const CHUNKS_PER_TURN: usize = 100;
@@ -34,15 +34,6 @@ async fn start(home: &Path, llm: &MockLlm) -> Running {
 
 async fn start_with(home: &Path, llm: &MockLlm, config: &str) -> Running {
     spawn_pryx(home, &llm.base_url(), config, &[]).await
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn ms(d: Duration) -> f64 {

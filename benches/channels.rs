@@ -39,6 +39,8 @@ mod pryx_process;
 #[path = "../tests/e2e/support/telegram.rs"]
 #[allow(dead_code)]
 mod telegram;
+#[path = "support/webhook.rs"]
+mod webhook;
 
 use std::time::{Duration, Instant};
 
@@ -46,10 +48,9 @@ use hdrhistogram::Histogram;
 use mock_llm::{MockLlm, Reply};
 use pryx_process::{spawn_pryx, Running};
 use telegram::{text_update, FakeTelegram, TOKEN};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use webhook::Connection;
 
-const SECRET: &str = "bench-webhook-secret-0123456789";
+use webhook::SECRET;
 const STREAMING_CHATS: i64 = 50;
 const BURSTS: [usize; 3] = [50, 500, 5000];
 const CONNECTIONS: usize = 500;
@@ -69,55 +70,6 @@ struct Instance {
     delivered: usize,
     /// The id the next new update gets.
     next_update_id: i64,
-}
-
-/// One kept-alive HTTP/1.1 connection speaking just enough of the protocol to post a webhook
-/// and read the status: the load generator shares the two cores with Pryx, so it has to cost
-/// far less than what it measures (a full HTTP client costs about as much as the server).
-struct Connection {
-    stream: BufReader<TcpStream>,
-    host: String,
-    line: String,
-}
-
-impl Connection {
-    async fn open(host: &str) -> Connection {
-        let stream = TcpStream::connect(host).await.expect("connect to pryx");
-        stream.set_nodelay(true).expect("nodelay");
-        Connection { stream: BufReader::new(stream), host: host.to_owned(), line: String::new() }
-    }
-
-    /// Post one update; returns the response's status code.
-    async fn deliver(&mut self, update: &str) -> u16 {
-        let request = format!(
-            "POST /webhooks/telegram HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nContent-Length: {}\r\n\r\n{update}",
-            self.host,
-            update.len()
-        );
-        self.stream.get_mut().write_all(request.as_bytes()).await.expect("send");
-        let (mut status, mut length) = (0, 0);
-        loop {
-            self.line.clear();
-            let read = self.stream.read_line(&mut self.line).await.expect("read the response");
-            assert!(read > 0, "pryx closed the connection");
-            let line = self.line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
-                status = rest[..3].parse().expect("status code");
-            } else if let Some((name, value)) = line.split_once(':') {
-                assert!(!name.eq_ignore_ascii_case("transfer-encoding"), "unexpected chunked response");
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().expect("content-length");
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await.expect("read the body");
-        status
-    }
 }
 
 /// The three ways telemetry can be set: off, on (spans kept locally), on with OTLP export;
@@ -283,14 +235,7 @@ async fn sustained(instance: &mut Instance, rate: u32, duration: Duration) -> Fi
 /// A Pryx whose Telegram channel is connected, ready for load.
 async fn connected(llm: &MockLlm, telegram: &FakeTelegram, variant: &Variant) -> Instance {
     let instance = start(llm, telegram, variant).await;
-    let mut connection = Connection::open(instance.host()).await;
-    // The webhook answers 503 until the bot is connected (`setWebhook` done); an update
-    // without a message is acknowledged and not stored.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while connection.deliver(r#"{"update_id": 1}"#).await != 200 {
-        assert!(Instant::now() < deadline, "the Telegram channel did not connect");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    webhook::wait_until_connected(instance.host()).await;
     instance
 }
 

@@ -176,6 +176,50 @@ impl Outcome {
     }
 }
 
+/// Sessions that keep "allow for session" grants, at most; past it the session granted
+/// longest ago forgets its grants (its next call is asked about again: the safe side).
+pub const MAX_SESSIONS_WITH_GRANTS: usize = 1024;
+
+/// "Allow for session" grants by session, in memory only (a restart forgets them), for at
+/// most [`MAX_SESSIONS_WITH_GRANTS`] sessions.
+#[derive(Default)]
+pub struct SessionGrants {
+    by_session: HashMap<String, HashSet<String>>,
+    /// Sessions in the order they were first granted something, oldest first.
+    order: std::collections::VecDeque<String>,
+}
+
+impl SessionGrants {
+    pub fn of(&self, session_id: &str) -> HashSet<String> {
+        self.by_session.get(session_id).cloned().unwrap_or_default()
+    }
+
+    pub fn grant(&mut self, session_id: &str, grant: String) {
+        if let Some(grants) = self.by_session.get_mut(session_id) {
+            grants.insert(grant);
+            return;
+        }
+        while self.order.len() >= MAX_SESSIONS_WITH_GRANTS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_session.remove(&oldest);
+            }
+        }
+        self.by_session.insert(session_id.to_owned(), HashSet::from([grant]));
+        self.order.push_back(session_id.to_owned());
+    }
+
+    pub fn forget(&mut self, session_id: &str) {
+        if self.by_session.remove(session_id).is_some() {
+            self.order.retain(|s| s != session_id);
+        }
+    }
+
+    /// How many sessions hold grants.
+    pub fn sessions(&self) -> usize {
+        self.by_session.len()
+    }
+}
+
 /// Offers approval requests to every surface and waits for the first answer.
 pub struct Broker {
     store: Store,
@@ -183,8 +227,8 @@ pub struct Broker {
     /// Requests waiting for an answer: how to wake the caller, and what allowing the tool
     /// for the session would grant.
     waiting: Mutex<HashMap<String, (oneshot::Sender<()>, String)>>,
-    /// Grants ([`session_grant`]) given for a whole session, by session id.
-    session_allows: Mutex<HashMap<String, HashSet<String>>>,
+    /// Grants ([`session_grant`]) given for a whole session.
+    session_allows: Mutex<SessionGrants>,
     events: broadcast::Sender<Approval>,
     /// Serialises settling so the first answer wins.
     settle: tokio::sync::Mutex<()>,
@@ -197,7 +241,7 @@ impl Broker {
             store,
             timeout,
             waiting: Mutex::new(HashMap::new()),
-            session_allows: Mutex::new(HashMap::new()),
+            session_allows: Mutex::new(SessionGrants::default()),
             events,
             settle: tokio::sync::Mutex::new(()),
         }
@@ -214,7 +258,16 @@ impl Broker {
 
     /// Tools a person allowed for this session.
     pub fn allowed_for_session(&self, session_id: &str) -> HashSet<String> {
-        self.session_allows.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).cloned().unwrap_or_default()
+        self.lock_grants().of(session_id)
+    }
+
+    /// Forget what was allowed for a session (it was deleted).
+    pub fn forget_session(&self, session_id: &str) {
+        self.lock_grants().forget(session_id);
+    }
+
+    fn lock_grants(&self) -> std::sync::MutexGuard<'_, SessionGrants> {
+        self.session_allows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Mark approvals left pending by a previous run as expired (a deny). Returns how many.
@@ -311,12 +364,7 @@ impl Broker {
         if decision == ApprovalDecision::AllowForSession {
             // A request with no waiter left grants only the tool as it was asked for.
             let grant = waiting.as_ref().map_or_else(|| current.tool.clone(), |(_, grant)| grant.clone());
-            self.session_allows
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(current.session_id.clone())
-                .or_default()
-                .insert(grant);
+            self.lock_grants().grant(&current.session_id, grant);
         }
         if let Some((waiter, _)) = waiting {
             let _ = waiter.send(());
@@ -441,6 +489,24 @@ fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_grants_are_kept_for_the_newest_sessions_only() {
+        let mut grants = SessionGrants::default();
+        for i in 0..MAX_SESSIONS_WITH_GRANTS + 10 {
+            grants.grant(&format!("s{i}"), "fs_write".into());
+        }
+        assert_eq!(grants.sessions(), MAX_SESSIONS_WITH_GRANTS);
+        assert!(grants.of("s0").is_empty() && grants.of("s9").is_empty(), "the oldest sessions forgot");
+        assert!(grants.of("s10").contains("fs_write"));
+        // More grants to a known session take no new place.
+        grants.grant("s10", "shell_execute".into());
+        assert_eq!(grants.sessions(), MAX_SESSIONS_WITH_GRANTS);
+        assert_eq!(grants.of("s10").len(), 2);
+        grants.forget("s10");
+        assert!(grants.of("s10").is_empty());
+        assert_eq!(grants.sessions(), MAX_SESSIONS_WITH_GRANTS - 1);
+    }
     use serde_json::json;
 
     fn policy(toml_text: &str) -> Policy {

@@ -58,6 +58,16 @@ pub struct TurnRecord {
     pub error: Option<String>,
 }
 
+/// SQLite's page cache of the writing connection, in KiB (`PRAGMA cache_size`).
+pub const WRITER_CACHE_KIB: u32 = 2048;
+/// SQLite's page cache of each reading connection, in KiB.
+pub const READER_CACHE_KIB: u32 = 1024;
+/// Reading connections, at most: with the writer, `pryx.db`'s caches hold at most
+/// 2 + 4 × 1 = 6 MiB.
+const READERS: u32 = 4;
+/// A reading connection idle this long is closed, its cache with it; the next read opens one.
+const READER_IDLE: Duration = Duration::from_secs(30);
+
 /// Handle to the database; cheap to clone.
 ///
 /// Writes go through one connection, reads through a few others. SQLite lets one writer
@@ -85,13 +95,28 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // No `max_lifetime`: sqlx's default reopens every connection after 30 minutes, and
+        // the soak saw each reopening take RSS up by tens of megabytes at once (caches and
+        // prepared statements built anew while the old ones were still held).
+        let writer = SqlitePoolOptions::new()
+            .max_lifetime(None)
+            .max_connections(1)
+            .connect_with(options.clone().pragma("cache_size", format!("-{WRITER_CACHE_KIB}")))
+            .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone().pragma("query_only", "ON"))
+            .max_lifetime(None)
+            .max_connections(READERS)
+            .min_connections(0)
+            .idle_timeout(READER_IDLE)
+            .connect_with(options.pragma("query_only", "ON").pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
         Ok(Store { writer, reader })
+    }
+
+    /// Let SQLite free what the writing connection caches (readers close when idle).
+    pub async fn release_memory(&self) {
+        let _ = sqlx::query("PRAGMA shrink_memory").execute(&self.writer).await;
     }
 
     /// The writing connection, for modules that own their own tables (approvals, channels).
@@ -147,8 +172,7 @@ impl Store {
         self.session(id).await
     }
 
-    const SESSION_COLUMNS: &'static str = "s.id, s.title, s.channel, s.created_at, s.updated_at, \
-        (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count";
+    const SESSION_COLUMNS: &'static str = "s.id, s.title, s.channel, s.created_at, s.updated_at, s.message_count";
 
     pub async fn session(&self, id: &str) -> Result<Session> {
         let sql = format!("SELECT {} FROM sessions s WHERE s.id = ?", Self::SESSION_COLUMNS);
@@ -156,6 +180,7 @@ impl Store {
         row.map(|r| session_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))
     }
 
+    /// Every session, the most recently active first.
     pub async fn sessions(&self) -> Result<Vec<Session>> {
         let sql = format!("SELECT {} FROM sessions s ORDER BY s.updated_at DESC, s.id", Self::SESSION_COLUMNS);
         let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
@@ -460,6 +485,73 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("pryx.db")).await.unwrap();
         (dir, store)
+    }
+
+    /// Read all of `sql` through one connection of `pool`; returns the bytes that
+    /// connection's page cache holds then (SQLite's own figure).
+    async fn cache_after(pool: &SqlitePool, sql: &str) -> i32 {
+        let mut connection = pool.acquire().await.unwrap();
+        sqlx::query(sql).fetch_all(&mut *connection).await.unwrap();
+        let mut handle = connection.lock_handle().await.unwrap();
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: the handle is a live connection, locked for this call.
+        let status = unsafe {
+            libsqlite3_sys::sqlite3_db_status(
+                handle.as_raw_handle().as_ptr(),
+                libsqlite3_sys::SQLITE_DBSTATUS_CACHE_USED,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        assert_eq!(status, libsqlite3_sys::SQLITE_OK);
+        current
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_newest_first_with_their_titles_as_written() {
+        let (_dir, store) = store().await;
+        let awkward = "Plans \"2027\"\n\\ naïve 🦀 <b>&amp;</b>";
+        store.create_session("a", "first", Surface::Local).await.unwrap();
+        store.create_session("b", awkward, Surface::Telegram).await.unwrap();
+        store.start_turn("a", "t1", "hello").await.unwrap();
+        sqlx::query("UPDATE sessions SET updated_at = 5 WHERE id = 'b'").execute(store.writer()).await.unwrap();
+        let sessions = store.sessions().await.unwrap();
+        assert_eq!(sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(sessions[0].message_count, 1);
+        assert_eq!(sessions[1], store.session("b").await.unwrap());
+        assert_eq!((sessions[1].title.as_str(), sessions[1].channel), (awkward, Surface::Telegram));
+        store.delete_session("a").await.unwrap();
+        store.delete_session("b").await.unwrap();
+        assert!(store.sessions().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn page_caches_stay_within_their_caps_over_a_large_history() {
+        let (_dir, store) = store().await;
+        // About 16 MB of rows, far more than any cache may hold, read whole by each connection.
+        sqlx::raw_sql(
+            "CREATE TABLE filler (x BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) \
+             INSERT INTO filler SELECT randomblob(4000) FROM n;",
+        )
+        .execute(store.writer())
+        .await
+        .unwrap();
+        // (The insert filled the writer's cache with the temporary tables it used too.)
+        store.release_memory().await;
+        let read_all = "SELECT SUM(LENGTH(x)) FROM filler";
+        cache_after(store.writer(), read_all).await;
+        let reader = cache_after(store.reader(), read_all).await;
+        let writer = cache_after(store.writer(), "SELECT 1").await;
+        // SQLite's caches share one pool of pages, as large as their caps together: one
+        // connection may hold more than its own cap while the others hold less. Each page
+        // is counted with its bookkeeping (a few hundred bytes per 4 KiB page).
+        let cap = ((WRITER_CACHE_KIB + READER_CACHE_KIB) as i32) * 1024 * 5 / 4;
+        assert!(writer + reader > 2 << 20, "the caches hold {writer} + {reader} bytes");
+        assert!(writer + reader <= cap, "the caches hold {writer} + {reader} bytes, more than {cap}");
+        store.release_memory().await;
+        assert!(cache_after(store.writer(), "SELECT 1").await < 64 << 10, "the writer's cache was freed");
     }
 
     #[tokio::test]

@@ -18,8 +18,13 @@ pub struct Running {
 /// Start Pryx on `home` with `config`; `env` adds to (or overrides) the environment.
 pub async fn spawn_pryx(home: &Path, llm_base_url: &str, config: &str, env: &[(&str, &str)]) -> Running {
     std::fs::write(home.join("config.toml"), config).expect("config");
+    // To profile, `PRYX_BENCH_COMMAND` runs another command in its place, for example
+    // `heaptrack -o /tmp/pryx /path/to/pryx` (its pryx arguments follow).
+    let command = std::env::var("PRYX_BENCH_COMMAND").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pryx").to_owned());
+    let mut words = command.split_whitespace();
     let exec = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pryx"))
+    let mut child = Command::new(words.next().expect("a command"))
+        .args(words)
         .args(["--serve", "--port", "0", "--data-dir"])
         .arg(home.join("data"))
         .arg("--config")
@@ -34,9 +39,24 @@ pub async fn spawn_pryx(home: &Path, llm_base_url: &str, config: &str, env: &[(&
         .spawn()
         .expect("spawn pryx");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next_line().await.expect("read").expect("listening line");
+    // (A profiler in front may print lines of its own first.)
+    let url = loop {
+        let line = lines.next_line().await.expect("read").expect("listening line");
+        if let Some(url) = line.strip_prefix("pryx listening on ") {
+            break url.to_owned();
+        }
+    };
     let exec_to_listening = exec.elapsed();
-    let url = line.trim_start_matches("pryx listening on ").to_owned();
     let token = std::fs::read_to_string(home.join("data/token")).expect("token").trim().to_owned();
     Running { child, url, token, exec_to_listening }
+}
+
+/// Resident memory of process `pid`, in KiB (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -259,7 +259,9 @@ impl Agent {
     pub async fn delete_session(&self, id: &str) -> Result<(), AgentError> {
         self.store.session(id).await?;
         self.turns.stop_session(id).await;
-        Ok(self.store.delete_session(id).await?)
+        self.store.delete_session(id).await?;
+        self.approvals.forget_session(id);
+        Ok(())
     }
 
     pub async fn system_info(&self) -> SystemInfo {

@@ -11,12 +11,16 @@
 //!
 //! A panic inside a turn is caught here: it fails that turn only, is recorded as a crash,
 //! and the client gets an `error` event.
+//!
+//! Memory: a running turn's log lives as long as the turn. A finished turn's log stays
+//! for late subscribers only within the caps of [`FinishedLogs`] (count, bytes, age);
+//! after that a subscriber gets the stored outcome. Nothing else of a turn outlives it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use pryx_api::{
@@ -40,34 +44,139 @@ use crate::store::Store;
 use crate::telemetry::SPAN_TARGET;
 use crate::tools::LiveTools;
 
-/// How long a finished turn's event log stays in memory for late subscribers.
+/// How long a finished turn's event log stays in memory for late subscribers, at most.
 const KEEP_FINISHED_TURN: Duration = Duration::from_secs(120);
+/// At most this many finished turns keep their event logs in memory ...
+pub(super) const MAX_FINISHED_TURNS: usize = 256;
+/// ... and their logs hold at most about this many bytes together.
+pub(super) const MAX_FINISHED_LOG_BYTES: usize = 4 << 20;
 
 /// Everything a turn needs to know about itself, shared with subscribers.
 pub(super) struct TurnHandle {
     pub(super) id: String,
     pub(super) session_id: String,
     pub(super) cancel: CancellationToken,
-    pub(super) log: Mutex<Vec<TurnEventEnvelope>>,
-    pub(super) progress: watch::Sender<usize>,
-    pub(super) finished: watch::Sender<bool>,
+    /// The turn's events in order; an event's index is its `seq`. Envelopes are made when
+    /// an event is sent, so the log does not hold the turn's ids once per event.
+    log: Mutex<Vec<TurnEvent>>,
+    /// How many events the log holds, and whether the turn has ended (one channel for both:
+    /// each channel costs a few hundred bytes per turn).
+    progress: watch::Sender<Progress>,
     /// Test fault: panic at this turn's first delta (armed by `debug.fault turn_panic`).
     pub(super) panic_at_first_delta: AtomicBool,
 }
 
+#[derive(Clone, Copy, Default)]
+struct Progress {
+    events: usize,
+    finished: bool,
+}
+
 impl TurnHandle {
+    fn new(id: String, session_id: String, cancel: CancellationToken, panic_at_first_delta: bool) -> TurnHandle {
+        TurnHandle {
+            id,
+            session_id,
+            cancel,
+            log: Mutex::new(Vec::new()),
+            progress: watch::channel(Progress::default()).0,
+            panic_at_first_delta: AtomicBool::new(panic_at_first_delta),
+        }
+    }
+
+    fn envelope(&self, seq: usize, event: TurnEvent) -> TurnEventEnvelope {
+        TurnEventEnvelope { turn_id: self.id.clone(), session_id: self.session_id.clone(), seq: seq as u64, event }
+    }
+
     fn events_from(&self, next: usize) -> Vec<TurnEventEnvelope> {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.get(next..).map(<[_]>::to_vec).unwrap_or_default()
+        let log = self.lock_log();
+        let events = log.get(next..).unwrap_or_default();
+        events.iter().enumerate().map(|(i, event)| self.envelope(next + i, event.clone())).collect()
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, Vec<TurnEvent>> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn is_finished(&self) -> bool {
-        *self.finished.borrow()
+        self.progress.borrow().finished
     }
 
     async fn wait_finished(&self) {
-        let mut rx = self.finished.subscribe();
-        let _ = rx.wait_for(|done| *done).await;
+        let mut rx = self.progress.subscribe();
+        let _ = rx.wait_for(|p| p.finished).await;
+    }
+
+    /// Mark the turn ended; returns about how many bytes its log holds (for the caps).
+    fn finish(&self) -> usize {
+        let bytes = {
+            let mut log = self.lock_log();
+            log.shrink_to_fit();
+            log.iter().map(event_bytes).sum::<usize>() + self.id.len() + self.session_id.len()
+        };
+        self.progress.send_modify(|p| p.finished = true);
+        bytes
+    }
+}
+
+/// About how many bytes `event` takes in a log: the value and the text it owns.
+fn event_bytes(event: &TurnEvent) -> usize {
+    let text = match event {
+        TurnEvent::Delta { text } => text.len(),
+        TurnEvent::ToolCall { call } => call.id.len() + call.name.len() + call.arguments.len(),
+        TurnEvent::ToolResult { call_id, name, output, .. } => call_id.len() + name.len() + output.len(),
+        TurnEvent::ToolProgress { call_id, message, .. } => call_id.len() + message.as_ref().map_or(0, String::len),
+        TurnEvent::ApprovalRequested { approval } | TurnEvent::ApprovalSettled { approval } => {
+            serde_json::to_string(approval).map_or(0, |s| s.len())
+        }
+        TurnEvent::Error { message, .. } => message.len(),
+        TurnEvent::Usage { .. } | TurnEvent::Done { .. } => 0,
+    };
+    std::mem::size_of::<TurnEvent>() + text
+}
+
+/// Which finished turns still keep their event logs: the newest ones, within a count, a
+/// byte and an age cap. Pure bookkeeping; [`Turns`] drops the logs it names.
+#[derive(Default)]
+pub(super) struct FinishedLogs {
+    /// Oldest first: (turn id, when it finished, bytes of its log).
+    order: VecDeque<(String, Instant, usize)>,
+    bytes: usize,
+}
+
+impl FinishedLogs {
+    /// Keep a log that just finished; returns the turns whose logs must go to stay in caps.
+    pub(super) fn keep(&mut self, turn_id: String, bytes: usize, now: Instant) -> Vec<String> {
+        self.order.push_back((turn_id, now, bytes));
+        self.bytes += bytes;
+        let mut forget = self.expire(now);
+        while self.order.len() > MAX_FINISHED_TURNS || (self.bytes > MAX_FINISHED_LOG_BYTES && self.order.len() > 1) {
+            forget.extend(self.pop_oldest());
+        }
+        forget
+    }
+
+    /// The turns whose logs are older than [`KEEP_FINISHED_TURN`].
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<String> {
+        let mut forget = Vec::new();
+        while self.order.front().is_some_and(|(_, at, _)| now.duration_since(*at) >= KEEP_FINISHED_TURN) {
+            forget.extend(self.pop_oldest());
+        }
+        forget
+    }
+
+    fn pop_oldest(&mut self) -> Option<String> {
+        let (id, _, bytes) = self.order.pop_front()?;
+        self.bytes -= bytes;
+        Some(id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -84,11 +193,25 @@ pub(super) enum StepEnd {
     Ended(TurnEnd),
 }
 
+/// The turns in memory: every running or queued turn, and finished ones within the caps
+/// of [`FinishedLogs`].
 #[derive(Default)]
 pub(super) struct Turns {
     pub(super) by_id: HashMap<String, Arc<TurnHandle>>,
-    /// The newest turn of each session; the next turn waits for it.
+    /// The newest unfinished turn of each session; the next turn waits for it.
     pub(super) tail: HashMap<String, Arc<TurnHandle>>,
+    finished: FinishedLogs,
+}
+
+impl Turns {
+    fn forget(&mut self, turn_ids: Vec<String>) {
+        for id in turn_ids {
+            self.by_id.remove(&id);
+        }
+        if self.by_id.capacity() > 4 * self.by_id.len().max(64) {
+            self.by_id.shrink_to_fit();
+        }
+    }
 }
 
 /// Runs turns. Shared (`Arc`) by the agent's API, the channels and every turn task.
@@ -165,17 +288,12 @@ impl TurnEngine {
             let _ = self.store.rename_session(session_id, &title_from(&text)).await;
         }
 
-        let (progress, _) = watch::channel(0);
-        let (finished, _) = watch::channel(false);
-        let turn = Arc::new(TurnHandle {
-            id: turn_id.clone(),
-            session_id: session_id.to_owned(),
-            cancel: self.shutdown.child_token(),
-            log: Mutex::new(Vec::new()),
-            progress,
-            finished,
-            panic_at_first_delta: AtomicBool::new(self.faults.turn_panic.swap(false, Ordering::SeqCst)),
-        });
+        let turn = Arc::new(TurnHandle::new(
+            turn_id.clone(),
+            session_id.to_owned(),
+            self.shutdown.child_token(),
+            self.faults.turn_panic.swap(false, Ordering::SeqCst),
+        ));
         let previous = {
             let mut turns = self.lock_turns();
             turns.by_id.insert(turn_id.clone(), turn.clone());
@@ -402,27 +520,26 @@ impl TurnEngine {
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
         }
         self.emit(turn, event);
-        turn.finished.send_replace(true);
-        self.refresh_activity();
+        let bytes = turn.finish();
         {
+            // Keep the log a while for late subscribers, within the caps (the store has the rest).
             let mut turns = self.lock_turns();
             if turns.tail.get(&turn.session_id).is_some_and(|t| t.id == turn.id) {
                 turns.tail.remove(&turn.session_id);
             }
+            let forget = turns.finished.keep(turn.id.clone(), bytes, Instant::now());
+            turns.forget(forget);
         }
-        // Keep the log a while for late subscribers, then forget it (the store has the rest).
-        let turns = Arc::downgrade(&self.turns);
-        let id = turn.id.clone();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(KEEP_FINISHED_TURN) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if let Some(turns) = turns.upgrade() {
-                turns.lock().unwrap_or_else(|p| p.into_inner()).by_id.remove(&id);
-            }
-        });
+        self.refresh_activity();
+    }
+
+    /// Forget finished turns' logs older than [`KEEP_FINISHED_TURN`] (finishing a turn does
+    /// it too; this is for when none finishes). Returns (logs kept, their bytes).
+    pub fn forget_expired_turns(&self) -> (usize, usize) {
+        let mut turns = self.lock_turns();
+        let forget = turns.finished.expire(Instant::now());
+        turns.forget(forget);
+        (turns.finished.len(), turns.finished.bytes())
     }
 
     // ---- helpers ----
@@ -451,17 +568,65 @@ impl TurnEngine {
 
 /// Append `event` to the turn's log (for replay) and pass it to live listeners.
 pub(super) fn emit_to(events: &broadcast::Sender<TurnEventEnvelope>, turn: &TurnHandle, event: TurnEvent) {
-    let mut log = turn.log.lock().unwrap_or_else(|p| p.into_inner());
-    let envelope = TurnEventEnvelope {
-        turn_id: turn.id.clone(),
-        session_id: turn.session_id.clone(),
-        seq: log.len() as u64,
-        event,
-    };
+    let mut log = turn.lock_log();
     // Every delta passes here: copy it for `events.subscribe` only when someone listens.
     if events.receiver_count() > 0 {
-        let _ = events.send(envelope.clone());
+        let _ = events.send(turn.envelope(log.len(), event.clone()));
     }
-    log.push(envelope);
-    turn.progress.send_replace(log.len());
+    log.push(event);
+    let events = log.len();
+    turn.progress.send_modify(|p| p.events = events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_logs_keep_at_most_the_newest_turns() {
+        let mut logs = FinishedLogs::default();
+        let now = Instant::now();
+        let mut forgotten = Vec::new();
+        for i in 0..MAX_FINISHED_TURNS + 44 {
+            forgotten.extend(logs.keep(format!("turn-{i}"), 100, now));
+        }
+        assert_eq!(logs.len(), MAX_FINISHED_TURNS);
+        assert_eq!(forgotten, (0..44).map(|i| format!("turn-{i}")).collect::<Vec<_>>(), "oldest first");
+        assert_eq!(logs.bytes(), MAX_FINISHED_TURNS * 100);
+    }
+
+    #[test]
+    fn finished_logs_stay_within_their_bytes() {
+        let mut logs = FinishedLogs::default();
+        let now = Instant::now();
+        let big = MAX_FINISHED_LOG_BYTES / 3;
+        assert!(logs.keep("a".into(), big, now).is_empty());
+        assert!(logs.keep("b".into(), big, now).is_empty());
+        assert!(logs.keep("c".into(), big, now).is_empty());
+        assert_eq!(logs.keep("d".into(), big, now), vec!["a".to_owned()]);
+        assert!(logs.bytes() <= MAX_FINISHED_LOG_BYTES);
+        // One log larger than the cap is still kept on its own, until the next one comes.
+        assert_eq!(logs.keep("huge".into(), 2 * MAX_FINISHED_LOG_BYTES, now), vec!["b", "c", "d"]);
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs.keep("e".into(), 10, now), vec!["huge".to_owned()]);
+    }
+
+    #[test]
+    fn finished_logs_expire() {
+        let mut logs = FinishedLogs::default();
+        let start = Instant::now();
+        logs.keep("old".into(), 10, start);
+        logs.keep("new".into(), 10, start + KEEP_FINISHED_TURN / 2);
+        assert!(logs.expire(start + KEEP_FINISHED_TURN / 2).is_empty());
+        assert_eq!(logs.expire(start + KEEP_FINISHED_TURN), vec!["old".to_owned()]);
+        assert_eq!(logs.expire(start + KEEP_FINISHED_TURN * 2), vec!["new".to_owned()]);
+        assert_eq!((logs.len(), logs.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_log_is_measured_by_the_text_it_holds() {
+        let small = event_bytes(&TurnEvent::Delta { text: "hi".into() });
+        let large = event_bytes(&TurnEvent::Delta { text: "x".repeat(10_000) });
+        assert_eq!(large - small, 9_998);
+    }
 }

@@ -3,6 +3,7 @@
 //! `pryx --serve` and the in-process agent of `pryx chat` both start here, so there is one
 //! way to bring Pryx up: bind the port, start the supervisor thread, wait until it serves.
 
+pub mod memory;
 pub mod panics;
 pub mod supervisor;
 

@@ -240,6 +240,8 @@ async fn run_agent(
     let retention = Retention { days: config.telemetry.retention_days, max_spans: config.telemetry.max_spans };
     let span_writer = tokio::spawn(crate::telemetry::writer::store_spans(spans.clone(), retention, spans_stop.clone()));
     tokio::spawn(agent.clone().keep_logins_fresh(server_stop.clone()));
+    let tidy = super::memory::Tidy { agent: agent.clone(), store: store.clone(), spans: spans.clone() };
+    tokio::spawn(tidy.run(server_stop.clone()));
     if first {
         (launch.on_ready)(address);
         // Say where secrets live once serving (probing a keychain must not delay that).

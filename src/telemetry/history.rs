@@ -43,6 +43,8 @@ const LAYOUT: i64 = 2;
 
 /// Bytes per page. A new file is made with it; an older file is rewritten to it.
 const PAGE_SIZE: u32 = 16_384;
+/// The connection's page cache, in KiB (`PRAGMA cache_size`).
+pub const CACHE_KIB: u32 = 1024;
 
 /// Drops whatever an earlier layout left, then makes the tables of this one.
 const RESET: &str = "
@@ -99,10 +101,6 @@ pub struct Retention {
 }
 
 impl SpanHistory {
-    /// Open `telemetry.db` with `options` (the store's, with the file name), bringing its
-    /// tables up to date. One connection, `synchronous = NORMAL`: spans may be lost on a
-    /// power cut (never on a crash). The WAL is checkpointed every 256 pages (4 MiB, as
-    /// SQLite's default of 1,000 does with 4 KiB pages) so it stays small on disk.
     /// Open (creating if needed, 0600) `telemetry.db` beside the database at `db_path`: a
     /// file of its own, so writing spans never takes the conversation data's write lock.
     pub async fn open_beside(db_path: &Path) -> Result<SpanHistory> {
@@ -116,10 +114,17 @@ impl SpanHistory {
         SpanHistory::open(options).await
     }
 
+    /// Open `telemetry.db` with `options`, bringing its tables up to date. One connection,
+    /// `synchronous = NORMAL`: spans may be lost on a power cut (never on a crash). The WAL
+    /// is checkpointed every 256 pages (4 MiB, as SQLite's default of 1,000 does with 4 KiB
+    /// pages) so it stays small on disk; the page cache holds at most [`CACHE_KIB`].
     pub async fn open(options: SqliteConnectOptions) -> Result<SpanHistory> {
-        let options =
-            options.page_size(PAGE_SIZE).synchronous(SqliteSynchronous::Normal).pragma("wal_autocheckpoint", "256");
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let options = options
+            .page_size(PAGE_SIZE)
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("wal_autocheckpoint", "256")
+            .pragma("cache_size", format!("-{CACHE_KIB}"));
+        let pool = SqlitePoolOptions::new().max_lifetime(None).max_connections(1).connect_with(options).await?;
         // A file of this layout (every start but the first) is only read here, never written.
         let layout: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
         if layout != LAYOUT {
@@ -140,6 +145,11 @@ impl SpanHistory {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Let SQLite free what the connection caches.
+    pub async fn release_memory(&self) {
+        let _ = sqlx::query("PRAGMA shrink_memory").execute(&self.pool).await;
     }
 
     /// Store finished spans (oldest first) in one transaction, then trim to `retention`.
@@ -467,6 +477,7 @@ mod tests {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&history.pool).await.unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(pragma("PRAGMA wal_autocheckpoint").await, 256);
+        assert_eq!(pragma("PRAGMA cache_size").await, -i64::from(CACHE_KIB));
     }
 
     #[tokio::test]

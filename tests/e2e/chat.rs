@@ -219,6 +219,31 @@ async fn sessions_run_concurrently_and_events_can_be_watched_per_session() {
 }
 
 #[tokio::test]
+async fn a_finished_turn_replays_in_full_until_newer_turns_take_its_place_in_memory() {
+    let llm = MockLlm::start().await;
+    llm.script([Reply::text(&["Hel", "lo"])]);
+    let pryx = Pryx::start(Options::with_llm(&llm)).await;
+    let client = pryx.client().await;
+    let (started, live) = chat(&client, "hello").await;
+
+    let late = follow(&client, &started.turn_id).await;
+    assert_eq!(late.events, live.events, "a late subscriber gets every event again");
+
+    // Finished turns' logs are kept for the newest 256 turns only (memory stays flat); one
+    // session keeps the requests small.
+    let session = client.session_create(None).await.unwrap();
+    for i in 0..256 {
+        let next = client.message_send(session.id.clone(), format!("message {i}")).await.unwrap();
+        follow(&client, &next.turn_id).await;
+    }
+    let stored = follow(&client, &started.turn_id).await;
+    let [envelope] = &stored.events[..] else { panic!("{:?}", stored.events) };
+    assert_eq!(envelope.event, live.events.last().unwrap().event, "the stored outcome, with the answer's id");
+    let detail = client.session_get(started.session_id).await.unwrap();
+    assert_eq!(detail.messages[1].content, "Hello", "the answer itself is in the store");
+}
+
+#[tokio::test]
 async fn sessions_can_be_listed_renamed_and_deleted_with_clear_errors() {
     let llm = MockLlm::start().await;
     let pryx = Pryx::start(Options::with_llm(&llm)).await;

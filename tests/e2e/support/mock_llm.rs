@@ -117,6 +117,13 @@ impl MockLlm {
         self.shared.lock().unwrap().requests.clone()
     }
 
+    /// Forget the requests recorded so far (a long benchmark would otherwise keep them all).
+    pub fn forget_requests(&self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.requests.clear();
+        shared.auth_headers.clear();
+    }
+
     pub fn auth_headers(&self) -> Vec<Option<String>> {
         self.shared.lock().unwrap().auth_headers.clone()
     }
