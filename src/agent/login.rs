@@ -160,8 +160,7 @@ impl Agent {
     /// with the kernel keyring, listing it while the agent's first secrets are read made
     /// that read miss now and then (seen in `secrets::the_kernel_keyring_works_for_headless_servers`).
     pub async fn keep_logins_fresh(self: Arc<Self>, stop: CancellationToken) {
-        let cloud = &self.config.cloud;
-        if cloud.url.is_none() && cloud.github_client_id.is_none() {
+        if !auth::Provider::ALL.iter().any(|&p| auth::can_log_in(&self.config.cloud, p).is_ok()) {
             return;
         }
         loop {

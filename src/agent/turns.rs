@@ -47,9 +47,9 @@ use crate::tools::LiveTools;
 /// How long a finished turn's event log stays in memory for late subscribers, at most.
 const KEEP_FINISHED_TURN: Duration = Duration::from_secs(120);
 /// At most this many finished turns keep their event logs in memory ...
-pub(super) const MAX_FINISHED_TURNS: usize = 256;
+const MAX_FINISHED_TURNS: usize = 256;
 /// ... and their logs hold at most about this many bytes together.
-pub(super) const MAX_FINISHED_LOG_BYTES: usize = 4 << 20;
+const MAX_FINISHED_LOG_BYTES: usize = 4 << 20;
 
 /// Everything a turn needs to know about itself, shared with subscribers.
 pub(super) struct TurnHandle {
@@ -59,17 +59,11 @@ pub(super) struct TurnHandle {
     /// The turn's events in order; an event's index is its `seq`. Envelopes are made when
     /// an event is sent, so the log does not hold the turn's ids once per event.
     log: Mutex<Vec<TurnEvent>>,
-    /// How many events the log holds, and whether the turn has ended (one channel for both:
-    /// each channel costs a few hundred bytes per turn).
-    progress: watch::Sender<Progress>,
+    /// Whether the turn has ended; every event also wakes the receivers, so followers
+    /// wait on this one channel for both (each channel costs a few hundred bytes per turn).
+    progress: watch::Sender<bool>,
     /// Test fault: panic at this turn's first delta (armed by `debug.fault turn_panic`).
     pub(super) panic_at_first_delta: AtomicBool,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Progress {
-    events: usize,
-    finished: bool,
 }
 
 impl TurnHandle {
@@ -79,7 +73,7 @@ impl TurnHandle {
             session_id,
             cancel,
             log: Mutex::new(Vec::new()),
-            progress: watch::channel(Progress::default()).0,
+            progress: watch::channel(false).0,
             panic_at_first_delta: AtomicBool::new(panic_at_first_delta),
         }
     }
@@ -99,12 +93,12 @@ impl TurnHandle {
     }
 
     pub(super) fn is_finished(&self) -> bool {
-        self.progress.borrow().finished
+        *self.progress.borrow()
     }
 
     async fn wait_finished(&self) {
         let mut rx = self.progress.subscribe();
-        let _ = rx.wait_for(|p| p.finished).await;
+        let _ = rx.wait_for(|finished| *finished).await;
     }
 
     /// Mark the turn ended; returns about how many bytes its log holds (for the caps).
@@ -114,7 +108,7 @@ impl TurnHandle {
             log.shrink_to_fit();
             log.iter().map(event_bytes).sum::<usize>() + self.id.len() + self.session_id.len()
         };
-        self.progress.send_modify(|p| p.finished = true);
+        self.progress.send_replace(true);
         bytes
     }
 }
@@ -171,11 +165,13 @@ impl FinishedLogs {
         Some(id)
     }
 
-    pub(super) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.order.len()
     }
 
-    pub(super) fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.bytes
     }
 }
@@ -534,12 +530,11 @@ impl TurnEngine {
     }
 
     /// Forget finished turns' logs older than [`KEEP_FINISHED_TURN`] (finishing a turn does
-    /// it too; this is for when none finishes). Returns (logs kept, their bytes).
-    pub fn forget_expired_turns(&self) -> (usize, usize) {
+    /// it too; this is for when none finishes).
+    pub fn forget_expired_turns(&self) {
         let mut turns = self.lock_turns();
         let forget = turns.finished.expire(Instant::now());
         turns.forget(forget);
-        (turns.finished.len(), turns.finished.bytes())
     }
 
     // ---- helpers ----
@@ -574,8 +569,8 @@ pub(super) fn emit_to(events: &broadcast::Sender<TurnEventEnvelope>, turn: &Turn
         let _ = events.send(turn.envelope(log.len(), event.clone()));
     }
     log.push(event);
-    let events = log.len();
-    turn.progress.send_modify(|p| p.events = events);
+    // Wake followers (the value, whether the turn ended, stays as it is).
+    turn.progress.send_modify(|_| ());
 }
 
 #[cfg(test)]
